@@ -1,0 +1,86 @@
+# dpoc — Direct Preference Optimization in C.
+#   make            build build/dpoc
+#   make demo       install missing packages, build, run the embedded default
+#   make test       install missing packages, build, run every test  (SANITIZE=1: under ASan+UBSan)
+#   make precompute / train / sweep   CONFIG=pipeline.yaml SET="key=value ..."
+#   make deps       install exactly the missing Debian packages
+#   make bench      benchmarks side by side with PyTorch
+
+CONFIG   ?= pipeline.yaml
+SET      ?=
+SANITIZE ?=
+PYTHON   ?= /usr/bin/python3
+
+PKGS := openblas sqlite3 libzstd yaml-0.1 jansson libpcre2-8 libutf8proc libxxhash zlib
+
+ifeq ($(SANITIZE),1)
+BUILD    ?= build/san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1
+else
+BUILD    ?= build
+SANFLAGS :=
+endif
+
+CC       ?= gcc
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Icommon $(SANFLAGS)
+CFLAGS   += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+LDFLAGS  += -fopenmp $(SANFLAGS)
+
+COMMON_SRC := $(wildcard common/*.c)
+STAGE_SRC  := $(wildcard stages/*.c)
+TEST_SRC   := $(wildcard tests/test_*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+STAGE_OBJ  := $(STAGE_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps demo test precompute train sweep bench clean check-deps
+.DEFAULT_GOAL := all
+
+all: $(BUILD)/dpoc
+
+# Install what is missing (as root, via sudo, or print the command).
+deps:
+	@sh tests/deps.sh install
+
+check-deps:
+	@sh tests/deps.sh check
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# The pipeline schema is compiled into the binary (see common/config.c).
+$(BUILD)/common/config.o: schemas/pipeline.schema.yaml
+
+$(BUILD)/libdpoc.a: $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/dpoc: $(STAGE_OBJ) $(BUILD)/libdpoc.a
+	$(CC) $(LDFLAGS) -o $@ $(STAGE_OBJ) $(BUILD)/libdpoc.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libdpoc.a tests/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -MMD -MP $< -o $@ $(BUILD)/libdpoc.a $(LDFLAGS) $(LDLIBS)
+
+test: deps
+	@$(MAKE) --no-print-directory $(BUILD)/dpoc $(TEST_BIN)
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) SANITIZE=$(SANITIZE) sh tests/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory $(BUILD)/dpoc
+	@sh examples/demo.sh $(BUILD)/dpoc
+
+precompute train sweep: $(BUILD)/dpoc
+	$(BUILD)/dpoc $@ -c $(CONFIG) $(foreach s,$(SET),--set $(s))
+
+bench: deps
+	@$(MAKE) --no-print-directory $(BUILD)/dpoc
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/bench/run.sh
+
+clean:
+	rm -rf build
+
+-include $(COMMON_OBJ:.o=.d) $(STAGE_OBJ:.o=.d) $(TEST_BIN:=.d)

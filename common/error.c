@@ -1,0 +1,41 @@
+/* error — see error.h. */
+#include "error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int dp_fail(dp_err *err, const char *fmt, ...) {
+    if (!err) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int dp_context(dp_err *err, const char *fmt, ...) {
+    if (!err) return -1;
+    char prefix[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    char old[sizeof err->msg];
+    memcpy(old, err->msg, sizeof old);
+    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    return -1;
+}
+
+void *dp_malloc(size_t n, dp_err *err) {
+    void *p = malloc(n ? n : 1);
+    if (!p) dp_fail(err, "out of memory allocating %zu bytes", n);
+    return p;
+}
+
+void *dp_calloc(size_t count, size_t size, dp_err *err) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) dp_fail(err, "out of memory allocating %zu x %zu bytes", count, size);
+    return p;
+}
