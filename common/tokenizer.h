@@ -1,0 +1,47 @@
+/* tokenizer — Hugging Face tokenizer.json (byte-level BPE and
+ * SentencePiece-style BPE), exact to the `tokenizers` library.
+ *
+ * Pipeline: added tokens split out (leftmost-longest) → normalizer →
+ * pre-tokenizer → BPE per piece; decoding runs the decoder. A loaded
+ * tokenizer is immutable: encode/decode may run on many threads at once. */
+#ifndef DP_TOKENIZER_H
+#define DP_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+typedef struct tokenizer tokenizer;
+
+/* Loads PATH (a tokenizer.json) and, if present beside it,
+ * tokenizer_config.json (add_bos_token/add_eos_token, chat_template,
+ * bos/eos token names). On success *out is owned by the caller
+ * (tok_free). Errors name the file and the JSON path at fault. */
+int tok_load(tokenizer **out, const char *path, dp_err *err);
+void tok_free(tokenizer *t);
+
+/* Encodes LEN bytes of UTF-8 TEXT as Hugging Face
+ * encode(text, add_special_tokens=False). *ids is malloc'd and owned by the
+ * caller. Invalid UTF-8 is an error naming the byte offset, unless
+ * `replace_invalid` is set, in which case bad bytes become U+FFFD. */
+int tok_encode(const tokenizer *t, const char *text, size_t len, int replace_invalid,
+               int32_t **ids, size_t *n, dp_err *err);
+
+/* Like tok_encode, then adds BOS/EOS as the post-processor (or
+ * tokenizer_config.json's add_bos_token/add_eos_token) says. */
+int tok_encode_special(const tokenizer *t, const char *text, size_t len, int32_t **ids,
+                       size_t *n, dp_err *err);
+
+/* Decodes ids to UTF-8 text through the tokenizer's decoder; *text is
+ * malloc'd, NUL-terminated, owned by the caller. */
+int tok_decode(const tokenizer *t, const int32_t *ids, size_t n, char **text, size_t *len,
+               dp_err *err);
+
+int tok_vocab_size(const tokenizer *t);      /* largest id + 1, added tokens included */
+int tok_bos_id(const tokenizer *t);          /* -1 when the tokenizer has none */
+int tok_eos_id(const tokenizer *t);          /* -1 when the tokenizer has none */
+int tok_adds_bos(const tokenizer *t);        /* 1 if encode_special prepends BOS */
+const char *tok_chat_template(const tokenizer *t); /* tokenizer_config.json's, or NULL */
+
+#endif
