@@ -24,7 +24,14 @@ int dp_context(dp_err *err, const char *fmt, ...) {
     va_end(ap);
     char old[sizeof err->msg];
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    size_t k = strlen(prefix);
+    if (k > sizeof err->msg - 3) k = sizeof err->msg - 3;
+    memcpy(err->msg, prefix, k);
+    memcpy(err->msg + k, ": ", 2);
+    size_t room = sizeof err->msg - k - 3;
+    size_t m = strnlen(old, room);
+    memcpy(err->msg + k + 2, old, m);
+    err->msg[k + 2 + m] = '\0';
     return -1;
 }
 

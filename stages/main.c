@@ -1,0 +1,70 @@
+/* dpoc — one binary, one subcommand per stage or tool.
+ *
+ * Each command is `int cmd_NAME(int argc, char **argv)` (argv[0] is the
+ * command name) living in its own file under stages/; it returns the exit
+ * status: 0 success, 1 error (message printed once, on one line), 2 usage. */
+#include <stdio.h>
+#include <string.h>
+
+typedef int (*command_fn)(int argc, char **argv);
+
+/* Declared weak so the binary links while a command is still being built;
+ * a missing one says so instead of crashing. */
+#define DECLARE(name) extern int cmd_##name(int argc, char **argv) __attribute__((weak));
+DECLARE(precompute)
+DECLARE(train)
+DECLARE(sweep)
+DECLARE(sft)
+DECLARE(sample)
+DECLARE(eval)
+DECLARE(report)
+DECLARE(tokenize)
+DECLARE(store)
+DECLARE(config)
+DECLARE(model)
+
+static const struct {
+    const char *name;
+    command_fn *fn;
+    const char *summary;
+} commands[] = {
+    {"precompute", (command_fn[]){cmd_precompute}, "stage one: cache reference log-probabilities in the store"},
+    {"train", (command_fn[]){cmd_train}, "stage two: train the policy against the cache"},
+    {"sweep", (command_fn[]){cmd_sweep}, "train every combination of the sweep grid"},
+    {"sft", (command_fn[]){cmd_sft}, "stage zero: supervised fine-tuning on the responses"},
+    {"sample", (command_fn[]){cmd_sample}, "generate text from a model"},
+    {"eval", (command_fn[]){cmd_eval}, "evaluate the reference and trained policies"},
+    {"report", (command_fn[]){cmd_report}, "plots and a summary of runs"},
+    {"tokenize", (command_fn[]){cmd_tokenize}, "JSON Lines text <-> token ids with a tokenizer.json"},
+    {"store", (command_fn[]){cmd_store}, "inspect the cache: info, verify, dump, merge"},
+    {"config", (command_fn[]){cmd_config}, "print the resolved configuration or its schema"},
+    {"model", (command_fn[]){cmd_model}, "model info: sizes and training memory"},
+};
+#define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: dpoc COMMAND [options]   (dpoc COMMAND --help for its options)\n\ncommands:\n");
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (*commands[i].fn) fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (int i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0) continue;
+        if (!*commands[i].fn) {
+            fprintf(stderr, "dpoc: command '%s' is not available in this build\n", argv[1]);
+            return 2;
+        }
+        return (*commands[i].fn)(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "dpoc: unknown command '%s' (dpoc --help lists them)\n", argv[1]);
+    return 2;
+}
