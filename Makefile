@@ -51,8 +51,9 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-# The pipeline schema is compiled into the binary (see common/config.c).
+# The schemas are compiled into the binary (.incbin in common/config.c, common/store.c).
 $(BUILD)/common/config.o: schemas/pipeline.schema.yaml
+$(BUILD)/common/store.o: schemas/store.sql
 
 $(BUILD)/libdpoc.a: $(COMMON_OBJ)
 	@rm -f $@
