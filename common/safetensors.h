@@ -37,7 +37,11 @@ typedef struct st_set st_set;
 
 /* Opens a model directory or a file: DIR/model.safetensors,
  * DIR/model.safetensors.index.json (sharded), or PATH itself if it is a
- * .safetensors file. *out is owned by the caller (st_close). */
+ * .safetensors file. *out is owned by the caller (st_close).
+ * A directory with both prefers model.safetensors (as transformers does).
+ * st_get(s, i) iterates the tensors sorted by name; st_find uses a hash table.
+ * Sharded: every weight_map entry must be in the shard it names, every shard
+ * tensor must be listed, and no name may be in two shards. */
 int st_open(st_set **out, const char *path, dp_err *err);
 void st_close(st_set *s);
 
@@ -48,6 +52,24 @@ const st_tensor *st_find(const st_set *s, const char *name); /* NULL if absent *
 /* Converts a tensor of dtype F32, F16, BF16 or F64 to fp32 into DST
  * (t->numel floats). Other dtypes are an error naming the tensor. */
 int st_to_f32(const st_tensor *t, float *dst, dp_err *err);
+
+/* The format's dtype name ("F32", "BF16", ...) and element size in bytes. */
+const char *st_dtype_name(st_dtype d);
+size_t st_dtype_size(st_dtype d);
+
+/* The "__metadata__" value for KEY (the first shard holding it wins), or NULL.
+ * Owned by the set. */
+const char *st_metadata(const st_set *s, const char *key);
+
+/* The path of the file holding T (a tensor of S), owned by the set. */
+const char *st_tensor_file(const st_set *s, const st_tensor *t);
+
+/* Scalar conversions: IEEE half and bfloat16 to fp32 (exact, including
+ * subnormals, infinities and NaN), fp32 to bfloat16 rounding to nearest even
+ * (NaN stays NaN, made quiet). */
+float st_f16_to_f32(uint16_t h);
+float st_bf16_to_f32(uint16_t b);
+uint16_t st_f32_to_bf16(float f);
 
 /* A tensor to write: fp32 data in row-major order. */
 typedef struct st_write_tensor {

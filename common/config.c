@@ -1,0 +1,983 @@
+/* config — see config.h.
+ *
+ * Both the schema and the user's file are read into a small YAML tree
+ * (yaml_tree) through libyaml's event API, which lets us refuse aliases
+ * before anything is expanded and keep every node's line and column. */
+#include "config.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <yaml.h>
+
+/* The schema, embedded at build time (NUL-terminated). */
+__asm__(".section .rodata\n"
+        ".global cfg_schema_yaml\n"
+        "cfg_schema_yaml:\n"
+        ".incbin \"schemas/pipeline.schema.yaml\"\n"
+        ".byte 0\n"
+        ".previous\n");
+extern const char cfg_schema_yaml[];
+
+#define CFG_MAX_DEPTH 32
+#define CFG_MAX_FILE (16u << 20)
+
+/* ---- YAML tree ---------------------------------------------------------- */
+
+typedef enum { YN_SCALAR, YN_MAP, YN_SEQ } yn_kind;
+
+typedef struct ynode {
+    yn_kind kind;
+    char *text;               /* scalar value */
+    int quoted;               /* scalar was quoted or a block literal */
+    int line, col;            /* 1-based */
+    int n, cap;
+    struct ynode **items;     /* MAP: key, value, key, value...; SEQ: items */
+} ynode;
+
+static void yn_free(ynode *n) {
+    if (!n) return;
+    for (int i = 0; i < n->n; i++) yn_free(n->items[i]);
+    free(n->items);
+    free(n->text);
+    free(n);
+}
+
+static ynode *yn_new(yn_kind kind, yaml_mark_t mark) {
+    ynode *n = calloc(1, sizeof *n);
+    if (!n) return NULL;
+    n->kind = kind;
+    n->line = (int)mark.line + 1;
+    n->col = (int)mark.column + 1;
+    return n;
+}
+
+static int yn_push(ynode *parent, ynode *child) {
+    if (parent->n == parent->cap) {
+        int cap = parent->cap ? parent->cap * 2 : 8;
+        ynode **items = realloc(parent->items, (size_t)cap * sizeof *items);
+        if (!items) return -1;
+        parent->items = items;
+        parent->cap = cap;
+    }
+    parent->items[parent->n++] = child;
+    return 0;
+}
+
+/* Parses LEN bytes of YAML (one document) into *out; NAME is used in errors.
+ * An empty document gives an empty map. */
+static int yaml_tree(const char *name, const char *text, size_t len, ynode **out, dp_err *err) {
+    yaml_parser_t p;
+    yaml_event_t ev;
+    ynode *stack[CFG_MAX_DEPTH + 1];
+    int depth = 0, rc = -1;
+    ynode *root = NULL;
+    *out = NULL;
+    if (!yaml_parser_initialize(&p)) return dp_fail(err, "%s: out of memory", name);
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    for (;;) {
+        if (!yaml_parser_parse(&p, &ev)) {
+            dp_fail(err, "%s:%zu:%zu: invalid YAML: %s", name, p.problem_mark.line + 1,
+                    p.problem_mark.column + 1, p.problem ? p.problem : "syntax error");
+            goto done;
+        }
+        yaml_event_type_t t = ev.type;
+        ynode *node = NULL;
+        if (t == YAML_STREAM_END_EVENT) {
+            yaml_event_delete(&ev);
+            break;
+        }
+        if (t == YAML_ALIAS_EVENT) {
+            dp_fail(err, "%s:%zu:%zu: YAML aliases are not supported (use plain values)", name,
+                    ev.start_mark.line + 1, ev.start_mark.column + 1);
+            yaml_event_delete(&ev);
+            goto done;
+        }
+        if (t == YAML_DOCUMENT_START_EVENT && root) {
+            dp_fail(err, "%s:%zu:%zu: expected one YAML document, found a second", name,
+                    ev.start_mark.line + 1, ev.start_mark.column + 1);
+            yaml_event_delete(&ev);
+            goto done;
+        }
+        if (t == YAML_SCALAR_EVENT) {
+            node = yn_new(YN_SCALAR, ev.start_mark);
+            if (node) {
+                node->text = strndup((const char *)ev.data.scalar.value, ev.data.scalar.length);
+                node->quoted = ev.data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+                if (!node->text) { yn_free(node); node = NULL; }
+            }
+        } else if (t == YAML_MAPPING_START_EVENT || t == YAML_SEQUENCE_START_EVENT) {
+            node = yn_new(t == YAML_MAPPING_START_EVENT ? YN_MAP : YN_SEQ, ev.start_mark);
+        } else if (t == YAML_MAPPING_END_EVENT || t == YAML_SEQUENCE_END_EVENT) {
+            depth--;
+            yaml_event_delete(&ev);
+            continue;
+        } else {
+            yaml_event_delete(&ev);
+            continue;
+        }
+        if (!node) {
+            dp_fail(err, "%s: out of memory", name);
+            yaml_event_delete(&ev);
+            goto done;
+        }
+        if (depth == 0) {
+            root = node;
+        } else if (yn_push(stack[depth - 1], node)) {
+            yn_free(node);
+            dp_fail(err, "%s: out of memory", name);
+            yaml_event_delete(&ev);
+            goto done;
+        }
+        if (node->kind != YN_SCALAR) {
+            if (depth == CFG_MAX_DEPTH) {
+                dp_fail(err, "%s:%d:%d: nesting deeper than %d levels", name, node->line,
+                        node->col, CFG_MAX_DEPTH);
+                yaml_event_delete(&ev);
+                goto done;
+            }
+            stack[depth++] = node;
+        }
+        yaml_event_delete(&ev);
+    }
+    if (!root) {
+        yaml_mark_t m = {0, 0, 0};
+        root = yn_new(YN_MAP, m);
+    } else if (root->kind == YN_SCALAR && root->text[0] == '\0' && !root->quoted) {
+        yn_free(root);
+        yaml_mark_t m = {0, 0, 0};
+        root = yn_new(YN_MAP, m);
+    }
+    *out = root;
+    root = NULL;
+    rc = 0;
+done:
+    yn_free(root);
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+static const ynode *yn_get(const ynode *map, const char *key) {
+    if (!map || map->kind != YN_MAP) return NULL;
+    for (int i = 0; i + 1 < map->n; i += 2)
+        if (map->items[i]->kind == YN_SCALAR && !strcmp(map->items[i]->text, key))
+            return map->items[i + 1];
+    return NULL;
+}
+
+/* ---- schema ------------------------------------------------------------- */
+
+typedef enum {
+    T_STRING, T_PATH, T_INT, T_NUMBER, T_BOOL, T_ENUM, T_ENUM_LIST, T_NUMBER_LIST, T_GRID
+} cfg_type;
+
+static const char *const type_names[] = {"string", "path", "int", "number", "bool",
+                                         "enum", "enum_list", "number_list", "grid"};
+
+typedef struct leaf {
+    char *key;                /* "train.beta" */
+    cfg_type type;
+    int has_min, has_max, has_gt, has_lt;
+    double min, max, gt, lt;
+    char **values;            /* enum values */
+    int n_values;
+    const ynode *def;         /* default, a node of the schema tree */
+    const char *doc;
+} leaf;
+
+typedef struct schema {
+    ynode *tree;
+    leaf *leaves;
+    int n;
+} schema;
+
+static schema g_schema;
+static int g_schema_loaded;
+
+static int schema_add(schema *s, const char *prefix, const ynode *map, dp_err *err) {
+    for (int i = 0; i + 1 < map->n; i += 2) {
+        const ynode *k = map->items[i], *v = map->items[i + 1];
+        char key[256];
+        snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", k->text);
+        if (v->kind != YN_MAP) return dp_fail(err, "schema:%d: %s: expected a mapping", v->line, key);
+        const ynode *type = yn_get(v, "type");
+        if (!type) {
+            if (schema_add(s, key, v, err)) return -1;
+            continue;
+        }
+        leaf *l = realloc(s->leaves, (size_t)(s->n + 1) * sizeof *l);
+        if (!l) return dp_fail(err, "out of memory");
+        s->leaves = l;
+        l = &s->leaves[s->n++];
+        memset(l, 0, sizeof *l);
+        l->key = strdup(key);
+        int t;
+        for (t = 0; t <= T_GRID; t++)
+            if (!strcmp(type->text, type_names[t])) break;
+        if (t > T_GRID) return dp_fail(err, "schema: %s: unknown type %s", key, type->text);
+        l->type = (cfg_type)t;
+        const ynode *n;
+        if ((n = yn_get(v, "min"))) l->has_min = 1, l->min = strtod(n->text, NULL);
+        if ((n = yn_get(v, "max"))) l->has_max = 1, l->max = strtod(n->text, NULL);
+        if ((n = yn_get(v, "gt"))) l->has_gt = 1, l->gt = strtod(n->text, NULL);
+        if ((n = yn_get(v, "lt"))) l->has_lt = 1, l->lt = strtod(n->text, NULL);
+        if ((n = yn_get(v, "values"))) {
+            l->values = calloc((size_t)n->n, sizeof *l->values);
+            if (!l->values) return dp_fail(err, "out of memory");
+            for (int j = 0; j < n->n; j++) l->values[j] = n->items[j]->text;
+            l->n_values = n->n;
+        }
+        l->def = yn_get(v, "default");
+        n = yn_get(v, "doc");
+        l->doc = n ? n->text : "";
+        if (!l->def) return dp_fail(err, "schema: %s: no default", key);
+    }
+    return 0;
+}
+
+/* The schema is parsed once per process; it is compiled in, so a failure
+ * here is a build defect and asserted. */
+static const schema *schema_get(void) {
+    if (g_schema_loaded) return &g_schema;
+    dp_err err;
+    int rc = yaml_tree("schemas/pipeline.schema.yaml", cfg_schema_yaml, strlen(cfg_schema_yaml),
+                       &g_schema.tree, &err);
+    if (rc == 0) rc = schema_add(&g_schema, "", g_schema.tree, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    assert(rc == 0);
+    g_schema_loaded = 1;
+    return &g_schema;
+}
+
+static const leaf *schema_find(const schema *s, const char *key, int *index) {
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->leaves[i].key, key)) {
+            if (index) *index = i;
+            return &s->leaves[i];
+        }
+    return NULL;
+}
+
+/* ---- values -------------------------------------------------------------- */
+
+typedef struct value {
+    char *str;                /* string, path, enum; numbers keep their text too */
+    double num;
+    long i;
+    int b;
+    int n;                    /* list length / grid keys */
+    char **items;             /* enum_list items; grid: key, then its values joined */
+    double *nums;             /* number_list */
+    int *grid_len;            /* grid: values per key */
+    char ***grid_vals;
+} value;
+
+struct config {
+    char *path;
+    char *base_dir;           /* for relative paths in the file */
+    value *v;                 /* one per schema leaf */
+};
+
+static void value_clear(value *v) {
+    free(v->str);
+    for (int i = 0; i < v->n; i++) {
+        if (v->items) free(v->items[i]);
+        if (v->grid_vals) {
+            for (int j = 0; j < v->grid_len[i]; j++) free(v->grid_vals[i][j]);
+            free(v->grid_vals[i]);
+        }
+    }
+    free(v->items);
+    free(v->nums);
+    free(v->grid_len);
+    free(v->grid_vals);
+    memset(v, 0, sizeof *v);
+}
+
+/* "a number > 0", "an integer in [1, 10]", ... */
+static void describe(const leaf *l, char *buf, size_t size) {
+    const char *what = l->type == T_INT ? "an integer" : "a number";
+    int lo = l->has_min || l->has_gt, hi = l->has_max || l->has_lt;
+    double a = l->has_gt ? l->gt : l->min, b = l->has_lt ? l->lt : l->max;
+    if (lo && hi && l->type != T_INT && b < 1e6)
+        snprintf(buf, size, "%s in %c%g, %g%c", what, l->has_gt ? '(' : '[', a, b,
+                 l->has_lt ? ')' : ']');
+    else if (lo && hi && l->type == T_INT && b < 1e6)
+        snprintf(buf, size, "%s in [%g, %g]", what, a, b);
+    else if (lo)
+        snprintf(buf, size, "%s %s %g", what, l->has_gt ? ">" : ">=", a);
+    else
+        snprintf(buf, size, "%s", what);
+}
+
+static void quote_scalar(const ynode *n, char *buf, size_t size) {
+    if (n->kind == YN_MAP) snprintf(buf, size, "a mapping");
+    else if (n->kind == YN_SEQ) snprintf(buf, size, "a list");
+    else if (n->text[0] == '\0' && !n->quoted) snprintf(buf, size, "nothing");
+    else snprintf(buf, size, "\"%.80s\"", n->text);
+}
+
+static int parse_number(const ynode *n, double *out) {
+    if (n->kind != YN_SCALAR || n->quoted || !n->text[0]) return -1;
+    char *end;
+    errno = 0;
+    double d = strtod(n->text, &end);
+    if (*end || errno || !isfinite(d)) return -1;
+    /* YAML has no hex floats or "nan"; strtod accepts them. */
+    for (const char *c = n->text; *c; c++)
+        if (isalpha((unsigned char)*c) && *c != 'e' && *c != 'E') return -1;
+    *out = d;
+    return 0;
+}
+
+static int in_range(const leaf *l, double d) {
+    if (l->has_min && d < l->min) return 0;
+    if (l->has_max && d > l->max) return 0;
+    if (l->has_gt && d <= l->gt) return 0;
+    if (l->has_lt && d >= l->lt) return 0;
+    return 1;
+}
+
+static int enum_index(const leaf *l, const char *s) {
+    for (int i = 0; i < l->n_values; i++)
+        if (!strcmp(l->values[i], s)) return i;
+    return -1;
+}
+
+static void enum_list_text(const leaf *l, char *buf, size_t size) {
+    size_t k = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < l->n_values && k + 2 < size; i++)
+        k += (size_t)snprintf(buf + k, size - k, "%s%s", i ? ", " : "", l->values[i]);
+}
+
+static char *join_path(const char *base, const char *p) {
+    if (!p[0] || p[0] == '/' || !base || !base[0] || !strcmp(base, ".")) return strdup(p);
+    size_t n = strlen(base) + strlen(p) + 2;
+    char *out = malloc(n);
+    if (out) snprintf(out, n, "%s/%s", base, p);
+    return out;
+}
+
+static int apply(const config *c, const leaf *l, const ynode *n, const char *where,
+                 const char *base_dir, value *out, dp_err *err);
+
+/* Checks one grid (sweep) entry: KEY must be a settable leaf and every value
+ * valid for it. */
+static int apply_grid(const config *c, const leaf *l, const ynode *n, const char *where,
+                      value *out, dp_err *err) {
+    const schema *s = schema_get();
+    if (n->kind != YN_MAP)
+        return dp_fail(err, "%s:%d:%d: %s: expected a mapping from keys to lists of values", where,
+                       n->line, n->col, l->key);
+    int keys = n->n / 2;
+    out->items = calloc((size_t)keys + 1, sizeof *out->items);
+    out->grid_len = calloc((size_t)keys + 1, sizeof *out->grid_len);
+    out->grid_vals = calloc((size_t)keys + 1, sizeof *out->grid_vals);
+    if (!out->items || !out->grid_len || !out->grid_vals) return dp_fail(err, "out of memory");
+    for (int k = 0; k < keys; k++) {
+        const ynode *key = n->items[2 * k], *vals = n->items[2 * k + 1];
+        const leaf *target = key->kind == YN_SCALAR ? schema_find(s, key->text, NULL) : NULL;
+        if (!target || target->type == T_GRID)
+            return dp_fail(err, "%s:%d:%d: %s: unknown key %s to sweep over", where, key->line,
+                           key->col, l->key, key->kind == YN_SCALAR ? key->text : "(not a name)");
+        if (vals->kind != YN_SEQ || vals->n == 0)
+            return dp_fail(err, "%s:%d:%d: %s.%s: expected a non-empty list of values", where,
+                           vals->line, vals->col, l->key, key->text);
+        out->items[k] = strdup(key->text);
+        out->grid_vals[k] = calloc((size_t)vals->n, sizeof(char *));
+        out->n = k + 1;
+        if (!out->items[k] || !out->grid_vals[k]) return dp_fail(err, "out of memory");
+        for (int j = 0; j < vals->n; j++) {
+            value scratch = {0};
+            int rc = apply(c, target, vals->items[j], where, "", &scratch, err);
+            value_clear(&scratch);
+            if (rc) return -1;
+            if (vals->items[j]->kind != YN_SCALAR)
+                return dp_fail(err, "%s:%d:%d: %s.%s: sweep values must be single values", where,
+                               vals->items[j]->line, vals->items[j]->col, l->key, key->text);
+            out->grid_vals[k][j] = strdup(vals->items[j]->text);
+            out->grid_len[k] = j + 1;
+            if (!out->grid_vals[k][j]) return dp_fail(err, "out of memory");
+        }
+    }
+    return 0;
+}
+
+/* Converts node N to leaf L's type into *out (cleared first). WHERE is the
+ * file name (or "--set"); paths resolve against BASE_DIR. */
+static int apply(const config *c, const leaf *l, const ynode *n, const char *where,
+                 const char *base_dir, value *out, dp_err *err) {
+    char got[128], want[128];
+    value_clear(out);
+    quote_scalar(n, got, sizeof got);
+#define BAD(...) dp_fail(err, "%s:%d:%d: %s: expected %s, got %s", where, n->line, n->col, l->key, __VA_ARGS__)
+    switch (l->type) {
+    case T_STRING:
+    case T_PATH:
+        if (n->kind != YN_SCALAR) return BAD(l->type == T_PATH ? "a path" : "a string", got);
+        out->str = l->type == T_PATH ? join_path(base_dir, n->text) : strdup(n->text);
+        break;
+    case T_ENUM:
+        enum_list_text(l, want, sizeof want);
+        if (n->kind != YN_SCALAR || enum_index(l, n->text) < 0) {
+            char w[160];
+            snprintf(w, sizeof w, "one of %s", want);
+            return BAD(w, got);
+        }
+        out->str = strdup(n->text);
+        break;
+    case T_INT:
+    case T_NUMBER: {
+        double d;
+        describe(l, want, sizeof want);
+        if (parse_number(n, &d)) return BAD(want, got);
+        if (l->type == T_INT && (d != floor(d) || strpbrk(n->text, ".eE")))
+            return BAD(want, n->text);
+        if (!in_range(l, d)) return BAD(want, n->text);
+        out->num = d;
+        out->i = (long)d;
+        out->str = strdup(n->text);
+        break;
+    }
+    case T_BOOL: {
+        static const char *const yes[] = {"true", "yes", "on", "True", "TRUE"};
+        static const char *const no[] = {"false", "no", "off", "False", "FALSE"};
+        int b = -1;
+        for (int i = 0; n->kind == YN_SCALAR && !n->quoted && i < 5; i++) {
+            if (!strcmp(n->text, yes[i])) b = 1;
+            if (!strcmp(n->text, no[i])) b = 0;
+        }
+        if (b < 0) return BAD("true or false", got);
+        out->b = b;
+        out->str = strdup(b ? "true" : "false");
+        break;
+    }
+    case T_ENUM_LIST: {
+        enum_list_text(l, want, sizeof want);
+        int count = n->kind == YN_SEQ ? n->n : 1;
+        if (n->kind == YN_MAP) return BAD("one or a list of", got);
+        out->items = calloc((size_t)count + 1, sizeof *out->items);
+        if (!out->items) return dp_fail(err, "out of memory");
+        for (int i = 0; i < count; i++) {
+            const ynode *item = n->kind == YN_SEQ ? n->items[i] : n;
+            if (item->kind != YN_SCALAR || enum_index(l, item->text) < 0) {
+                quote_scalar(item, got, sizeof got);
+                return dp_fail(err, "%s:%d:%d: %s: expected one of %s, got %s", where, item->line,
+                               item->col, l->key, want, got);
+            }
+            out->items[i] = strdup(item->text);
+            out->n = i + 1;
+        }
+        if (count == 0) return BAD("at least one of", "an empty list");
+        break;
+    }
+    case T_NUMBER_LIST: {
+        if (n->kind != YN_SEQ) return BAD("a list of numbers", got);
+        out->nums = calloc((size_t)n->n + 1, sizeof *out->nums);
+        if (!out->nums) return dp_fail(err, "out of memory");
+        for (int i = 0; i < n->n; i++) {
+            if (parse_number(n->items[i], &out->nums[i])) {
+                quote_scalar(n->items[i], got, sizeof got);
+                return dp_fail(err, "%s:%d:%d: %s: expected a number, got %s", where,
+                               n->items[i]->line, n->items[i]->col, l->key, got);
+            }
+        }
+        out->n = n->n;
+        break;
+    }
+    case T_GRID:
+        return apply_grid(c, l, n, where, out, err);
+    }
+#undef BAD
+    if (l->type != T_ENUM_LIST && l->type != T_NUMBER_LIST && !out->str)
+        return dp_fail(err, "out of memory");
+    return 0;
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
+static size_t edit_distance(const char *a, const char *b) {
+    size_t n = strlen(a), m = strlen(b), row[257];
+    if (m > 256) return (size_t)-1;
+    for (size_t j = 0; j <= m; j++) row[j] = j;
+    for (size_t i = 1; i <= n; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= m; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best) best = row[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[m];
+}
+
+static int unknown_key(const char *where, const ynode *k, const char *key, dp_err *err) {
+    const schema *s = schema_get();
+    const char *best = NULL;
+    size_t best_d = (size_t)-1;
+    for (int i = 0; i < s->n; i++) {
+        size_t d = edit_distance(key, s->leaves[i].key);
+        if (d < best_d) best_d = d, best = s->leaves[i].key;
+        /* also sections: the prefix of a leaf up to each dot */
+        const char *dot = s->leaves[i].key;
+        while ((dot = strchr(dot, '.'))) {
+            char sect[256];
+            snprintf(sect, sizeof sect, "%.*s", (int)(dot - s->leaves[i].key), s->leaves[i].key);
+            d = edit_distance(key, sect);
+            if (d < best_d) best_d = d, best = s->leaves[i].key;
+            dot++;
+        }
+    }
+    size_t len = strlen(key);
+    if (best && best_d <= (len > 9 ? len / 3 : 3))
+        return dp_fail(err, "%s:%d:%d: %s: unknown key; did you mean %s?", where, k->line, k->col,
+                       key, best);
+    return dp_fail(err, "%s:%d:%d: %s: unknown key (dpoc config --explain lists them)", where,
+                   k->line, k->col, key);
+}
+
+/* Walks the user's tree: every key must be a section or a leaf. */
+static int load_map(config *c, const ynode *map, const char *prefix, const char *where,
+                    dp_err *err) {
+    const schema *s = schema_get();
+    for (int i = 0; i + 1 < map->n; i += 2) {
+        const ynode *k = map->items[i], *v = map->items[i + 1];
+        if (k->kind != YN_SCALAR)
+            return dp_fail(err, "%s:%d:%d: keys must be plain names", where, k->line, k->col);
+        char key[256];
+        snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", k->text);
+        int idx;
+        const leaf *l = schema_find(s, key, &idx);
+        if (l) {
+            if (apply(c, l, v, where, c->base_dir, &c->v[idx], err)) return -1;
+            continue;
+        }
+        int is_section = 0;
+        size_t kl = strlen(key);
+        for (int j = 0; j < s->n; j++)
+            if (!strncmp(s->leaves[j].key, key, kl) && s->leaves[j].key[kl] == '.') is_section = 1;
+        if (!is_section) return unknown_key(where, k, key, err);
+        if (v->kind == YN_SCALAR && !v->text[0] && !v->quoted) continue; /* empty section */
+        if (v->kind != YN_MAP)
+            return dp_fail(err, "%s:%d:%d: %s: expected a section (a mapping), got a %s", where,
+                           v->line, v->col, key, v->kind == YN_SEQ ? "list" : "value");
+        if (load_map(c, v, key, where, err)) return -1;
+    }
+    return 0;
+}
+
+static config *cfg_new(void) {
+    const schema *s = schema_get();
+    config *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->v = calloc((size_t)s->n, sizeof *c->v);
+    c->path = strdup("");
+    c->base_dir = strdup("");
+    if (!c->v || !c->path || !c->base_dir) {
+        cfg_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void cfg_free(config *c) {
+    if (!c) return;
+    const schema *s = schema_get();
+    for (int i = 0; c->v && i < s->n; i++) value_clear(&c->v[i]);
+    free(c->v);
+    free(c->path);
+    free(c->base_dir);
+    free(c);
+}
+
+int cfg_set(config *c, const char *assignment, const char *origin, dp_err *err) {
+    const schema *s = schema_get();
+    const char *eq = strchr(assignment, '=');
+    if (!eq || eq == assignment)
+        return dp_fail(err, "%s %s: expected key=value", origin, assignment);
+    char key[256];
+    snprintf(key, sizeof key, "%.*s", (int)(eq - assignment), assignment);
+    int idx;
+    const leaf *l = schema_find(s, key, &idx);
+    if (!l) {
+        ynode k = {.kind = YN_SCALAR, .line = 1, .col = 1};
+        unknown_key(origin, &k, key, err);
+        /* "--set:1:1: x: ..." reads oddly; drop the position. */
+        char msg[sizeof err->msg];
+        const char *rest = strstr(err->msg, ": ");
+        snprintf(msg, sizeof msg, "%s%s", origin, rest ? rest : "");
+        snprintf(err->msg, sizeof err->msg, "%s", msg);
+        return -1;
+    }
+    ynode *n = NULL;
+    const char *text = eq + 1;
+    if (yaml_tree(origin, text, strlen(text), &n, err)) return -1;
+    /* An empty value means the empty string for strings and paths. */
+    if (n->kind == YN_MAP && n->n == 0 && (l->type == T_STRING || l->type == T_PATH)) {
+        yn_free(n);
+        yaml_mark_t m = {0, 0, 0};
+        n = yn_new(YN_SCALAR, m);
+        if (!n || !(n->text = strdup(""))) {
+            yn_free(n);
+            return dp_fail(err, "out of memory");
+        }
+    }
+    value v = {0};
+    int rc = apply(c, l, n, origin, "", &v, err);
+    yn_free(n);
+    if (rc) {
+        value_clear(&v);
+        /* positions inside a one-line --set value are noise */
+        char msg[sizeof err->msg];
+        const char *rest = strstr(err->msg, ": ");
+        snprintf(msg, sizeof msg, "%s%s", origin, rest ? rest : "");
+        snprintf(err->msg, sizeof err->msg, "%s", msg);
+        return -1;
+    }
+    value_clear(&c->v[idx]);
+    c->v[idx] = v;
+    return 0;
+}
+
+static char *read_file(const char *path, size_t *len, dp_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        dp_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        dp_fail(err, "%s: not a regular file", path);
+        return NULL;
+    }
+    if ((size_t)st.st_size > CFG_MAX_FILE) {
+        fclose(f);
+        dp_fail(err, "%s: %lld bytes is too large for a configuration (at most %u)", path,
+                (long long)st.st_size, CFG_MAX_FILE);
+        return NULL;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        fclose(f);
+        dp_fail(err, "%s: out of memory", path);
+        return NULL;
+    }
+    *len = fread(buf, 1, (size_t)st.st_size, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        dp_fail(err, "%s: read error", path);
+        return NULL;
+    }
+    buf[*len] = '\0';
+    return buf;
+}
+
+int cfg_load(config **out, const char *path, const char *const *sets, int n_sets, dp_err *err) {
+    const schema *s = schema_get();
+    *out = NULL;
+    config *c = cfg_new();
+    if (!c) return dp_fail(err, "out of memory");
+    ynode *tree = NULL;
+    if (path) {
+        free(c->path);
+        free(c->base_dir);
+        c->path = strdup(path);
+        const char *slash = strrchr(path, '/');
+        c->base_dir = slash ? strndup(path, (size_t)(slash - path + (slash == path))) : strdup("");
+        if (!c->path || !c->base_dir) goto oom;
+        size_t len;
+        char *text = read_file(path, &len, err);
+        if (!text) goto fail;
+        if (memchr(text, '\0', len)) {
+            free(text);
+            dp_fail(err, "%s: contains a NUL byte; expected YAML text", path);
+            goto fail;
+        }
+        int rc = yaml_tree(path, text, len, &tree, err);
+        free(text);
+        if (rc) goto fail;
+        if (tree->kind != YN_MAP) {
+            dp_fail(err, "%s:%d:%d: expected a mapping of sections (store, reference, data, ...)",
+                    path, tree->line, tree->col);
+            goto fail;
+        }
+        if (load_map(c, tree, "", path, err)) goto fail;
+    }
+    for (int i = 0; i < n_sets; i++)
+        if (cfg_set(c, sets[i], "--set", err)) goto fail;
+    /* Defaults for whatever is still unset; default paths are relative to
+     * the file too. */
+    for (int i = 0; i < s->n; i++) {
+        value *v = &c->v[i];
+        if (v->str || v->items || v->nums || v->grid_len) continue;
+        if (s->leaves[i].type == T_NUMBER_LIST && s->leaves[i].def->kind == YN_SEQ &&
+            s->leaves[i].def->n == 0)
+            continue;
+        if (apply(c, &s->leaves[i], s->leaves[i].def, "schema", c->base_dir, v, err)) goto fail;
+    }
+    yn_free(tree);
+    *out = c;
+    return 0;
+oom:
+    dp_fail(err, "out of memory");
+fail:
+    yn_free(tree);
+    cfg_free(c);
+    return -1;
+}
+
+/* ---- getters ------------------------------------------------------------- */
+
+static const value *get(const config *c, const char *key, cfg_type t1, cfg_type t2) {
+    int idx;
+    const leaf *l = schema_find(schema_get(), key, &idx);
+    assert(l && "unknown configuration key");
+    assert(l->type == t1 || l->type == t2);
+    (void)l;
+    (void)t1;
+    (void)t2;
+    return &c->v[idx];
+}
+
+const char *cfg_str(const config *c, const char *key) {
+    int idx;
+    const leaf *l = schema_find(schema_get(), key, &idx);
+    assert(l && (l->type == T_STRING || l->type == T_PATH || l->type == T_ENUM));
+    (void)l;
+    return c->v[idx].str ? c->v[idx].str : "";
+}
+long cfg_int(const config *c, const char *key) { return get(c, key, T_INT, T_INT)->i; }
+double cfg_num(const config *c, const char *key) { return get(c, key, T_NUMBER, T_INT)->num; }
+int cfg_bool(const config *c, const char *key) { return get(c, key, T_BOOL, T_BOOL)->b; }
+int cfg_list_len(const config *c, const char *key) {
+    return get(c, key, T_ENUM_LIST, T_NUMBER_LIST)->n;
+}
+const char *cfg_list_str(const config *c, const char *key, int i) {
+    const value *v = get(c, key, T_ENUM_LIST, T_ENUM_LIST);
+    assert(i >= 0 && i < v->n);
+    return v->items[i];
+}
+double cfg_list_num(const config *c, const char *key, int i) {
+    const value *v = get(c, key, T_NUMBER_LIST, T_NUMBER_LIST);
+    assert(i >= 0 && i < v->n);
+    return v->nums[i];
+}
+int cfg_sweep_keys(const config *c) { return get(c, "sweep", T_GRID, T_GRID)->n; }
+const char *cfg_sweep_key(const config *c, int k) {
+    return get(c, "sweep", T_GRID, T_GRID)->items[k];
+}
+int cfg_sweep_len(const config *c, int k) { return get(c, "sweep", T_GRID, T_GRID)->grid_len[k]; }
+const char *cfg_sweep_value(const config *c, int k, int i) {
+    return get(c, "sweep", T_GRID, T_GRID)->grid_vals[k][i];
+}
+const char *cfg_path(const config *c) { return c->path; }
+
+config *cfg_clone(const config *c) {
+    const schema *s = schema_get();
+    config *d = cfg_new();
+    if (!d) return NULL;
+    free(d->path);
+    free(d->base_dir);
+    d->path = strdup(c->path);
+    d->base_dir = strdup(c->base_dir);
+    int ok = d->path && d->base_dir;
+    for (int i = 0; ok && i < s->n; i++) {
+        const value *a = &c->v[i];
+        value *b = &d->v[i];
+        b->num = a->num, b->i = a->i, b->b = a->b, b->n = a->n;
+        if (a->str && !(b->str = strdup(a->str))) ok = 0;
+        if (a->items) {
+            b->items = calloc((size_t)a->n + 1, sizeof *b->items);
+            for (int j = 0; b->items && j < a->n; j++) b->items[j] = strdup(a->items[j]);
+            if (!b->items) ok = 0;
+        }
+        if (a->nums) {
+            b->nums = calloc((size_t)a->n + 1, sizeof *b->nums);
+            if (b->nums) memcpy(b->nums, a->nums, (size_t)a->n * sizeof *b->nums);
+            else ok = 0;
+        }
+        if (a->grid_len) {
+            b->grid_len = calloc((size_t)a->n + 1, sizeof *b->grid_len);
+            b->grid_vals = calloc((size_t)a->n + 1, sizeof *b->grid_vals);
+            if (!b->grid_len || !b->grid_vals) { ok = 0; break; }
+            for (int k = 0; k < a->n; k++) {
+                b->grid_len[k] = a->grid_len[k];
+                b->grid_vals[k] = calloc((size_t)a->grid_len[k] + 1, sizeof(char *));
+                for (int j = 0; b->grid_vals[k] && j < a->grid_len[k]; j++)
+                    b->grid_vals[k][j] = strdup(a->grid_vals[k][j]);
+            }
+        }
+    }
+    if (!ok) {
+        cfg_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* ---- printing ------------------------------------------------------------ */
+
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) { b->oom = 1; return; }
+        if (b->p && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
+        size_t cap = (b->cap + (size_t)k + 1) * 2;
+        char *p = realloc(b->p, cap);
+        if (!p) { b->oom = 1; return; }
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+/* A YAML scalar that reads back as the same string. */
+static void sb_quoted(sbuf *b, const char *s) {
+    sb_printf(b, "\"");
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') sb_printf(b, "\\%c", ch);
+        else if (ch == '\n') sb_printf(b, "\\n");
+        else if (ch == '\t') sb_printf(b, "\\t");
+        else if (ch < 0x20) sb_printf(b, "\\x%02x", ch);
+        else sb_printf(b, "%c", ch);
+    }
+    sb_printf(b, "\"");
+}
+
+/* The shortest decimal that reads back as the same double. */
+static void sb_number(sbuf *b, double d) {
+    char buf[40];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d) break;
+    }
+    sb_printf(b, "%s", buf);
+}
+
+static char *sb_finish(sbuf *b) {
+    if (b->oom) {
+        free(b->p);
+        return NULL;
+    }
+    if (!b->p) sb_printf(b, "%s", "");
+    return b->p;
+}
+
+char *cfg_to_yaml(const config *c) {
+    const schema *s = schema_get();
+    sbuf b = {0};
+    char prev[256] = "";
+    for (int i = 0; i < s->n; i++) {
+        const leaf *l = &s->leaves[i];
+        const value *v = &c->v[i];
+        /* open the sections that differ from the previous key's */
+        const char *key = l->key;
+        int depth = 0;
+        const char *seg = key, *dot;
+        size_t common = 0;
+        while ((dot = strchr(seg, '.'))) {
+            size_t len = (size_t)(dot - key);
+            if (common == (size_t)(seg - key) && !strncmp(prev, key, len + 1)) common = len + 1;
+            else sb_printf(&b, "%*s%.*s:\n", 2 * depth, "", (int)(dot - seg), seg);
+            depth++;
+            seg = dot + 1;
+        }
+        snprintf(prev, sizeof prev, "%s", key);
+        sb_printf(&b, "%*s%s:", 2 * depth, "", seg);
+        switch (l->type) {
+        case T_STRING:
+        case T_PATH:
+        case T_ENUM:
+            sb_printf(&b, " ");
+            sb_quoted(&b, v->str ? v->str : "");
+            break;
+        case T_INT:
+            sb_printf(&b, " %ld", v->i);
+            break;
+        case T_NUMBER:
+            sb_printf(&b, " ");
+            sb_number(&b, v->num);
+            break;
+        case T_BOOL:
+            sb_printf(&b, " %s", v->b ? "true" : "false");
+            break;
+        case T_ENUM_LIST:
+            sb_printf(&b, " [");
+            for (int j = 0; j < v->n; j++) sb_printf(&b, "%s%s", j ? ", " : "", v->items[j]);
+            sb_printf(&b, "]");
+            break;
+        case T_NUMBER_LIST:
+            sb_printf(&b, " [");
+            for (int j = 0; j < v->n; j++) {
+                sb_printf(&b, "%s", j ? ", " : "");
+                sb_number(&b, v->nums[j]);
+            }
+            sb_printf(&b, "]");
+            break;
+        case T_GRID:
+            if (!v->n) sb_printf(&b, " {}");
+            for (int k = 0; k < v->n; k++) {
+                sb_printf(&b, "\n%*s%s: [", 2 * depth + 2, "", v->items[k]);
+                for (int j = 0; j < v->grid_len[k]; j++)
+                    sb_printf(&b, "%s%s", j ? ", " : "", v->grid_vals[k][j]);
+                sb_printf(&b, "]");
+            }
+            break;
+        }
+        sb_printf(&b, "\n");
+    }
+    return sb_finish(&b);
+}
+
+char *cfg_explain(void) {
+    const schema *s = schema_get();
+    sbuf b = {0};
+    for (int i = 0; i < s->n; i++) {
+        const leaf *l = &s->leaves[i];
+        char what[256];
+        if (l->type == T_INT || l->type == T_NUMBER) describe(l, what, sizeof what);
+        else if (l->type == T_ENUM || l->type == T_ENUM_LIST) {
+            char vals[200];
+            enum_list_text(l, vals, sizeof vals);
+            snprintf(what, sizeof what, "%s: %s", l->type == T_ENUM ? "one of" : "one or a list of",
+                     vals);
+        } else
+            snprintf(what, sizeof what, "%s", type_names[l->type]);
+        sb_printf(&b, "%s\n    %s\n    type: %s; default: ", l->key, l->doc, what);
+        const ynode *d = l->def;
+        if (d->kind == YN_SCALAR) sb_printf(&b, "%s", d->text[0] ? d->text : "\"\"");
+        else if (d->kind == YN_SEQ) {
+            sb_printf(&b, "[");
+            for (int j = 0; j < d->n; j++) sb_printf(&b, "%s%s", j ? ", " : "", d->items[j]->text);
+            sb_printf(&b, "]");
+        } else
+            sb_printf(&b, "{}");
+        sb_printf(&b, "\n");
+    }
+    return sb_finish(&b);
+}

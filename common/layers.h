@@ -1,0 +1,118 @@
+/* layers — the transformer's numerical kernels, llm.c-style: each layer is a
+ * pair of plain functions over float arrays, `layer_x_forward(out, in, w, ...)`
+ * and `layer_x_backward(dinp, dw, dout, ...)`. Shapes are given in the
+ * comments ([rows, cols], row-major). Every backward ACCUMULATES (+=) into
+ * dinp and the weight gradients; callers zero them when they need to.
+ *
+ * Threading: element-wise and attention loops use OpenMP; the matrix
+ * multiplies call cblas_sgemm from outside any parallel region. Reductions
+ * over tokens run in a fixed order, so results are deterministic for a given
+ * thread count. No function here allocates except where stated, and none
+ * can fail. */
+#ifndef DP_LAYERS_H
+#define DP_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Token + optional learned position embedding.
+ * out[T,C] = wte[tok[t]] (+ wpe[pos[t]] when wpe != NULL). */
+void layer_embedding_forward(float *out, const int32_t *tok, const int *pos, const float *wte,
+                             const float *wpe, int T, int C);
+/* dwte[V,C] += scatter of dout rows; dwpe likewise (either may be NULL). */
+void layer_embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok,
+                              const int *pos, int T, int C);
+
+/* LayerNorm over rows of inp[N,C]: out = (x - mean) * rstd * w + b.
+ * Saves mean[N] and rstd[N] for backward. */
+void layer_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                             const float *w, const float *b, int N, int C, float eps);
+void layer_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                              const float *inp, const float *w, const float *mean,
+                              const float *rstd, int N, int C);
+
+/* RMSNorm over rows of inp[N,C]: out = x * rstd * w, rstd = 1/sqrt(mean(x²)+eps).
+ * Also serves the per-head q_norm/k_norm of Qwen3 with N = T·heads, C = head_dim. */
+void layer_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N,
+                           int C, float eps);
+void layer_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                            const float *w, const float *rstd, int N, int C);
+
+/* How a weight matrix is stored. LAYER_W_OUT_IN is nn.Linear's [OC, IC]
+ * (y = x·Wᵀ); LAYER_W_IN_OUT is GPT-2 Conv1D's [IC, OC] (y = x·W). ldw is the
+ * row stride of the stored matrix, so a column block of a fused matrix
+ * (GPT-2 c_attn's q, k, v) is addressed in place. */
+enum { LAYER_W_OUT_IN = 0, LAYER_W_IN_OUT = 1 };
+
+/* out[N,OC] = inp[N,IC] · W (+ b[OC] when b != NULL). */
+void layer_linear_forward(float *out, const float *inp, const float *w, int ldw, int layout,
+                          const float *b, int N, int IC, int OC);
+/* dinp[N,IC] += dout·Wᵀ (skipped when dinp == NULL); dw += the weight
+ * gradient in the same layout and stride as w; db[OC] += Σ_rows dout. */
+void layer_linear_backward(float *dinp, float *dw, float *db, const float *dout,
+                           const float *inp, const float *w, int ldw, int layout, int N, int IC,
+                           int OC);
+
+/* gelu_new (tanh approximation) over n elements. */
+void layer_gelu_forward(float *out, const float *inp, size_t n);
+void layer_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+
+/* SwiGLU: out = silu(gate) ⊙ up over n elements. */
+void layer_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+void layer_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                           const float *up, size_t n);
+
+/* Rotary embedding inverse frequencies inv_freq[head_dim/2] for rope_type
+ * 0 (default), 1 (linear: divided by factor) or 2 (llama3 wavelength-banded
+ * scaling with low/high frequency factors and the original context length). */
+void layer_rope_inv_freq(float *inv_freq, int head_dim, float theta, int rope_type,
+                         float factor, float low_freq, float high_freq, int original_max_pos);
+/* RoPE in the Hugging Face rotate_half convention on x[T, H, D]: element i
+ * pairs with i + D/2, angle = pos[t]·inv_freq[i]. out may equal inp. */
+void layer_rope_forward(float *out, const float *inp, const int *pos, const float *inv_freq,
+                        int T, int H, int D);
+/* dinp += Rᵀ·dout (the rotation is orthogonal). */
+void layer_rope_backward(float *dinp, const float *dout, const int *pos, const float *inv_freq,
+                         int T, int H, int D);
+
+/* Which keys query t may see: packed-buffer indices [lo0[t], hi0[t]) ∪
+ * [lo1[t], hi1[t]), intersected with the sliding window (key position >
+ * pos[t] − window) when window > 0. Units are disjoint token ranges
+ * [unit_start[u], unit_start[u+1]) that contain every key their queries
+ * see; backward parallelises over (unit, kv head) so it never races. */
+typedef struct layer_attn_mask {
+    int T, n_units;
+    const int *lo0, *hi0, *lo1, *hi1, *pos, *unit_start;
+    int window;
+} layer_attn_mask;
+
+/* Causal softmax attention with grouped queries: query head h uses kv head
+ * h / (H / KVH). q[T, H·D] (row stride ldq), k and v [T, KVH·D] (row strides
+ * ldk, ldv); out[T, H·D]; lse[T, H] keeps each row's log-sum-exp so backward
+ * recomputes the probabilities instead of storing them. scratch holds
+ * omp_get_max_threads() · T floats. */
+void layer_attention_forward(float *out, float *lse, const float *q, int ldq, const float *k,
+                             int ldk, const float *v, int ldv, const layer_attn_mask *mask,
+                             int H, int KVH, int D, float *scratch);
+/* dq, dk, dv (same strides as q, k, v) += gradients given dout[T, H·D].
+ * scratch as for forward. */
+void layer_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                              const float *out, const float *lse, const float *q, int ldq,
+                              const float *k, int ldk, const float *v, int ldv,
+                              const layer_attn_mask *mask, int H, int KVH, int D,
+                              float *scratch);
+
+/* LM head + log-softmax gather, over R rows of hidden states h[R,C] against
+ * w[V,C]: logits = h·wᵀ; logp[r] = logits[r,target[r]] − logsumexp(logits[r]);
+ * mean_logits[r] (may be NULL) = mean of logits[r]; lse[R] kept for
+ * backward. Logits are formed chunk_rows rows at a time in scratch
+ * (chunk_rows·V floats), so memory does not grow with R. */
+void layer_logprob_forward(float *logp, float *mean_logits, float *lse, const float *h,
+                           const float *w, const int32_t *target, int R, int C, int V,
+                           float *scratch, int chunk_rows);
+/* dh[R,C] += and dw[V,C] += the gradients of Σ dlogp[r]·logp[r]. */
+void layer_logprob_backward(float *dh, float *dw, const float *dlogp, const float *h,
+                            const float *w, const int32_t *target, const float *lse, int R,
+                            int C, int V, float *scratch, int chunk_rows);
+
+#endif
