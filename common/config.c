@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 /* The schema, embedded at build time (NUL-terminated). */
@@ -910,8 +911,20 @@ char *cfg_to_yaml(const config *c) {
         snprintf(prev, sizeof prev, "%s", key);
         sb_printf(&b, "%*s%s:", 2 * depth, "", seg);
         switch (l->type) {
-        case T_STRING:
         case T_PATH:
+            /* absolute, so the printed file loads the same from anywhere */
+            if (v->str && v->str[0] && v->str[0] != '/') {
+                char cwd[4096];
+                if (getcwd(cwd, sizeof cwd)) {
+                    sb_printf(&b, " ");
+                    char *abs = join_path(cwd, v->str);
+                    sb_quoted(&b, abs ? abs : v->str);
+                    free(abs);
+                    break;
+                }
+            }
+            /* fall through */
+        case T_STRING:
         case T_ENUM:
             sb_printf(&b, " ");
             sb_quoted(&b, v->str ? v->str : "");

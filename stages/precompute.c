@@ -1,0 +1,321 @@
+/* dpoc precompute — stage one: run the frozen reference once over the
+ * dataset and cache every response's log-probabilities in the store.
+ *
+ * Recipe: load config → tokenizer → reference fingerprint → open store →
+ * for each split, stream rows: store the example, skip it if this reference
+ * already has values (resume, incremental runs), else tokenize and queue it;
+ * queued examples are packed longest-first into batches of about
+ * precompute.batch_tokens tokens, run forward, and written in transactions
+ * committed every precompute.commit_seconds. kill -9 loses at most the
+ * uncommitted batch. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "dataset.h"
+#include "fingerprint.h"
+#include "model.h"
+#include "stage_util.h"
+#include "store.h"
+#include "tokenizer.h"
+
+typedef struct pending {
+    store_record rec;
+    ds_tokens tok;
+} pending;
+
+typedef struct run {
+    config *cfg;
+    tokenizer *tok;
+    model *ref;
+    store *st;
+    fp_result fp;
+    ds_options dso;
+    int shard_i, shard_n;
+    long batch_tokens;
+    double commit_seconds, last_commit, start;
+    pending *queue;
+    size_t n_queue, cap_queue;
+    long queued_tokens;
+    /* summary */
+    long computed, reused, skipped, other_shard, tokens;
+    long bad[DS_BAD_COUNT];
+    /* scratch for one batch */
+    int32_t *ids;
+    int *np, *nc, *nr;
+    float *logps;
+} run;
+
+static int parse_shard(const char *s, int *i, int *n, dp_err *err) {
+    char extra;
+    if (sscanf(s, "%d/%d%c", i, n, &extra) != 2 || *n < 1 || *i < 1 || *i > *n)
+        return dp_fail(err, "precompute.shard: expected i/n with 1 <= i <= n, got \"%s\"", s);
+    return 0;
+}
+
+static int in_shard(const run *r, const char *id) {
+    if (r->shard_n == 1) return 1;
+    unsigned long long h = strtoull((char[17]){id[0], id[1], id[2], id[3], id[4], id[5], id[6],
+                                               id[7], id[8], id[9], id[10], id[11], id[12],
+                                               id[13], id[14], id[15], 0},
+                                    NULL, 16);
+    return (int)(h % (unsigned long long)r->shard_n) == r->shard_i - 1;
+}
+
+static int maybe_commit(run *r, int force, dp_err *err) {
+    double now = su_now();
+    if (!force && now - r->last_commit < r->commit_seconds) return 0;
+    if (store_commit(r->st, err) || store_begin(r->st, err)) return -1;
+    r->last_commit = now;
+    return 0;
+}
+
+static long unit_tokens(const run *r, const pending *p) {
+    int shared = cfg_bool(r->cfg, "precompute.prefix_sharing");
+    return shared ? p->tok.n_prompt + p->tok.n_chosen + p->tok.n_rejected
+                  : 2L * p->tok.n_prompt + p->tok.n_chosen + p->tok.n_rejected;
+}
+
+static int by_length_desc(const void *a, const void *b) {
+    const pending *x = a, *y = b;
+    long lx = x->tok.n_prompt + x->tok.n_chosen + x->tok.n_rejected;
+    long ly = y->tok.n_prompt + y->tok.n_chosen + y->tok.n_rejected;
+    if (lx != ly) return lx > ly ? -1 : 1;
+    return strcmp(x->rec.id, y->rec.id);
+}
+
+/* Runs examples [lo, hi) of the queue as one packed forward pass and stores
+ * their values. */
+static int run_batch(run *r, size_t lo, size_t hi, dp_err *err) {
+    size_t t = 0, resp = 0;
+    int n = (int)(hi - lo);
+    for (size_t k = lo; k < hi; k++) {
+        pending *p = &r->queue[k];
+        int i = (int)(k - lo);
+        memcpy(r->ids + t, p->tok.prompt, (size_t)p->tok.n_prompt * sizeof(int32_t));
+        t += (size_t)p->tok.n_prompt;
+        memcpy(r->ids + t, p->tok.chosen, (size_t)p->tok.n_chosen * sizeof(int32_t));
+        t += (size_t)p->tok.n_chosen;
+        memcpy(r->ids + t, p->tok.rejected, (size_t)p->tok.n_rejected * sizeof(int32_t));
+        t += (size_t)p->tok.n_rejected;
+        r->np[i] = p->tok.n_prompt, r->nc[i] = p->tok.n_chosen, r->nr[i] = p->tok.n_rejected;
+    }
+    model_batch b = {n, r->ids, r->np, r->nc, r->nr};
+    if (model_forward(r->ref, &b, r->logps, NULL, err)) return -1;
+    for (size_t k = lo; k < hi; k++) {
+        pending *p = &r->queue[k];
+        store_record *rec = &p->rec;
+        rec->prompt_ids = p->tok.prompt, rec->n_prompt = p->tok.n_prompt;
+        rec->chosen_ids = p->tok.chosen, rec->n_chosen = p->tok.n_chosen;
+        rec->rejected_ids = p->tok.rejected, rec->n_rejected = p->tok.n_rejected;
+        rec->chosen_token_logps = r->logps + resp;
+        rec->rejected_token_logps = r->logps + resp + p->tok.n_chosen;
+        rec->ref_chosen_logp = su_sum(rec->chosen_token_logps, rec->n_chosen);
+        rec->ref_rejected_logp = su_sum(rec->rejected_token_logps, rec->n_rejected);
+        resp += (size_t)(p->tok.n_chosen + p->tok.n_rejected);
+        if (store_put_ref(r->st, r->fp.fingerprint, rec, err)) return -1;
+        rec->chosen_token_logps = rec->rejected_token_logps = NULL;
+        rec->prompt_ids = rec->chosen_ids = rec->rejected_ids = NULL;
+        r->tokens += p->tok.n_prompt + p->tok.n_chosen + p->tok.n_rejected;
+        r->computed++;
+    }
+    return maybe_commit(r, 0, err);
+}
+
+/* Packs the queue longest-first into batches and runs them all. */
+static int flush(run *r, log_progress *prog, dp_err *err) {
+    qsort(r->queue, r->n_queue, sizeof *r->queue, by_length_desc);
+    size_t lo = 0;
+    int rc = 0;
+    while (!rc && lo < r->n_queue) {
+        size_t hi = lo;
+        long tokens = 0;
+        while (hi < r->n_queue && (hi == lo || tokens + unit_tokens(r, &r->queue[hi]) <= r->batch_tokens))
+            tokens += unit_tokens(r, &r->queue[hi++]);
+        rc = run_batch(r, lo, hi, err);
+        log_progress_add(prog, (int64_t)(r->computed - prog->done), r->tokens - prog->tokens);
+        lo = hi;
+    }
+    for (size_t k = 0; k < r->n_queue; k++) ds_tokens_free(&r->queue[k].tok);
+    r->n_queue = 0;
+    r->queued_tokens = 0;
+    return rc;
+}
+
+static int enqueue(run *r, const store_record *rec, ds_tokens *tok, dp_err *err) {
+    if (r->n_queue == r->cap_queue) {
+        size_t cap = r->cap_queue ? 2 * r->cap_queue : 256;
+        pending *q = realloc(r->queue, cap * sizeof *q);
+        if (!q) return dp_fail(err, "out of memory");
+        r->queue = q;
+        r->cap_queue = cap;
+    }
+    pending *p = &r->queue[r->n_queue++];
+    p->rec = *rec;
+    p->tok = *tok;
+    memset(tok, 0, sizeof *tok);
+    r->queued_tokens += unit_tokens(r, p);
+    return 0;
+}
+
+/* One bad row: stop (data.on_bad_row: error) or count it. */
+static int bad_row(run *r, ds_bad why, dp_err *err) {
+    if (!strcmp(cfg_str(r->cfg, "data.on_bad_row"), "error")) return -1;
+    (void)err;
+    r->bad[why]++;
+    r->skipped++;
+    return 0;
+}
+
+static int do_split(run *r, const char *split, const char *path, log_progress *prog, dp_err *err) {
+    ds_reader *rd;
+    if (ds_open(&rd, path, &r->dso, err)) return -1;
+    int rc = 0;
+    for (;;) {
+        ds_row row;
+        ds_bad why = DS_BAD_NONE;
+        int got = ds_next(rd, &row, &why, err);
+        if (got == 0) break;
+        if (got < 0 || (got == 2 && (rc = bad_row(r, why, err)))) {
+            rc = -1;
+            break;
+        }
+        if (got == 2) continue;
+        if (!in_shard(r, row.id)) {
+            r->other_shard++;
+            continue;
+        }
+        store_record rec;
+        memset(&rec, 0, sizeof rec);
+        snprintf(rec.id, sizeof rec.id, "%s", row.id);
+        snprintf(rec.split, sizeof rec.split, "%s", split);
+        snprintf(rec.source, sizeof rec.source, "%s", su_basename(path));
+        rec.line = row.line;
+        rec.ord = row.line;
+        if ((rc = store_put_example(r->st, &rec, err))) break;
+        int has = 0;
+        if ((rc = store_has_ref(r->st, rec.id, r->fp.fingerprint, &has, err))) break;
+        if (has) {
+            r->reused++;
+            continue;
+        }
+        ds_tokens tok;
+        memset(&tok, 0, sizeof tok);
+        int t = ds_tokenize(r->tok, &r->dso, su_basename(path), &row, &tok, &why, err);
+        if (t < 0 || (t == 2 && bad_row(r, why, err))) {
+            ds_tokens_free(&tok);
+            rc = -1;
+            break;
+        }
+        if (t == 2) {
+            ds_tokens_free(&tok);
+            continue;
+        }
+        if ((rc = enqueue(r, &rec, &tok, err))) break;
+        if (r->queued_tokens >= 8 * r->batch_tokens && (rc = flush(r, prog, err))) break;
+    }
+    ds_close(rd);
+    /* Whatever happened, what was computed is kept. */
+    if (rc == 0) return flush(r, prog, err);
+    dp_err ignored;
+    flush(r, prog, &ignored);
+    return rc;
+}
+
+static int setup(run *r, const char *shard_opt, dp_err *err) {
+    config *c = r->cfg;
+    const char *shard = shard_opt ? shard_opt : cfg_str(c, "precompute.shard");
+    if (parse_shard(shard, &r->shard_i, &r->shard_n, err)) return -1;
+    char tok_path[4096];
+    su_tokenizer_path(c, tok_path, sizeof tok_path);
+    if (tok_load(&r->tok, tok_path, err)) return -1;
+    if (su_dataset_options(c, r->tok, &r->dso, err)) return -1;
+    if (su_fingerprint(c, r->tok, &r->dso, tok_path, &r->fp, err)) return -1;
+    r->batch_tokens = cfg_int(c, "precompute.batch_tokens");
+    r->commit_seconds = cfg_num(c, "precompute.commit_seconds");
+    long max_unit = 2L * cfg_int(c, "data.max_length") + 2;
+    model_options mo = {.training = 0,
+                        .prefix_sharing = cfg_bool(c, "precompute.prefix_sharing"),
+                        .threads = (int)cfg_int(c, "precompute.threads"),
+                        .max_tokens = (int)(r->batch_tokens > max_unit ? r->batch_tokens : max_unit)};
+    if (model_load(&r->ref, cfg_str(c, "reference.model"), &mo, err)) return -1;
+    size_t cap = (size_t)mo.max_tokens;
+    r->ids = malloc(cap * sizeof *r->ids);
+    r->logps = malloc(cap * sizeof *r->logps);
+    r->np = malloc(cap * sizeof *r->np);
+    r->nc = malloc(cap * sizeof *r->nc);
+    r->nr = malloc(cap * sizeof *r->nr);
+    if (!r->ids || !r->logps || !r->np || !r->nc || !r->nr) return dp_fail(err, "out of memory");
+    if (su_mkdirs_for(cfg_str(c, "store"), err)) return -1;
+    if (store_open(&r->st, cfg_str(c, "store"), STORE_WRITE, err)) return -1;
+    if (store_put_reference(r->st, r->fp.fingerprint, r->fp.description, err)) return -1;
+    return store_begin(r->st, err);
+}
+
+static void teardown(run *r) {
+    for (size_t k = 0; k < r->n_queue; k++) ds_tokens_free(&r->queue[k].tok);
+    free(r->queue);
+    free(r->ids);
+    free(r->logps);
+    free(r->np);
+    free(r->nc);
+    free(r->nr);
+    if (r->st) store_close(r->st);
+    model_free(r->ref);
+    tok_free(r->tok);
+    fp_result_free(&r->fp);
+    cfg_free(r->cfg);
+}
+
+int cmd_precompute(int argc, char **argv) {
+    cli_option opts[] = {
+        {"--shard", 1, "i/n: compute only the i-th of n slices (overrides precompute.shard)", NULL},
+    };
+    run r;
+    memset(&r, 0, sizeof r);
+    int rc = cli_parse(argc, argv,
+                       "Stage one: run the reference model once over data.train and data.eval and\n"
+                       "cache every response's log-probabilities in the store.",
+                       opts, 1, &r.cfg);
+    if (rc || !r.cfg) return rc;
+    dp_err err;
+    r.start = su_now();
+    r.last_commit = r.start;
+    rc = setup(&r, opts[0].value, &err);
+    if (rc == 0) {
+        su_log("precompute: reference %s, fingerprint %s, shard %d/%d, %s",
+               cfg_str(r.cfg, "reference.model"), r.fp.fingerprint, r.shard_i, r.shard_n,
+               su_blas_info());
+        log_progress prog;
+        log_progress_init(&prog, "precompute", 0);
+        rc = do_split(&r, "train", cfg_str(r.cfg, "data.train"), &prog, &err);
+        if (rc == 0 && cfg_str(r.cfg, "data.eval")[0])
+            rc = do_split(&r, "eval", cfg_str(r.cfg, "data.eval"), &prog, &err);
+        log_progress_finish(&prog);
+        dp_err cerr;
+        if (store_commit(r.st, &cerr) && rc == 0) {
+            err = cerr;
+            rc = -1;
+        }
+    }
+    if (r.st) {
+        double secs = su_now() - r.start;
+        store_info info;
+        memset(&info, 0, sizeof info);
+        dp_err ierr;
+        store_get_info(r.st, &info, &ierr);
+        su_log("precompute: %ld computed, %ld reused, %ld skipped (bad rows), %ld in other shards; "
+               "%ld tokens in %.1f s (%.0f tokens/s); store %s, %.2f bytes/token",
+               r.computed, r.reused, r.skipped, r.other_shard, r.tokens, secs,
+               secs > 0 ? r.tokens / secs : 0.0, su_bytes(info.file_bytes),
+               info.tokens ? (double)info.blob_bytes / (double)info.tokens : 0.0);
+        for (int b = 1; b < DS_BAD_COUNT; b++)
+            if (r.bad[b]) su_log("precompute: skipped %ld rows: %s", r.bad[b], ds_bad_name((ds_bad)b));
+    }
+    if (rc) cli_error(err.msg);
+    teardown(&r);
+    return rc ? 1 : 0;
+}

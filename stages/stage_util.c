@@ -1,0 +1,217 @@
+/* stage_util — see stage_util.h. */
+#include "stage_util.h"
+
+#include <cblas.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void su_tokenizer_path(const config *c, char *buf, size_t size) {
+    const char *t = cfg_str(c, "reference.tokenizer");
+    if (t[0]) snprintf(buf, size, "%s", t);
+    else snprintf(buf, size, "%s/tokenizer.json", cfg_str(c, "reference.model"));
+}
+
+static int pick(const char *name, const char *const *names, int n) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(name, names[i])) return i;
+    return 0;
+}
+
+int su_dataset_options(const config *c, const tokenizer *t, ds_options *o, dp_err *err) {
+    static const char *const formats[] = {"auto", "standard", "implicit", "conversational"};
+    static const char *const templates[] = {"auto", "chatml", "llama3", "llama2",
+                                            "mistral", "zephyr", "gemma"};
+    memset(o, 0, sizeof *o);
+    o->format = (ds_format)pick(cfg_str(c, "data.format"), formats, 4);
+    o->chat_template = (ds_template)pick(cfg_str(c, "data.chat_template"), templates, 7);
+    o->tokenizer_template = tok_chat_template(t);
+    o->max_length = (int)cfg_int(c, "data.max_length");
+    o->max_prompt_length = (int)cfg_int(c, "data.max_prompt_length");
+    o->truncation = !strcmp(cfg_str(c, "data.truncation"), "keep_start") ? DS_KEEP_START : DS_KEEP_END;
+    if (o->max_prompt_length >= o->max_length)
+        return dp_fail(err, "data.max_prompt_length (%d) must be less than data.max_length (%d)",
+                       o->max_prompt_length, o->max_length);
+    return 0;
+}
+
+int su_fingerprint(const config *c, const tokenizer *t, const ds_options *o,
+                   const char *tokenizer_path, fp_result *out, dp_err *err) {
+    /* The template only matters for conversational data, but which data is
+     * conversational is only known row by row: record the resolved one. */
+    const char *tpl = cfg_str(c, "data.chat_template");
+    ds_template resolved;
+    dp_err ignored;
+    if (o->chat_template == DS_TEMPLATE_AUTO && ds_resolve_template(o, &resolved, &ignored) == 0)
+        tpl = ds_template_name(resolved);
+    fp_inputs in = {
+        .model_dir = cfg_str(c, "reference.model"),
+        .tokenizer_path = tokenizer_path,
+        .format = cfg_str(c, "data.format"),
+        .chat_template = tpl,
+        .truncation = cfg_str(c, "data.truncation"),
+        .max_length = cfg_int(c, "data.max_length"),
+        .max_prompt_length = cfg_int(c, "data.max_prompt_length"),
+        .adds_bos = tok_adds_bos(t),
+        .bos_id = tok_bos_id(t),
+        .eos_id = tok_eos_id(t),
+    };
+    return fp_compute(&in, out, err);
+}
+
+int su_mkdirs(const char *dir, dp_err *err) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
+        return dp_fail(err, "%s: path too long", dir);
+    for (char *p = buf + 1; ; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(buf, 0777) && errno != EEXIST)
+            return dp_fail(err, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = saved;
+        if (!saved) break;
+    }
+    return 0;
+}
+
+int su_mkdirs_for(const char *path, dp_err *err) {
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path) return 0;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    return su_mkdirs(dir, err);
+}
+
+const char *su_basename(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+double su_sum(const float *x, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    return s;
+}
+
+const char *su_blas_info(void) {
+    static char buf[128];
+    snprintf(buf, sizeof buf, "OpenBLAS %s, %d threads", openblas_get_corename(),
+             openblas_get_num_threads());
+    return buf;
+}
+
+int su_rmtree(const char *dir, dp_err *err) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return 0;
+        return dp_fail(err, "%s: cannot open: %s", dir, strerror(errno));
+    }
+    struct dirent *e;
+    char path[4400];
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) rc = su_rmtree(path, err);
+        else if (unlink(path)) rc = dp_fail(err, "%s: cannot remove: %s", path, strerror(errno));
+    }
+    closedir(d);
+    if (!rc && rmdir(dir)) rc = dp_fail(err, "%s: cannot remove: %s", dir, strerror(errno));
+    return rc;
+}
+
+int su_fsync_dir(const char *dir, dp_err *err) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return dp_fail(err, "%s: cannot open: %s", dir, strerror(errno));
+    int rc = fsync(fd);
+    close(fd);
+    if (rc) return dp_fail(err, "%s: fsync: %s", dir, strerror(errno));
+    return 0;
+}
+
+char *su_read_file(const char *path, size_t max, size_t *len, dp_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        dp_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) || (size_t)st.st_size > max) {
+        fclose(f);
+        dp_fail(err, "%s: too large (%lld bytes)", path, (long long)st.st_size);
+        return NULL;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    size_t n = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
+    int bad = !buf || ferror(f) || n != (size_t)st.st_size;
+    fclose(f);
+    if (bad) {
+        free(buf);
+        dp_fail(err, "%s: read error", path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}
+
+int su_truncate_metrics(const char *path, long keep_through_step, dp_err *err) {
+    if (access(path, F_OK) != 0) return 0;
+    size_t n;
+    char *text = su_read_file(path, (size_t)1 << 34, &n, err);
+    if (!text) return -1;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        free(text);
+        return dp_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+    }
+    for (char *line = text, *next; line < text + n && *line; line = next) {
+        char *nl = strchr(line, '\n');
+        next = nl ? nl + 1 : line + strlen(line);
+        long step;
+        if (sscanf(line, "{\"step\": %ld", &step) == 1 && step <= keep_through_step)
+            fwrite(line, 1, (size_t)(next - line), f);
+    }
+    free(text);
+    int bad = fflush(f) || fsync(fileno(f));
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path)) return dp_fail(err, "%s: write error: %s", path, strerror(errno));
+    return 0;
+}
+
+int su_copy_tokenizer_files(const char *from_dir, const char *to_dir, dp_err *err) {
+    static const char *const names[] = {"tokenizer.json", "tokenizer_config.json",
+                                        "special_tokens_map.json", "generation_config.json",
+                                        "vocab.json", "merges.txt", "tokenizer.model"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char src[4200], dst[4200];
+        snprintf(src, sizeof src, "%s/%s", from_dir, names[i]);
+        snprintf(dst, sizeof dst, "%s/%s", to_dir, names[i]);
+        if (access(src, F_OK) != 0) continue;
+        size_t n;
+        char *data = su_read_file(src, (size_t)1 << 31, &n, err);
+        if (!data) return -1;
+        char tmp[4300];
+        snprintf(tmp, sizeof tmp, "%s.tmp", dst);
+        FILE *f = fopen(tmp, "wb");
+        int bad = !f || fwrite(data, 1, n, f) != n || fflush(f) || fsync(fileno(f));
+        if (f) bad |= fclose(f) != 0;
+        free(data);
+        if (bad || rename(tmp, dst)) return dp_fail(err, "%s: write error: %s", dst, strerror(errno));
+    }
+    return 0;
+}
+
+const char *su_bytes(double bytes) {
+    static char buf[32];
+    return log_format_bytes(buf, sizeof buf, bytes);
+}

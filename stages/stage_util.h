@@ -1,0 +1,55 @@
+/* stage_util — what the stages share beyond the library: resolving the
+ * config into module options (tokenizer path, dataset options, the
+ * reference fingerprint), directories, and start-up logging. */
+#ifndef DP_STAGE_UTIL_H
+#define DP_STAGE_UTIL_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "dataset.h"
+#include "fingerprint.h"
+#include "log.h"
+#include "tokenizer.h"
+
+/* reference.tokenizer, or <reference.model>/tokenizer.json. */
+void su_tokenizer_path(const config *c, char *buf, size_t size);
+
+/* data.* into dataset options (borrowing strings from c and t). */
+int su_dataset_options(const config *c, const tokenizer *t, ds_options *o, dp_err *err);
+
+/* The reference fingerprint of this config. */
+int su_fingerprint(const config *c, const tokenizer *t, const ds_options *o,
+                   const char *tokenizer_path, fp_result *out, dp_err *err);
+
+/* mkdir -p of PATH's parent directory / of DIR itself. */
+int su_mkdirs_for(const char *path, dp_err *err);
+int su_mkdirs(const char *dir, dp_err *err);
+
+const char *su_basename(const char *path);
+double su_sum(const float *x, int n);      /* in double */
+const char *su_blas_info(void);            /* "OpenBLAS core Haswell, 2 threads" */
+
+/* Removes DIR and everything under it (absent is fine). */
+int su_rmtree(const char *dir, dp_err *err);
+int su_fsync_dir(const char *dir, dp_err *err);
+
+/* Reads a whole file of at most MAX bytes; NUL-terminated, malloc'd, owned
+ * by the caller; *len (may be NULL) gets the size. */
+char *su_read_file(const char *path, size_t max, size_t *len, dp_err *err);
+
+/* Rewrites metrics.jsonl keeping the lines whose step <= keep_through_step
+ * (a resumed run repeats nothing). Absent is fine. */
+int su_truncate_metrics(const char *path, long keep_through_step, dp_err *err);
+
+/* Copies the tokenizer files a model directory carries (tokenizer.json,
+ * tokenizer_config.json, ...) from one directory to another. */
+int su_copy_tokenizer_files(const char *from_dir, const char *to_dir, dp_err *err);
+
+/* Thin names over log.h so the stages read alike. */
+#define su_log log_info
+#define su_now log_now_seconds
+/* log_format_bytes into a static buffer (one use per statement). */
+const char *su_bytes(double bytes);
+
+#endif

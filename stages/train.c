@@ -1,0 +1,698 @@
+/* dpoc train — stage two: DPO training against the cached reference values;
+ * the reference model is never loaded. dpoc sweep runs train over a grid.
+ *
+ * Recipe: load config → check the store holds this config's reference for
+ * every example → load the policy → for each optimizer step, for each of
+ * grad_accum micro-batches: fetch examples from the store, packed forward,
+ * per-example sums (LD-DPO weights), loss, per-token derivatives, backward →
+ * clip, optimizer step → metrics, eval, checkpoint → export. */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "loss.h"
+#include "model.h"
+#include "optim.h"
+#include "stage_util.h"
+#include "store.h"
+
+typedef struct metrics {
+    double loss, reward_c, reward_r, acc, margin, logp_c, logp_r;
+    double logit_c, logit_r, n_logit_c, n_logit_r;
+    long n;
+} metrics;
+
+typedef struct trainer {
+    config *cfg;
+    store *st;
+    model *pol;
+    optim opt;
+    loss_config lc;
+    fp_result fp;
+    char (*train_ids)[40], (*eval_ids)[40];
+    size_t n_train, n_eval;
+    int batch_size, grad_accum, micro;
+    double ld_alpha;
+    /* position */
+    long step, total_steps, steps_per_epoch, epoch;
+    size_t pos;                 /* next index into order[] within the epoch */
+    long num_tokens;
+    size_t *order;
+    /* one micro-batch */
+    store_record *recs;
+    int32_t *ids;
+    int *np, *nc, *nr;
+    float *logps, *mean_logits, *dlogps;
+    loss_example *ex;
+    loss_result *res;
+    /* outputs */
+    char out_dir[4096];
+    FILE *metrics_file;
+    int64_t run_id;
+    double start;
+    metrics last_eval;
+    int have_eval;
+} trainer;
+
+/* ---- data order ----------------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* The order of epoch E depends only on (seed, E), so a resumed run needs no
+ * RNG state beyond its position. */
+static void epoch_order(trainer *t, long epoch) {
+    for (size_t i = 0; i < t->n_train; i++) t->order[i] = i;
+    if (!cfg_bool(t->cfg, "train.shuffle")) return;
+    uint64_t s = (uint64_t)cfg_int(t->cfg, "train.seed") * 0x100000001B3ull + (uint64_t)epoch;
+    for (size_t i = t->n_train; i > 1; i--) {
+        size_t j = (size_t)(splitmix64(&s) % i);
+        size_t tmp = t->order[i - 1];
+        t->order[i - 1] = t->order[j];
+        t->order[j] = tmp;
+    }
+}
+
+/* ---- one micro-batch ------------------------------------------------------ */
+
+static void free_recs(trainer *t, int n) {
+    for (int i = 0; i < n; i++) store_record_free(&t->recs[i]);
+}
+
+/* LD-DPO weight of response token k of a response whose pair's shorter side
+ * has `shared` tokens. */
+static double ld_weight(const trainer *t, int k, int shared) {
+    return k < shared ? 1.0 : t->ld_alpha;
+}
+
+/* Forward (and, if backward, backward) over examples IDS[0..n) with weight
+ * SCALE_PAIRS on pair terms and SCALE_TOKENS on the sft term (their share of
+ * the whole optimizer batch); adds into *m. */
+static int micro_step(trainer *t, char (*ids)[40], int n, int backward, double scale_pairs,
+                      double scale_tokens, metrics *m, dp_err *err) {
+    size_t T = 0;
+    for (int i = 0; i < n; i++) {
+        if (store_get(t->st, ids[i], t->fp.fingerprint, &t->recs[i], err)) {
+            free_recs(t, i);
+            return -1;
+        }
+        store_record *r = &t->recs[i];
+        memcpy(t->ids + T, r->prompt_ids, (size_t)r->n_prompt * sizeof(int32_t));
+        T += (size_t)r->n_prompt;
+        memcpy(t->ids + T, r->chosen_ids, (size_t)r->n_chosen * sizeof(int32_t));
+        T += (size_t)r->n_chosen;
+        memcpy(t->ids + T, r->rejected_ids, (size_t)r->n_rejected * sizeof(int32_t));
+        T += (size_t)r->n_rejected;
+        t->np[i] = r->n_prompt, t->nc[i] = r->n_chosen, t->nr[i] = r->n_rejected;
+    }
+    model_batch b = {n, t->ids, t->np, t->nc, t->nr};
+    int rc = model_forward(t->pol, &b, t->logps, t->mean_logits, err);
+    if (rc) {
+        free_recs(t, n);
+        return -1;
+    }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        store_record *r = &t->recs[i];
+        int shared = r->n_chosen < r->n_rejected ? r->n_chosen : r->n_rejected;
+        loss_example *e = &t->ex[i];
+        memset(e, 0, sizeof *e);
+        const float *lc = t->logps + off, *lr = lc + r->n_chosen;
+        for (int k = 0; k < r->n_chosen; k++) {
+            double w = ld_weight(t, k, shared);
+            e->pi_c += w * lc[k];
+            e->ref_c += w * r->chosen_token_logps[k];
+            e->nll_c -= lc[k];
+            m->logit_c += t->mean_logits[off + (size_t)k];
+        }
+        for (int k = 0; k < r->n_rejected; k++) {
+            double w = ld_weight(t, k, shared);
+            e->pi_r += w * lr[k];
+            e->ref_r += w * r->rejected_token_logps[k];
+            m->logit_r += t->mean_logits[off + (size_t)r->n_chosen + (size_t)k];
+        }
+        if (t->ld_alpha == 1.0) e->ref_c = r->ref_chosen_logp, e->ref_r = r->ref_rejected_logp;
+        e->n_c = r->n_chosen, e->n_r = r->n_rejected, e->n_nll_c = r->n_chosen;
+        m->n_logit_c += r->n_chosen;
+        m->n_logit_r += r->n_rejected;
+        off += (size_t)(r->n_chosen + r->n_rejected);
+        t->num_tokens += r->n_prompt + r->n_chosen + r->n_rejected;
+    }
+    loss_batch(&t->lc, t->ex, n, t->res);
+    off = 0;
+    for (int i = 0; i < n; i++) {
+        const store_record *r = &t->recs[i];
+        const loss_result *res = &t->res[i];
+        int shared = r->n_chosen < r->n_rejected ? r->n_chosen : r->n_rejected;
+        m->loss += res->loss * scale_pairs;
+        m->reward_c += res->reward_c;
+        m->reward_r += res->reward_r;
+        m->acc += res->reward_c > res->reward_r;
+        m->margin += res->reward_c - res->reward_r;
+        m->logp_c += t->ex[i].pi_c;
+        m->logp_r += t->ex[i].pi_r;
+        m->n++;
+        for (int k = 0; k < r->n_chosen; k++)
+            t->dlogps[off + (size_t)k] = (float)(scale_pairs * res->d_pi_c * ld_weight(t, k, shared) -
+                                                 scale_tokens * res->d_nll_c);
+        off += (size_t)r->n_chosen;
+        for (int k = 0; k < r->n_rejected; k++)
+            t->dlogps[off + (size_t)k] = (float)(scale_pairs * res->d_pi_r * ld_weight(t, k, shared));
+        off += (size_t)r->n_rejected;
+    }
+    free_recs(t, n);
+    if (backward) return model_backward(t->pol, t->dlogps, err);
+    return 0;
+}
+
+/* ---- metrics -------------------------------------------------------------- */
+
+static int write_metrics(trainer *t, const metrics *m, const char *prefix, double grad_norm,
+                         double lr, dp_err *err) {
+    double n = m->n ? (double)m->n : 1.0;
+    double secs = su_now() - t->start;
+    char line[2048];
+    int k = snprintf(line, sizeof line,
+                     "{\"step\": %ld, \"%sloss\": %.9g, \"%srewards/chosen\": %.9g, "
+                     "\"%srewards/rejected\": %.9g, \"%srewards/accuracies\": %.9g, "
+                     "\"%srewards/margins\": %.9g, \"%slogps/chosen\": %.9g, "
+                     "\"%slogps/rejected\": %.9g, \"%slogits/chosen\": %.9g, "
+                     "\"%slogits/rejected\": %.9g",
+                     t->step, prefix, prefix[0] ? m->loss / n : m->loss, prefix, m->reward_c / n,
+                     prefix, m->reward_r / n, prefix, m->acc / n, prefix, m->margin / n, prefix,
+                     m->logp_c / n, prefix, m->logp_r / n, prefix,
+                     m->n_logit_c ? m->logit_c / m->n_logit_c : 0.0, prefix,
+                     m->n_logit_r ? m->logit_r / m->n_logit_r : 0.0);
+    if (!prefix[0])
+        k += snprintf(line + k, sizeof line - (size_t)k,
+                      ", \"grad_norm\": %.9g, \"learning_rate\": %.9g, \"epoch\": %.6g, "
+                      "\"num_tokens\": %ld, \"tokens_per_sec\": %.1f",
+                      grad_norm, lr,
+                      t->steps_per_epoch ? (double)t->step / (double)t->steps_per_epoch : 0.0,
+                      t->num_tokens, secs > 0 ? (double)t->num_tokens / secs : 0.0);
+    snprintf(line + k, sizeof line - (size_t)k, "}");
+    if (fprintf(t->metrics_file, "%s\n", line) < 0 || fflush(t->metrics_file))
+        return dp_fail(err, "%s/metrics.jsonl: write error: %s", t->out_dir, strerror(errno));
+    if (store_put_metrics(t->st, t->run_id, t->step, line, err)) return -1;
+    if (prefix[0])
+        su_log("step %ld/%ld  eval_loss %.4f  eval_acc %.3f  eval_margin %.4f", t->step,
+               t->total_steps, m->loss / n, m->acc / n, m->margin / n);
+    else
+        su_log("step %ld/%ld  loss %.4f  acc %.3f  margin %.4f  grad_norm %.4g  lr %.3g  %.0f tok/s",
+               t->step, t->total_steps, m->loss, m->acc / n, m->margin / n, grad_norm, lr,
+               secs > 0 ? (double)t->num_tokens / secs : 0.0);
+    return 0;
+}
+
+static int evaluate(trainer *t, dp_err *err) {
+    metrics m;
+    memset(&m, 0, sizeof m);
+    long saved_tokens = t->num_tokens;
+    for (size_t i = 0; i < t->n_eval; i += (size_t)t->micro) {
+        int n = (int)(t->n_eval - i < (size_t)t->micro ? t->n_eval - i : (size_t)t->micro);
+        /* pair terms as a per-example sum: divided by n_eval when written */
+        if (micro_step(t, t->eval_ids + i, n, 0, (double)n, 1.0, &m, err)) return -1;
+    }
+    t->num_tokens = saved_tokens;
+    t->last_eval = m;
+    t->have_eval = 1;
+    return write_metrics(t, &m, "eval_", 0, 0, err);
+}
+
+/* ---- checkpoints ---------------------------------------------------------- */
+
+static int write_file_sync(const char *path, const void *data, size_t n, dp_err *err) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return dp_fail(err, "%s: cannot create: %s", path, strerror(errno));
+    int bad = fwrite(data, 1, n, f) != n || fflush(f) || fsync(fileno(f));
+    bad |= fclose(f) != 0;
+    if (bad) return dp_fail(err, "%s: write error: %s", path, strerror(errno));
+    return 0;
+}
+
+static int save_checkpoint(trainer *t, dp_err *err) {
+    char tmp[4200], cur[4200], old[4200], path[4300];
+    snprintf(tmp, sizeof tmp, "%s/checkpoint.tmp", t->out_dir);
+    snprintf(cur, sizeof cur, "%s/checkpoint", t->out_dir);
+    snprintf(old, sizeof old, "%s/checkpoint.old", t->out_dir);
+    if (su_rmtree(tmp, err) || su_mkdirs(tmp, err)) return -1;
+    if (model_save(t->pol, tmp, 0, err)) return -1;
+    size_t n = optim_state_size(&t->opt);
+    void *blob = malloc(n);
+    if (!blob) return dp_fail(err, "out of memory");
+    optim_state_save(&t->opt, blob);
+    snprintf(path, sizeof path, "%s/optimizer.bin", tmp);
+    int rc = write_file_sync(path, blob, n, err);
+    free(blob);
+    if (rc) return -1;
+    char state[512];
+    int k = snprintf(state, sizeof state,
+                     "{\"step\": %ld, \"epoch\": %ld, \"pos\": %zu, \"num_tokens\": %ld, "
+                     "\"reference\": \"%s\"}\n",
+                     t->step, t->epoch, t->pos, t->num_tokens, t->fp.fingerprint);
+    snprintf(path, sizeof path, "%s/state.json", tmp);
+    if (write_file_sync(path, state, (size_t)k, err)) return -1;
+    /* Swap in: the last good checkpoint stays until the new one is whole. */
+    if (su_rmtree(old, err)) return -1;
+    if (access(cur, F_OK) == 0 && rename(cur, old))
+        return dp_fail(err, "%s: cannot rename: %s", cur, strerror(errno));
+    if (rename(tmp, cur)) return dp_fail(err, "%s: cannot rename: %s", tmp, strerror(errno));
+    if (su_fsync_dir(t->out_dir, err)) return -1;
+    return su_rmtree(old, err);
+}
+
+/* Loads <out>/checkpoint (or checkpoint.old, if a crash hit the swap). Sets
+ * *found. The policy is loaded from it by the caller. */
+static int find_checkpoint(trainer *t, char *dir, size_t size, int *found) {
+    snprintf(dir, size, "%s/checkpoint", t->out_dir);
+    char state[4300];
+    snprintf(state, sizeof state, "%s/state.json", dir);
+    if (access(state, F_OK) == 0) return *found = 1, 0;
+    snprintf(dir, size, "%s/checkpoint.old", t->out_dir);
+    snprintf(state, sizeof state, "%s/state.json", dir);
+    *found = access(state, F_OK) == 0;
+    return 0;
+}
+
+static int load_state(trainer *t, const char *dir, dp_err *err) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    char *text = su_read_file(path, 1 << 16, NULL, err);
+    if (!text) return -1;
+    char fp[64] = "";
+    int got = sscanf(text, "{\"step\": %ld, \"epoch\": %ld, \"pos\": %zu, \"num_tokens\": %ld, "
+                           "\"reference\": \"%40[0-9a-f]\"}",
+                     &t->step, &t->epoch, &t->pos, &t->num_tokens, fp);
+    free(text);
+    if (got != 5) return dp_fail(err, "%s: not a dpoc checkpoint state", path);
+    if (strcmp(fp, t->fp.fingerprint) != 0)
+        return dp_fail(err, "%s: checkpoint was trained against reference %s, this config's is %s "
+                            "(use another train.output or train.resume=never)",
+                       path, fp, t->fp.fingerprint);
+    snprintf(path, sizeof path, "%s/optimizer.bin", dir);
+    size_t n;
+    char *blob = su_read_file(path, (size_t)-1, &n, err);
+    if (!blob) return -1;
+    int rc = optim_state_load(&t->opt, blob, n, err);
+    free(blob);
+    if (rc) return dp_context(err, "%s", path);
+    return 0;
+}
+
+/* ---- set-up --------------------------------------------------------------- */
+
+static int loss_setup(trainer *t, dp_err *err) {
+    config *c = t->cfg;
+    loss_config *lc = &t->lc;
+    memset(lc, 0, sizeof *lc);
+    int n = cfg_list_len(c, "train.loss"), nw = cfg_list_len(c, "train.loss_weights");
+    if (nw && nw != n)
+        return dp_fail(err, "train.loss_weights: expected %d weights (one per loss), got %d", n, nw);
+    if (n + (cfg_num(c, "train.sft_weight") > 0) > LOSS_MAX_TERMS)
+        return dp_fail(err, "train.loss: at most %d terms", LOSS_MAX_TERMS);
+    for (int i = 0; i < n; i++) {
+        if (loss_parse(cfg_list_str(c, "train.loss", i), &lc->kind[i], err)) return -1;
+        lc->weight[i] = nw ? cfg_list_num(c, "train.loss_weights", i) : 1.0;
+    }
+    lc->n_terms = n;
+    if (cfg_num(c, "train.sft_weight") > 0) {
+        lc->kind[lc->n_terms] = LOSS_SFT;
+        lc->weight[lc->n_terms++] = cfg_num(c, "train.sft_weight");
+    }
+    lc->beta = cfg_num(c, "train.beta");
+    lc->label_smoothing = cfg_num(c, "train.label_smoothing");
+    lc->simpo_gamma = cfg_num(c, "train.simpo_gamma");
+    lc->discopop_tau = cfg_num(c, "train.discopop_tau");
+    return loss_validate(lc, err);
+}
+
+/* Refuses a store that lacks this config's reference values, naming what
+ * differs or what is missing. */
+static int check_store(trainer *t, dp_err *err) {
+    const char *store_path = cfg_str(t->cfg, "store");
+    size_t missing = 0;
+    if (store_list(t->st, "train", t->fp.fingerprint, &t->train_ids, &t->n_train, &missing, err))
+        return -1;
+    char *have = NULL;
+    if (store_get_reference(t->st, t->fp.fingerprint, &have, err)) return -1;
+    if (!have) {
+        char (*fps)[STORE_FP_MAX] = NULL;
+        size_t n = 0;
+        if (store_list_references(t->st, &fps, &n, err)) return -1;
+        char why[600] = "";
+        if (n) {
+            char *theirs = NULL;
+            if (store_get_reference(t->st, fps[n - 1], &theirs, err)) {
+                free(fps);
+                return -1;
+            }
+            fp_explain_difference(t->fp.description, theirs ? theirs : "{}", why, sizeof why);
+            free(theirs);
+        }
+        free(fps);
+        if (n)
+            return dp_fail(err, "%s: no reference values for this config (differs from the store's "
+                                "reference in: %s); run `make precompute`",
+                           store_path, why);
+        return dp_fail(err, "%s: the store holds no reference values; run `make precompute`",
+                       store_path);
+    }
+    free(have);
+    if (t->n_train == 0)
+        return dp_fail(err, "%s: no training examples in the store; run `make precompute`",
+                       store_path);
+    if (missing)
+        return dp_fail(err, "%s: %zu of %zu training examples have no reference values for this "
+                            "config; run `make precompute`",
+                       store_path, missing, t->n_train);
+    if (cfg_str(t->cfg, "data.eval")[0]) {
+        if (store_list(t->st, "eval", t->fp.fingerprint, &t->eval_ids, &t->n_eval, &missing, err))
+            return -1;
+        if (missing)
+            return dp_fail(err, "%s: %zu of %zu eval examples have no reference values for this "
+                                "config; run `make precompute`",
+                           store_path, missing, t->n_eval);
+    }
+    return 0;
+}
+
+static int setup(trainer *t, dp_err *err) {
+    config *c = t->cfg;
+    t->batch_size = (int)cfg_int(c, "train.batch_size");
+    t->grad_accum = (int)cfg_int(c, "train.grad_accum");
+    if (t->batch_size % t->grad_accum)
+        return dp_fail(err, "train.batch_size (%d) must be a multiple of train.grad_accum (%d)",
+                       t->batch_size, t->grad_accum);
+    t->micro = t->batch_size / t->grad_accum;
+    t->ld_alpha = cfg_num(c, "train.ld_alpha");
+    if (loss_setup(t, err)) return -1;
+    /* The fingerprint needs the tokenizer's BOS/EOS policy and files, not
+     * the reference model's weights in memory. */
+    char tok_path[4096];
+    su_tokenizer_path(c, tok_path, sizeof tok_path);
+    tokenizer *tok;
+    if (tok_load(&tok, tok_path, err)) return -1;
+    ds_options dso;
+    int rc = su_dataset_options(c, tok, &dso, err);
+    if (!rc) rc = su_fingerprint(c, tok, &dso, tok_path, &t->fp, err);
+    tok_free(tok);
+    if (rc) return -1;
+    if (store_open(&t->st, cfg_str(c, "store"), STORE_WRITE, err)) return -1;
+    if (check_store(t, err)) return -1;
+
+    snprintf(t->out_dir, sizeof t->out_dir, "%s", cfg_str(c, "train.output"));
+    if (su_mkdirs(t->out_dir, err)) return -1;
+    t->steps_per_epoch = (long)((t->n_train + (size_t)t->batch_size - 1) / (size_t)t->batch_size);
+    t->total_steps = cfg_int(c, "train.max_steps");
+    if (!t->total_steps) t->total_steps = t->steps_per_epoch * cfg_int(c, "train.epochs");
+
+    optim_config oc;
+    optim_config_default(&oc);
+    oc.kind = !strcmp(cfg_str(c, "train.optimizer"), "sgd") ? OPTIM_SGD : OPTIM_ADAMW;
+    oc.lr = cfg_num(c, "train.learning_rate");
+    oc.weight_decay = cfg_num(c, "train.weight_decay");
+    oc.beta1 = cfg_num(c, "train.adam_beta1");
+    oc.beta2 = cfg_num(c, "train.adam_beta2");
+    oc.eps = cfg_num(c, "train.adam_eps");
+    oc.momentum = cfg_num(c, "train.momentum");
+    const char *sched = cfg_str(c, "train.lr_schedule");
+    oc.schedule = !strcmp(sched, "constant") ? SCHED_CONSTANT
+                  : !strcmp(sched, "cosine") ? SCHED_COSINE : SCHED_LINEAR;
+    oc.warmup_steps = cfg_int(c, "train.warmup_steps");
+    oc.total_steps = t->total_steps;
+
+    /* Resume from the checkpoint, or start from train.init. */
+    char ckpt[4200];
+    int found = 0;
+    if (!strcmp(cfg_str(c, "train.resume"), "auto")) find_checkpoint(t, ckpt, sizeof ckpt, &found);
+    const char *init = found ? ckpt
+                       : cfg_str(c, "train.init")[0] ? cfg_str(c, "train.init")
+                                                      : cfg_str(c, "reference.model");
+    long max_len = cfg_int(c, "data.max_length");
+    model_options mo = {.training = 1,
+                        .prefix_sharing = cfg_bool(c, "train.prefix_sharing"),
+                        .threads = (int)cfg_int(c, "train.threads"),
+                        .max_tokens = (int)((long)t->micro * (2 * max_len + 2))};
+    if (model_load(&t->pol, init, &mo, err)) return -1;
+    size_t n_params;
+    model_params(t->pol, &n_params);
+    if (optim_init(&t->opt, &oc, n_params, err)) return -1;
+    if (found) {
+        if (load_state(t, ckpt, err)) return -1;
+        su_log("train: resuming from %s at step %ld", ckpt, t->step);
+    }
+
+    size_t cap = (size_t)mo.max_tokens;
+    t->order = malloc((t->n_train ? t->n_train : 1) * sizeof *t->order);
+    t->recs = calloc((size_t)t->micro, sizeof *t->recs);
+    t->ids = malloc(cap * sizeof *t->ids);
+    t->np = malloc((size_t)t->micro * sizeof *t->np);
+    t->nc = malloc((size_t)t->micro * sizeof *t->nc);
+    t->nr = malloc((size_t)t->micro * sizeof *t->nr);
+    t->logps = malloc(cap * sizeof *t->logps);
+    t->mean_logits = malloc(cap * sizeof *t->mean_logits);
+    t->dlogps = malloc(cap * sizeof *t->dlogps);
+    t->ex = malloc((size_t)t->micro * sizeof *t->ex);
+    t->res = malloc((size_t)t->micro * sizeof *t->res);
+    if (!t->order || !t->recs || !t->ids || !t->np || !t->nc || !t->nr || !t->logps ||
+        !t->mean_logits || !t->dlogps || !t->ex || !t->res)
+        return dp_fail(err, "out of memory");
+
+    /* metrics.jsonl keeps the lines up to the resumed step. */
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", t->out_dir);
+    if (su_truncate_metrics(path, found ? t->step : 0, err)) return -1;
+    t->metrics_file = fopen(path, "a");
+    if (!t->metrics_file) return dp_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    char *yaml = cfg_to_yaml(c);
+    if (!yaml) return dp_fail(err, "out of memory");
+    rc = store_put_run(t->st, t->out_dir, yaml, &t->run_id, err);
+    free(yaml);
+    return rc;
+}
+
+static void teardown(trainer *t) {
+    if (t->metrics_file) fclose(t->metrics_file);
+    free(t->order);
+    free(t->recs);
+    free(t->ids);
+    free(t->np);
+    free(t->nc);
+    free(t->nr);
+    free(t->logps);
+    free(t->mean_logits);
+    free(t->dlogps);
+    free(t->ex);
+    free(t->res);
+    free(t->train_ids);
+    free(t->eval_ids);
+    optim_free(&t->opt);
+    model_free(t->pol);
+    if (t->st) store_close(t->st);
+    fp_result_free(&t->fp);
+}
+
+/* ---- the loop ------------------------------------------------------------- */
+
+static int train_loop(trainer *t, dp_err *err) {
+    config *c = t->cfg;
+    long log_every = cfg_int(c, "train.log_every"), eval_every = cfg_int(c, "train.eval_every");
+    long save_every = cfg_int(c, "train.save_every");
+    double max_norm = cfg_num(c, "train.max_grad_norm");
+    size_t n_params;
+    float *grads = model_grads(t->pol, &n_params);
+    char (*batch)[40] = malloc((size_t)t->batch_size * sizeof *batch);
+    if (!batch) return dp_fail(err, "out of memory");
+    epoch_order(t, t->epoch);
+    int rc = 0;
+    while (!rc && t->step < t->total_steps) {
+        if (t->pos >= t->n_train) {
+            t->epoch++;
+            t->pos = 0;
+            epoch_order(t, t->epoch);
+        }
+        int n = 0;
+        while (n < t->batch_size && t->pos < t->n_train)
+            memcpy(batch[n++], t->train_ids[t->order[t->pos++]], 40);
+        long batch_chosen = 0;
+        /* the sft term is a token mean over the whole batch: count first */
+        int has_sft = 0;
+        for (int k = 0; k < t->lc.n_terms; k++) has_sft |= t->lc.kind[k] == LOSS_SFT;
+        if (has_sft) {
+            for (int i = 0; i < n && !rc; i++) {
+                store_record r;
+                rc = store_get(t->st, batch[i], t->fp.fingerprint, &r, err);
+                if (!rc) batch_chosen += r.n_chosen, store_record_free(&r);
+            }
+            if (rc) break;
+        }
+        model_zero_grads(t->pol);
+        metrics m;
+        memset(&m, 0, sizeof m);
+        for (int lo = 0; lo < n && !rc; lo += t->micro) {
+            int k = n - lo < t->micro ? n - lo : t->micro;
+            long micro_chosen = 0;
+            if (batch_chosen) {
+                for (int i = 0; i < k && !rc; i++) {
+                    store_record r;
+                    rc = store_get(t->st, batch[lo + i], t->fp.fingerprint, &r, err);
+                    if (!rc) micro_chosen += r.n_chosen, store_record_free(&r);
+                }
+            }
+            if (!rc)
+                rc = micro_step(t, batch + lo, k, 1, (double)k / n,
+                                batch_chosen ? (double)micro_chosen / (double)batch_chosen : 1.0, &m,
+                                err);
+        }
+        if (rc) break;
+        double norm = optim_clip(grads, n_params, max_norm);
+        if (!isfinite(m.loss) || !isfinite(norm)) {
+            rc = dp_fail(err, "step %ld: %s is %s; stopping without saving (the last checkpoint "
+                              "is kept)",
+                         t->step + 1, isfinite(m.loss) ? "grad_norm" : "loss",
+                         isnan(isfinite(m.loss) ? norm : m.loss) ? "NaN" : "infinite");
+            break;
+        }
+        double lr = optim_step(&t->opt, model_params(t->pol, &n_params), grads);
+        t->step++;
+        if (t->step % log_every == 0 || t->step == t->total_steps)
+            rc = write_metrics(t, &m, "", norm, lr, err);
+        if (!rc && t->n_eval && ((eval_every && t->step % eval_every == 0) || t->step == t->total_steps))
+            rc = evaluate(t, err);
+        if (!rc && ((save_every && t->step % save_every == 0) || t->step == t->total_steps))
+            rc = save_checkpoint(t, err);
+    }
+    free(batch);
+    return rc;
+}
+
+static int export_model(trainer *t, dp_err *err) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/model", t->out_dir);
+    if (su_mkdirs(dir, err)) return -1;
+    if (model_save(t->pol, dir, cfg_bool(t->cfg, "train.export_bf16"), err)) return -1;
+    return su_copy_tokenizer_files(cfg_str(t->cfg, "reference.model"), dir, err);
+}
+
+/* Runs one training with config C (owned by the caller); *eval receives
+ * the final eval metrics. Returns 0 or -1 with err. */
+static int train_run(config *c, metrics *eval, int *have_eval, double *seconds, dp_err *err) {
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.cfg = c;
+    t.start = su_now();
+    int rc = setup(&t, err);
+    if (!rc) {
+        su_log("train: %zu train / %zu eval examples, %ld steps, policy from %s, %s", t.n_train,
+               t.n_eval, t.total_steps,
+               cfg_str(c, "train.init")[0] ? cfg_str(c, "train.init") : cfg_str(c, "reference.model"),
+               su_blas_info());
+        rc = train_loop(&t, err);
+    }
+    if (!rc && t.step == t.total_steps && t.n_eval && !t.have_eval) rc = evaluate(&t, err);
+    if (!rc) rc = export_model(&t, err);
+    double secs = su_now() - t.start;
+    if (!rc)
+        su_log("train: done in %.1f s, %.0f tokens/s, peak memory %s; model in %s/model", secs,
+               secs > 0 ? t.num_tokens / secs : 0.0, su_bytes(log_peak_rss_bytes()), t.out_dir);
+    if (eval) *eval = t.last_eval;
+    if (have_eval) *have_eval = t.have_eval;
+    if (seconds) *seconds = secs;
+    teardown(&t);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv) {
+    config *c;
+    int rc = cli_parse(argc, argv,
+                       "Stage two: train the policy with DPO against the reference values cached\n"
+                       "in the store; the reference model is never loaded.",
+                       NULL, 0, &c);
+    if (rc || !c) return rc;
+    dp_err err;
+    rc = train_run(c, NULL, NULL, NULL, &err);
+    if (rc) cli_error(err.msg);
+    cfg_free(c);
+    return rc ? 1 : 0;
+}
+
+/* ---- sweeps --------------------------------------------------------------- */
+
+int cmd_sweep(int argc, char **argv) {
+    config *c;
+    int rc = cli_parse(argc, argv,
+                       "Train every combination of the sweep grid against the same cache, each in\n"
+                       "<train.output>/<name>/, and print a table of the runs.",
+                       NULL, 0, &c);
+    if (rc || !c) return rc;
+    int keys = cfg_sweep_keys(c);
+    long combos = 1;
+    for (int k = 0; k < keys; k++) combos *= cfg_sweep_len(c, k);
+    if (keys == 0) {
+        cli_error("sweep: the configuration has no sweep grid (sweep: {key: [values]})");
+        cfg_free(c);
+        return 1;
+    }
+    char base[4096];
+    snprintf(base, sizeof base, "%s", cfg_str(c, "train.output"));
+    typedef struct { char name[512]; metrics eval; int have; double secs; } row;
+    row *rows = calloc((size_t)combos, sizeof *rows);
+    dp_err err;
+    rc = rows ? 0 : dp_fail(&err, "out of memory");
+    for (long i = 0; !rc && i < combos; i++) {
+        config *d = cfg_clone(c);
+        if (!d) {
+            rc = dp_fail(&err, "out of memory");
+            break;
+        }
+        long rest = i;
+        size_t k0 = 0;
+        char *name = rows[i].name;
+        for (int k = keys - 1; k >= 0 && !rc; k--) {
+            int len = cfg_sweep_len(c, k), j = (int)(rest % len);
+            rest /= len;
+            char set[512];
+            snprintf(set, sizeof set, "%s=%s", cfg_sweep_key(c, k), cfg_sweep_value(c, k, j));
+            rc = cfg_set(d, set, "sweep", &err);
+            const char *leaf = strrchr(cfg_sweep_key(c, k), '.');
+            k0 += (size_t)snprintf(name + k0, sizeof rows[i].name - k0, "%s%s=%s", k0 ? "," : "",
+                                   leaf ? leaf + 1 : cfg_sweep_key(c, k), cfg_sweep_value(c, k, j));
+        }
+        char out[4700], set[4800];
+        snprintf(out, sizeof out, "%s/%s", base, name);
+        snprintf(set, sizeof set, "train.output=%s", out);
+        if (!rc) rc = cfg_set(d, set, "sweep", &err);
+        if (!rc) {
+            su_log("sweep: run %ld/%ld: %s", i + 1, combos, name);
+            rc = train_run(d, &rows[i].eval, &rows[i].have, &rows[i].secs, &err);
+        }
+        cfg_free(d);
+    }
+    if (!rc) {
+        printf("\n| run | eval loss | eval reward accuracy | eval margin | wall time (s) |\n");
+        printf("|---|---|---|---|---|\n");
+        for (long i = 0; i < combos; i++) {
+            double n = rows[i].eval.n ? (double)rows[i].eval.n : 1.0;
+            if (rows[i].have)
+                printf("| %s | %.4f | %.3f | %.4f | %.1f |\n", rows[i].name,
+                       rows[i].eval.loss / n, rows[i].eval.acc / n, rows[i].eval.margin / n,
+                       rows[i].secs);
+            else
+                printf("| %s | - | - | - | %.1f |\n", rows[i].name, rows[i].secs);
+        }
+    }
+    if (rc) cli_error(err.msg);
+    free(rows);
+    cfg_free(c);
+    return rc ? 1 : 0;
+}
