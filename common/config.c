@@ -1,8 +1,8 @@
 /* config — see config.h.
  *
- * Both the schema and the user's file are read into a small YAML tree
- * (yaml_tree) through libyaml's event API, which lets us refuse aliases
- * before anything is expanded and keep every node's line and column. */
+ * Both the schema (compiled in) and the user's file are read as YAML trees
+ * (ytree.h); each schema leaf gets one typed value, filled from the file,
+ * then --set overrides, then the schema default. */
 #include "config.h"
 
 #include <assert.h>
@@ -15,7 +15,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <yaml.h>
+
+#include "ytree.h"
 
 /* The schema, embedded at build time (NUL-terminated). */
 __asm__(".section .rodata\n"
@@ -26,151 +27,7 @@ __asm__(".section .rodata\n"
         ".previous\n");
 extern const char cfg_schema_yaml[];
 
-#define CFG_MAX_DEPTH 32
 #define CFG_MAX_FILE (16u << 20)
-
-/* ---- YAML tree ---------------------------------------------------------- */
-
-typedef enum { YN_SCALAR, YN_MAP, YN_SEQ } yn_kind;
-
-typedef struct ynode {
-    yn_kind kind;
-    char *text;               /* scalar value */
-    int quoted;               /* scalar was quoted or a block literal */
-    int line, col;            /* 1-based */
-    int n, cap;
-    struct ynode **items;     /* MAP: key, value, key, value...; SEQ: items */
-} ynode;
-
-static void yn_free(ynode *n) {
-    if (!n) return;
-    for (int i = 0; i < n->n; i++) yn_free(n->items[i]);
-    free(n->items);
-    free(n->text);
-    free(n);
-}
-
-static ynode *yn_new(yn_kind kind, yaml_mark_t mark) {
-    ynode *n = calloc(1, sizeof *n);
-    if (!n) return NULL;
-    n->kind = kind;
-    n->line = (int)mark.line + 1;
-    n->col = (int)mark.column + 1;
-    return n;
-}
-
-static int yn_push(ynode *parent, ynode *child) {
-    if (parent->n == parent->cap) {
-        int cap = parent->cap ? parent->cap * 2 : 8;
-        ynode **items = realloc(parent->items, (size_t)cap * sizeof *items);
-        if (!items) return -1;
-        parent->items = items;
-        parent->cap = cap;
-    }
-    parent->items[parent->n++] = child;
-    return 0;
-}
-
-/* Parses LEN bytes of YAML (one document) into *out; NAME is used in errors.
- * An empty document gives an empty map. */
-static int yaml_tree(const char *name, const char *text, size_t len, ynode **out, dp_err *err) {
-    yaml_parser_t p;
-    yaml_event_t ev;
-    ynode *stack[CFG_MAX_DEPTH + 1];
-    int depth = 0, rc = -1;
-    ynode *root = NULL;
-    *out = NULL;
-    if (!yaml_parser_initialize(&p)) return dp_fail(err, "%s: out of memory", name);
-    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
-    for (;;) {
-        if (!yaml_parser_parse(&p, &ev)) {
-            dp_fail(err, "%s:%zu:%zu: invalid YAML: %s", name, p.problem_mark.line + 1,
-                    p.problem_mark.column + 1, p.problem ? p.problem : "syntax error");
-            goto done;
-        }
-        yaml_event_type_t t = ev.type;
-        ynode *node = NULL;
-        if (t == YAML_STREAM_END_EVENT) {
-            yaml_event_delete(&ev);
-            break;
-        }
-        if (t == YAML_ALIAS_EVENT) {
-            dp_fail(err, "%s:%zu:%zu: YAML aliases are not supported (use plain values)", name,
-                    ev.start_mark.line + 1, ev.start_mark.column + 1);
-            yaml_event_delete(&ev);
-            goto done;
-        }
-        if (t == YAML_DOCUMENT_START_EVENT && root) {
-            dp_fail(err, "%s:%zu:%zu: expected one YAML document, found a second", name,
-                    ev.start_mark.line + 1, ev.start_mark.column + 1);
-            yaml_event_delete(&ev);
-            goto done;
-        }
-        if (t == YAML_SCALAR_EVENT) {
-            node = yn_new(YN_SCALAR, ev.start_mark);
-            if (node) {
-                node->text = strndup((const char *)ev.data.scalar.value, ev.data.scalar.length);
-                node->quoted = ev.data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
-                if (!node->text) { yn_free(node); node = NULL; }
-            }
-        } else if (t == YAML_MAPPING_START_EVENT || t == YAML_SEQUENCE_START_EVENT) {
-            node = yn_new(t == YAML_MAPPING_START_EVENT ? YN_MAP : YN_SEQ, ev.start_mark);
-        } else if (t == YAML_MAPPING_END_EVENT || t == YAML_SEQUENCE_END_EVENT) {
-            depth--;
-            yaml_event_delete(&ev);
-            continue;
-        } else {
-            yaml_event_delete(&ev);
-            continue;
-        }
-        if (!node) {
-            dp_fail(err, "%s: out of memory", name);
-            yaml_event_delete(&ev);
-            goto done;
-        }
-        if (depth == 0) {
-            root = node;
-        } else if (yn_push(stack[depth - 1], node)) {
-            yn_free(node);
-            dp_fail(err, "%s: out of memory", name);
-            yaml_event_delete(&ev);
-            goto done;
-        }
-        if (node->kind != YN_SCALAR) {
-            if (depth == CFG_MAX_DEPTH) {
-                dp_fail(err, "%s:%d:%d: nesting deeper than %d levels", name, node->line,
-                        node->col, CFG_MAX_DEPTH);
-                yaml_event_delete(&ev);
-                goto done;
-            }
-            stack[depth++] = node;
-        }
-        yaml_event_delete(&ev);
-    }
-    if (!root) {
-        yaml_mark_t m = {0, 0, 0};
-        root = yn_new(YN_MAP, m);
-    } else if (root->kind == YN_SCALAR && root->text[0] == '\0' && !root->quoted) {
-        yn_free(root);
-        yaml_mark_t m = {0, 0, 0};
-        root = yn_new(YN_MAP, m);
-    }
-    *out = root;
-    root = NULL;
-    rc = 0;
-done:
-    yn_free(root);
-    yaml_parser_delete(&p);
-    return rc;
-}
-
-static const ynode *yn_get(const ynode *map, const char *key) {
-    if (!map || map->kind != YN_MAP) return NULL;
-    for (int i = 0; i + 1 < map->n; i += 2)
-        if (map->items[i]->kind == YN_SCALAR && !strcmp(map->items[i]->text, key))
-            return map->items[i + 1];
-    return NULL;
-}
 
 /* ---- schema ------------------------------------------------------------- */
 
@@ -207,7 +64,7 @@ static int schema_add(schema *s, const char *prefix, const ynode *map, dp_err *e
         char key[256];
         snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", k->text);
         if (v->kind != YN_MAP) return dp_fail(err, "schema:%d: %s: expected a mapping", v->line, key);
-        const ynode *type = yn_get(v, "type");
+        const ynode *type = ytree_get(v, "type");
         if (!type) {
             if (schema_add(s, key, v, err)) return -1;
             continue;
@@ -224,18 +81,18 @@ static int schema_add(schema *s, const char *prefix, const ynode *map, dp_err *e
         if (t > T_GRID) return dp_fail(err, "schema: %s: unknown type %s", key, type->text);
         l->type = (cfg_type)t;
         const ynode *n;
-        if ((n = yn_get(v, "min"))) l->has_min = 1, l->min = strtod(n->text, NULL);
-        if ((n = yn_get(v, "max"))) l->has_max = 1, l->max = strtod(n->text, NULL);
-        if ((n = yn_get(v, "gt"))) l->has_gt = 1, l->gt = strtod(n->text, NULL);
-        if ((n = yn_get(v, "lt"))) l->has_lt = 1, l->lt = strtod(n->text, NULL);
-        if ((n = yn_get(v, "values"))) {
+        if ((n = ytree_get(v, "min"))) l->has_min = 1, l->min = strtod(n->text, NULL);
+        if ((n = ytree_get(v, "max"))) l->has_max = 1, l->max = strtod(n->text, NULL);
+        if ((n = ytree_get(v, "gt"))) l->has_gt = 1, l->gt = strtod(n->text, NULL);
+        if ((n = ytree_get(v, "lt"))) l->has_lt = 1, l->lt = strtod(n->text, NULL);
+        if ((n = ytree_get(v, "values"))) {
             l->values = calloc((size_t)n->n, sizeof *l->values);
             if (!l->values) return dp_fail(err, "out of memory");
             for (int j = 0; j < n->n; j++) l->values[j] = n->items[j]->text;
             l->n_values = n->n;
         }
-        l->def = yn_get(v, "default");
-        n = yn_get(v, "doc");
+        l->def = ytree_get(v, "default");
+        n = ytree_get(v, "doc");
         l->doc = n ? n->text : "";
         if (!l->def) return dp_fail(err, "schema: %s: no default", key);
     }
@@ -247,7 +104,7 @@ static int schema_add(schema *s, const char *prefix, const ynode *map, dp_err *e
 static const schema *schema_get(void) {
     if (g_schema_loaded) return &g_schema;
     dp_err err;
-    int rc = yaml_tree("schemas/pipeline.schema.yaml", cfg_schema_yaml, strlen(cfg_schema_yaml),
+    int rc = ytree_parse("schemas/pipeline.schema.yaml", cfg_schema_yaml, strlen(cfg_schema_yaml),
                        &g_schema.tree, &err);
     if (rc == 0) rc = schema_add(&g_schema, "", g_schema.tree, &err);
     if (rc) fprintf(stderr, "%s\n", err.msg);
@@ -623,20 +480,15 @@ int cfg_set(config *c, const char *assignment, const char *origin, dp_err *err) 
     }
     ynode *n = NULL;
     const char *text = eq + 1;
-    if (yaml_tree(origin, text, strlen(text), &n, err)) return -1;
+    if (ytree_parse(origin, text, strlen(text), &n, err)) return -1;
     /* An empty value means the empty string for strings and paths. */
     if (n->kind == YN_MAP && n->n == 0 && (l->type == T_STRING || l->type == T_PATH)) {
-        yn_free(n);
-        yaml_mark_t m = {0, 0, 0};
-        n = yn_new(YN_SCALAR, m);
-        if (!n || !(n->text = strdup(""))) {
-            yn_free(n);
-            return dp_fail(err, "out of memory");
-        }
+        ytree_free(n);
+        if (!(n = ytree_scalar(""))) return dp_fail(err, "out of memory");
     }
     value v = {0};
     int rc = apply(c, l, n, origin, "", &v, err);
-    yn_free(n);
+    ytree_free(n);
     if (rc) {
         value_clear(&v);
         /* positions inside a one-line --set value are noise */
@@ -708,7 +560,7 @@ int cfg_load(config **out, const char *path, const char *const *sets, int n_sets
             dp_fail(err, "%s: contains a NUL byte; expected YAML text", path);
             goto fail;
         }
-        int rc = yaml_tree(path, text, len, &tree, err);
+        int rc = ytree_parse(path, text, len, &tree, err);
         free(text);
         if (rc) goto fail;
         if (tree->kind != YN_MAP) {
@@ -730,13 +582,13 @@ int cfg_load(config **out, const char *path, const char *const *sets, int n_sets
             continue;
         if (apply(c, &s->leaves[i], s->leaves[i].def, "schema", c->base_dir, v, err)) goto fail;
     }
-    yn_free(tree);
+    ytree_free(tree);
     *out = c;
     return 0;
 oom:
     dp_fail(err, "out of memory");
 fail:
-    yn_free(tree);
+    ytree_free(tree);
     cfg_free(c);
     return -1;
 }

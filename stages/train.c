@@ -407,6 +407,8 @@ static int setup(trainer *t, dp_err *err) {
     if (!rc) rc = su_fingerprint(c, tok, &dso, tok_path, &t->fp, err);
     tok_free(tok);
     if (rc) return -1;
+    if (access(cfg_str(c, "store"), F_OK) != 0)
+        return dp_fail(err, "%s: no such store; run `make precompute`", cfg_str(c, "store"));
     if (store_open(&t->st, cfg_str(c, "store"), STORE_WRITE, err)) return -1;
     if (check_store(t, err)) return -1;
 

