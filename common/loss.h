@@ -5,7 +5,8 @@
  * the same for the reference, ρ = π − ref, c/r = chosen/rejected, n = number
  * of response tokens. The module knows nothing of models or storage: it maps
  * per-example sums to a loss and its derivatives with respect to π_c and π_r
- * (and to the chosen NLL, for the `sft` term). */
+ * (and to the chosen NLL, for the `sft` term). The formulas, and where TRL
+ * versions differ, are listed at the top of loss.c. */
 #ifndef DP_LOSS_H
 #define DP_LOSS_H
 
@@ -45,7 +46,8 @@ typedef struct loss_example {
     double n_c, n_r;         /* response token counts used by ipo, sigmoid_norm and simpo
                               * to average per token; TRL divides by the plain count of
                               * completion tokens (not LD-DPO weighted); values < 1 count as 1 */
-    double nll_c;            /* Σ −log p over chosen tokens (for sft) */
+    double nll_c;            /* Σ −log p over chosen tokens (for sft; TRL's sft term is a
+                              * plain cross-entropy, not LD-DPO weighted) */
     double n_nll_c;          /* chosen tokens counted by the sft term */
 } loss_example;
 

@@ -37,7 +37,7 @@ typedef struct trainer {
     fp_result fp;
     char (*train_ids)[40], (*eval_ids)[40];
     size_t n_train, n_eval;
-    int batch_size, grad_accum, micro;
+    int batch_size, grad_accum, micro, has_sft;
     double ld_alpha;
     /* position */
     long step, total_steps, steps_per_epoch, epoch;
@@ -95,11 +95,12 @@ static double ld_weight(const trainer *t, int k, int shared) {
     return k < shared ? 1.0 : t->ld_alpha;
 }
 
-/* Forward (and, if backward, backward) over examples IDS[0..n) with weight
- * SCALE_PAIRS on pair terms and SCALE_TOKENS on the sft term (their share of
- * the whole optimizer batch); adds into *m. */
-static int micro_step(trainer *t, char (*ids)[40], int n, int backward, double scale_pairs,
-                      double scale_tokens, metrics *m, dp_err *err) {
+/* Forward (and, if backward, backward) over examples IDS[0..n), a slice of
+ * an optimizer batch of BATCH_PAIRS pairs holding BATCH_SFT_TOKENS chosen
+ * tokens, so that the slices' gradients sum to the whole batch's; adds the
+ * loss and statistics into *m. */
+static int micro_step(trainer *t, char (*ids)[40], int n, int backward, double batch_pairs,
+                      double batch_sft_tokens, metrics *m, dp_err *err) {
     size_t T = 0;
     for (int i = 0; i < n; i++) {
         if (store_get(t->st, ids[i], t->fp.fingerprint, &t->recs[i], err)) {
@@ -148,13 +149,12 @@ static int micro_step(trainer *t, char (*ids)[40], int n, int backward, double s
         off += (size_t)(r->n_chosen + r->n_rejected);
         t->num_tokens += r->n_prompt + r->n_chosen + r->n_rejected;
     }
-    loss_batch(&t->lc, t->ex, n, t->res);
+    m->loss += loss_batch_slice(&t->lc, t->ex, n, batch_pairs, batch_sft_tokens, t->res);
     off = 0;
     for (int i = 0; i < n; i++) {
         const store_record *r = &t->recs[i];
         const loss_result *res = &t->res[i];
         int shared = r->n_chosen < r->n_rejected ? r->n_chosen : r->n_rejected;
-        m->loss += res->loss * scale_pairs;
         m->reward_c += res->reward_c;
         m->reward_r += res->reward_r;
         m->acc += res->reward_c > res->reward_r;
@@ -163,15 +163,27 @@ static int micro_step(trainer *t, char (*ids)[40], int n, int backward, double s
         m->logp_r += t->ex[i].pi_r;
         m->n++;
         for (int k = 0; k < r->n_chosen; k++)
-            t->dlogps[off + (size_t)k] = (float)(scale_pairs * res->d_pi_c * ld_weight(t, k, shared) -
-                                                 scale_tokens * res->d_nll_c);
+            t->dlogps[off + (size_t)k] = (float)(res->d_pi_c * ld_weight(t, k, shared) - res->d_nll_c);
         off += (size_t)r->n_chosen;
         for (int k = 0; k < r->n_rejected; k++)
-            t->dlogps[off + (size_t)k] = (float)(scale_pairs * res->d_pi_r * ld_weight(t, k, shared));
+            t->dlogps[off + (size_t)k] = (float)(res->d_pi_r * ld_weight(t, k, shared));
         off += (size_t)r->n_rejected;
     }
     free_recs(t, n);
     if (backward) return model_backward(t->pol, t->dlogps, err);
+    return 0;
+}
+
+/* Σ chosen tokens over IDS[0..n): the sft term is a token mean over the
+ * whole batch, so every slice needs the batch's count. */
+static int count_chosen(trainer *t, char (*ids)[40], size_t n, double *out, dp_err *err) {
+    *out = 0;
+    for (size_t i = 0; i < n; i++) {
+        store_record r;
+        if (store_get(t->st, ids[i], t->fp.fingerprint, &r, err)) return -1;
+        *out += r.n_chosen;
+        store_record_free(&r);
+    }
     return 0;
 }
 
@@ -188,7 +200,7 @@ static int write_metrics(trainer *t, const metrics *m, const char *prefix, doubl
                      "\"%srewards/margins\": %.9g, \"%slogps/chosen\": %.9g, "
                      "\"%slogps/rejected\": %.9g, \"%slogits/chosen\": %.9g, "
                      "\"%slogits/rejected\": %.9g",
-                     t->step, prefix, prefix[0] ? m->loss / n : m->loss, prefix, m->reward_c / n,
+                     t->step, prefix, m->loss, prefix, m->reward_c / n,
                      prefix, m->reward_r / n, prefix, m->acc / n, prefix, m->margin / n, prefix,
                      m->logp_c / n, prefix, m->logp_r / n, prefix,
                      m->n_logit_c ? m->logit_c / m->n_logit_c : 0.0, prefix,
@@ -206,7 +218,7 @@ static int write_metrics(trainer *t, const metrics *m, const char *prefix, doubl
     if (store_put_metrics(t->st, t->run_id, t->step, line, err)) return -1;
     if (prefix[0])
         su_log("step %ld/%ld  eval_loss %.4f  eval_acc %.3f  eval_margin %.4f", t->step,
-               t->total_steps, m->loss / n, m->acc / n, m->margin / n);
+               t->total_steps, m->loss, m->acc / n, m->margin / n);
     else
         su_log("step %ld/%ld  loss %.4f  acc %.3f  margin %.4f  grad_norm %.4g  lr %.3g  %.0f tok/s",
                t->step, t->total_steps, m->loss, m->acc / n, m->margin / n, grad_norm, lr,
@@ -218,10 +230,13 @@ static int evaluate(trainer *t, dp_err *err) {
     metrics m;
     memset(&m, 0, sizeof m);
     long saved_tokens = t->num_tokens;
+    /* the whole eval split is one batch: its loss is the mean over it */
+    double sft_tokens = 0;
+    if (t->has_sft && count_chosen(t, t->eval_ids, t->n_eval, &sft_tokens, err)) return -1;
     for (size_t i = 0; i < t->n_eval; i += (size_t)t->micro) {
         int n = (int)(t->n_eval - i < (size_t)t->micro ? t->n_eval - i : (size_t)t->micro);
-        /* pair terms as a per-example sum: divided by n_eval when written */
-        if (micro_step(t, t->eval_ids + i, n, 0, (double)n, 1.0, &m, err)) return -1;
+        if (micro_step(t, t->eval_ids + i, n, 0, (double)t->n_eval, sft_tokens, &m, err))
+            return -1;
     }
     t->num_tokens = saved_tokens;
     t->last_eval = m;
@@ -329,6 +344,7 @@ static int loss_setup(trainer *t, dp_err *err) {
         lc->kind[lc->n_terms] = LOSS_SFT;
         lc->weight[lc->n_terms++] = cfg_num(c, "train.sft_weight");
     }
+    for (int i = 0; i < lc->n_terms; i++) t->has_sft |= lc->kind[i] == LOSS_SFT;
     lc->beta = cfg_num(c, "train.beta");
     lc->label_smoothing = cfg_num(c, "train.label_smoothing");
     lc->simpo_gamma = cfg_num(c, "train.simpo_gamma");
@@ -526,35 +542,14 @@ static int train_loop(trainer *t, dp_err *err) {
         int n = 0;
         while (n < t->batch_size && t->pos < t->n_train)
             memcpy(batch[n++], t->train_ids[t->order[t->pos++]], 40);
-        long batch_chosen = 0;
-        /* the sft term is a token mean over the whole batch: count first */
-        int has_sft = 0;
-        for (int k = 0; k < t->lc.n_terms; k++) has_sft |= t->lc.kind[k] == LOSS_SFT;
-        if (has_sft) {
-            for (int i = 0; i < n && !rc; i++) {
-                store_record r;
-                rc = store_get(t->st, batch[i], t->fp.fingerprint, &r, err);
-                if (!rc) batch_chosen += r.n_chosen, store_record_free(&r);
-            }
-            if (rc) break;
-        }
+        double sft_tokens = 0;
+        if (t->has_sft && (rc = count_chosen(t, batch, (size_t)n, &sft_tokens, err))) break;
         model_zero_grads(t->pol);
         metrics m;
         memset(&m, 0, sizeof m);
         for (int lo = 0; lo < n && !rc; lo += t->micro) {
             int k = n - lo < t->micro ? n - lo : t->micro;
-            long micro_chosen = 0;
-            if (batch_chosen) {
-                for (int i = 0; i < k && !rc; i++) {
-                    store_record r;
-                    rc = store_get(t->st, batch[lo + i], t->fp.fingerprint, &r, err);
-                    if (!rc) micro_chosen += r.n_chosen, store_record_free(&r);
-                }
-            }
-            if (!rc)
-                rc = micro_step(t, batch + lo, k, 1, (double)k / n,
-                                batch_chosen ? (double)micro_chosen / (double)batch_chosen : 1.0, &m,
-                                err);
+            rc = micro_step(t, batch + lo, k, 1, (double)n, sft_tokens, &m, err);
         }
         if (rc) break;
         double norm = optim_clip(grads, n_params, max_norm);
