@@ -283,7 +283,6 @@ static int st_load_file(st_set *s, const char *path, dp_err *err) {
         return dp_fail(err, "%s: header must be a JSON object", path);
     }
 
-    int first = s->n;
     size_t count = json_object_size(root);
     st_span *spans = count ? malloc(count * sizeof *spans) : NULL;
     if (count && !spans) {
@@ -306,7 +305,7 @@ static int st_load_file(st_set *s, const char *path, dp_err *err) {
     }
     json_decref(root);
     if (rc == 0) {
-        qsort(spans, (size_t)nspans, sizeof *spans, st_span_cmp);
+        if (nspans > 1) qsort(spans, (size_t)nspans, sizeof *spans, st_span_cmp);
         int64_t at = 0;
         for (int i = 0; i < nspans && rc == 0; i++) {
             const st_span *sp = &spans[i];
@@ -345,7 +344,6 @@ static int st_load_file(st_set *s, const char *path, dp_err *err) {
             s->tensors[spans[i].tensor].data = f->map + 8 + n + spans[i].begin;
     }
     free(spans);
-    (void)first;
     return rc;
 }
 
@@ -370,7 +368,7 @@ static int st_finish(st_set *s, dp_err *err) {
     pair *p = n ? malloc((size_t)n * sizeof *p) : NULL;
     if (n && !p) return dp_fail(err, "out of memory");
     for (int i = 0; i < n; i++) { p[i].t = s->tensors[i]; p[i].file = s->file_of[i]; }
-    qsort(p, (size_t)n, sizeof *p, st_name_cmp); /* the tensor is the first member */
+    if (n > 1) qsort(p, (size_t)n, sizeof *p, st_name_cmp); /* the tensor is the first member */
     for (int i = 0; i < n; i++) { s->tensors[i] = p[i].t; s->file_of[i] = p[i].file; }
     free(p);
     for (int i = 1; i < n; i++)
@@ -639,6 +637,7 @@ int st_to_f32(const st_tensor *t, float *dst, dp_err *err) {
         if (n) memcpy(dst, src, n * 4);
         return 0;
     case ST_F16:
+#pragma omp parallel for schedule(static) if (n >= 65536)
         for (size_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, src + 2 * i, 2);
@@ -646,6 +645,7 @@ int st_to_f32(const st_tensor *t, float *dst, dp_err *err) {
         }
         return 0;
     case ST_BF16:
+#pragma omp parallel for schedule(static) if (n >= 65536)
         for (size_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, src + 2 * i, 2);
@@ -653,6 +653,7 @@ int st_to_f32(const st_tensor *t, float *dst, dp_err *err) {
         }
         return 0;
     case ST_F64:
+#pragma omp parallel for schedule(static) if (n >= 65536)
         for (size_t i = 0; i < n; i++) {
             double d;
             memcpy(&d, src + 8 * i, 8);
@@ -663,6 +664,11 @@ int st_to_f32(const st_tensor *t, float *dst, dp_err *err) {
         return dp_fail(err, "tensor \"%s\": dtype %s cannot be converted to F32 (expected F32, "
                        "F16, BF16 or F64)", t->name, st_dtype_name(t->dtype));
     }
+}
+
+const float *st_f32_view(const st_tensor *t) {
+    if (t->dtype != ST_F32 || ((uintptr_t)t->data & 3) != 0) return NULL;
+    return t->data;
 }
 
 /* ---- writing --------------------------------------------------------------- */
@@ -751,7 +757,7 @@ int st_write(const char *path, const st_write_tensor *tensors, int n, int bf16, 
     const st_write_tensor **sorted = calloc(n ? (size_t)n : 1, sizeof *sorted);
     if (!sorted) return dp_fail(err, "out of memory");
     for (int i = 0; i < n; i++) sorted[i] = &tensors[i];
-    qsort(sorted, (size_t)n, sizeof *sorted, st_wt_cmp);
+    if (n > 1) qsort(sorted, (size_t)n, sizeof *sorted, st_wt_cmp);
     int rc = 0;
     int64_t total = 0;
     for (int i = 0; i < n && rc == 0; i++) {
@@ -790,10 +796,12 @@ int st_write(const char *path, const st_write_tensor *tensors, int n, int bf16, 
 
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 5);
-    if (rc == 0 && !tmp) rc = dp_fail(err, "out of memory");
     int fd = -1;
-    if (rc == 0) {
-        snprintf(tmp, plen + 5, "%s.tmp", path);
+    if (rc == 0 && !tmp) {
+        rc = dp_fail(err, "out of memory");
+    } else if (rc == 0) {
+        memcpy(tmp, path, plen);
+        memcpy(tmp + plen, ".tmp", 5);
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0) rc = dp_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
     }

@@ -53,6 +53,11 @@ const st_tensor *st_find(const st_set *s, const char *name); /* NULL if absent *
  * (t->numel floats). Other dtypes are an error naming the tensor. */
 int st_to_f32(const st_tensor *t, float *dst, dp_err *err);
 
+/* T's data as floats without copying when T is F32 and 4-byte aligned in the
+ * mapping (always so for files st_write made), else NULL: then use
+ * st_to_f32. Read-only, valid until st_close. */
+const float *st_f32_view(const st_tensor *t);
+
 /* The format's dtype name ("F32", "BF16", ...) and element size in bytes. */
 const char *st_dtype_name(st_dtype d);
 size_t st_dtype_size(st_dtype d);
