@@ -2,11 +2,23 @@
  * streamed, rendered to text, then tokenized and truncated.
  *
  * Row formats (ds_format): standard {prompt, chosen, rejected}; implicit
- * {chosen, rejected} (prompt = longest common prefix, cut back to the last
- * "\n\nAssistant:" for HH-style dialogues); conversational (lists of
- * {role, content} messages rendered with a built-in chat template). A bad row
- * is reported with "FILE:LINE: what" and a reason code, so the caller can
- * stop or skip and count. */
+ * {chosen, rejected} (prompt = longest common prefix, cut back to just after
+ * the last "\n\nAssistant:" for HH-style dialogues, else never inside a
+ * UTF-8 character); conversational (lists of {role, content} messages, with
+ * or without "prompt": without it the messages chosen and rejected share
+ * at the start are the prompt), rendered with a built-in chat template.
+ * auto settles on a format from the first valid row of each file.
+ *
+ * Conversational text: the prompt is the template's rendering with the
+ * generation prompt; each response is what rendering prompt + response
+ * adds after it (the assistant content and its end-of-turn marker:
+ * "<|im_end|>", "<|eot_id|>", " </s>", "</s>", "<end_of_turn>"), without the
+ * newline some templates put between turns. A template's leading bos_token
+ * is not text: ds_row.template_bos asks ds_tokenize for the BOS id.
+ *
+ * A bad row is reported with "FILE:LINE: what" and a reason code, so the
+ * caller can stop or skip and count. Blank lines are skipped; a line longer
+ * than opt->max_line_bytes ends reading (-1). */
 #ifndef DP_DATASET_H
 #define DP_DATASET_H
 
@@ -36,7 +48,18 @@ typedef struct ds_options {
     const char *tokenizer_template;  /* tokenizer_config.json's template, for auto */
     int max_length, max_prompt_length;
     ds_truncation truncation;
+    size_t max_line_bytes;           /* a longer line ends reading; 0 = 64 MiB */
 } ds_options;
+
+/* Names as the config spells them ("standard", "chatml", "keep_end", ...). */
+const char *ds_format_name(ds_format f);
+const char *ds_template_name(ds_template t);
+
+/* The template conversational rows are rendered with: opt->chat_template,
+ * or for auto the one picked from the markers in opt->tokenizer_template
+ * (error naming the markers looked for when none matches). For the
+ * reference fingerprint. */
+int ds_resolve_template(const ds_options *opt, ds_template *out, dp_err *err);
 
 typedef struct ds_reader ds_reader;
 
@@ -50,6 +73,8 @@ typedef struct ds_row {
     size_t prompt_len, chosen_len, rejected_len;
     long line;
     char id[40];
+    int template_bos;  /* the chat template starts with bos_token: the text
+                          leaves it out and ds_tokenize prepends the BOS id */
 } ds_row;
 
 /* Reads the next row. Returns 1 with *row filled; 0 at end of file; 2 for a
@@ -57,21 +82,37 @@ typedef struct ds_row {
  * -1 on an error that ends reading (I/O, corrupt compression). */
 int ds_next(ds_reader *r, ds_row *row, ds_bad *bad, dp_err *err);
 
-/* Token ids of one row: prompt (with BOS if the tokenizer adds one), chosen
- * and rejected each with EOS appended, truncated per the options. */
+/* Token ids of one row. Prompt: tok_encode, with the BOS id first when the
+ * tokenizer adds one (tok_adds_bos) or row->template_bos, and never an EOS.
+ * Responses: tok_encode, then EOS appended unless the last token already is
+ * EOS (a template marker that is the EOS token is not doubled), as TRL's
+ * add_eos_token_if_needed. Truncation, TRL DPOTrainer / the DPO reference
+ * implementation: when n_prompt + max(n_chosen, n_rejected) > max_length,
+ * the prompt is cut to max_prompt_length keeping its end (keep_end) or start
+ * (keep_start); the BOS is an ordinary prompt token here, so keep_end drops
+ * it as TRL does (TRL adds BOS before truncating). If still too long, both
+ * responses are cut to max_length - n_prompt keeping their start (so a cut
+ * response loses its EOS). */
 typedef struct ds_tokens {
     int32_t *prompt, *chosen, *rejected;   /* malloc'd, owned by the caller */
     int n_prompt, n_chosen, n_rejected;
 } ds_tokens;
 
-/* Returns 0, 2 for a bad row (prompt alone fills max_length: *bad set, err
- * names FILE:LINE), -1 on error. */
+/* Returns 0; 2 for a bad row, *bad set and err naming SOURCE:LINE: the
+ * prompt alone fills max_length after truncation (DS_BAD_PROMPT_TOO_LONG),
+ * or the prompt is empty and there is no BOS (DS_BAD_EMPTY: the model needs
+ * at least one prompt token); -1 on error (no EOS token, max_length < 1,
+ * encoding failure). On 2 and -1, *out holds nothing. */
 int ds_tokenize(const tokenizer *t, const ds_options *opt, const char *source,
                 const ds_row *row, ds_tokens *out, ds_bad *bad, dp_err *err);
 void ds_tokens_free(ds_tokens *t);
 
 /* Renders a conversation (NUL-terminated role/content pairs) with a
- * template; exposed for tests. *out is malloc'd. */
+ * resolved template, exactly as the model family's Jinja template does
+ * (common/chat.c names the sources) minus the leading bos_token. Roles that
+ * a template refuses (llama2, mistral, gemma: user/assistant alternation;
+ * mistral: system) are an error naming the message index. *out is
+ * malloc'd, owned by the caller. */
 int ds_render_chat(ds_template tpl, const char *const *roles, const char *const *contents,
                    int n, int add_generation_prompt, char **out, dp_err *err);
 
