@@ -1,7 +1,7 @@
 /* test_dataset — common/dataset.c and common/chat.c.
  *
  * Chat templates are compared with strings rendered by the real Jinja
- * templates (tests/data/chat_goldens.py, jinja2 as transformers configures
+ * templates (tests/oracles/chat_goldens.py, jinja2 as transformers configures
  * it); token ids come from a byte-level tokenizer (tests/data/bytes_tok:
  * id = byte value, "<|endoftext|>" = 256 is EOS; tests/data/bytes_bos_tok
  * adds "<s>" = 257 as BOS through its post-processor), so expected ids are
