@@ -5,6 +5,7 @@
 #   make precompute / train / sweep   CONFIG=pipeline.yaml SET="key=value ..."
 #   make deps       install exactly the missing Debian packages
 #   make bench      benchmarks side by side with PyTorch
+#   make fuzz       libFuzzer harnesses, FUZZ_SECONDS=60 each
 
 CONFIG   ?= pipeline.yaml
 SET      ?=
@@ -35,7 +36,7 @@ COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 STAGE_OBJ  := $(STAGE_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps demo test precompute train sweep bench clean check-deps
+.PHONY: all deps demo test precompute train sweep bench fuzz clean check-deps
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/dpoc
@@ -80,6 +81,11 @@ precompute train sweep: $(BUILD)/dpoc
 bench: deps
 	@$(MAKE) --no-print-directory $(BUILD)/dpoc
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/bench/run.sh
+
+# libFuzzer harnesses (clang), FUZZ_SECONDS per harness.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh
 
 clean:
 	rm -rf build
