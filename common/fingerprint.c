@@ -110,7 +110,7 @@ int fp_compute(const fp_inputs *in, fp_result *out, dp_err *err) {
     memset(out, 0, sizeof *out);
     if (hash_model(in->model_dir, model_hash, err)) return -1;
     if (hash_tokenizer(in->tokenizer_path, tok_hash, err)) return -1;
-    /* The hashed part: everything but paths, in a fixed key order. */
+    /* Paths stay out: shards computed on machines with other paths merge. */
     json_t *h = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:b, s:i, s:i}",
                           "engine", FP_ENGINE_VERSION, "model", model_hash, "tokenizer", tok_hash,
                           "format", in->format, "chat_template", in->chat_template, "truncation",
@@ -124,12 +124,8 @@ int fp_compute(const fp_inputs *in, fp_result *out, dp_err *err) {
         return dp_fail(err, "out of memory");
     }
     hex128(XXH3_128bits(canon, strlen(canon)), out->fingerprint);
-    free(canon);
-    json_object_set_new(h, "model_dir", json_string(in->model_dir));
-    json_object_set_new(h, "tokenizer_path", json_string(in->tokenizer_path));
-    out->description = json_dumps(h, JSON_SORT_KEYS | JSON_COMPACT);
     json_decref(h);
-    if (!out->description) return dp_fail(err, "out of memory");
+    out->description = canon;
     return 0;
 }
 

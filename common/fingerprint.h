@@ -4,9 +4,9 @@
  * engine's numeric version, a content hash of config.json and of every
  * weight file, of the tokenizer files, the chat template, the row format,
  * the truncation settings and the BOS/EOS policy. The fingerprint is the
- * XXH3-128 of the canonical description (32 hex digits). Paths are kept in
- * the description for messages but not hashed: moving a model changes
- * nothing, editing one byte of it changes everything. */
+ * XXH3-128 of the canonical description (32 hex digits). Paths are not part
+ * of it: moving a model changes nothing, editing one byte of it changes
+ * everything. */
 #ifndef DP_FINGERPRINT_H
 #define DP_FINGERPRINT_H
 

@@ -1,0 +1,194 @@
+/* store_check — the whole-store operations of store.h: statistics (info),
+ * verification, and merging one store into another. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store_internal.h"
+
+int store_get_info(store *s, store_info *info, dp_err *err) {
+    memset(info, 0, sizeof *info);
+    static const char sql[] =
+        "SELECT (SELECT count(*) FROM examples), "
+        "(SELECT count(*) FROM examples WHERE split = 'train'), "
+        "(SELECT count(*) FROM examples WHERE split = 'eval'), "
+        "(SELECT count(*) FROM refs), (SELECT count(*) FROM runs), "
+        "(SELECT count(*) FROM metrics), count(*), "
+        "coalesce(sum(n_prompt + n_chosen + n_rejected), 0), "
+        "coalesce(sum(length(prompt_ids) + length(chosen_ids) + length(rejected_ids) + "
+        "length(chosen_token_logps) + length(rejected_token_logps)), 0), "
+        "coalesce(sum(4 * (n_prompt + 2 * n_chosen + 2 * n_rejected)), 0), "
+        "(SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()) "
+        "FROM ref_rows";
+    /* Rare: prepared per call rather than cached. */
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+        store_sql_fail(s, "reading statistics", err);
+        sqlite3_finalize(st);
+        return -1;
+    }
+    info->n_examples = (long)sqlite3_column_int64(st, 0);
+    info->n_train = (long)sqlite3_column_int64(st, 1);
+    info->n_eval = (long)sqlite3_column_int64(st, 2);
+    info->n_references = (long)sqlite3_column_int64(st, 3);
+    info->n_runs = (long)sqlite3_column_int64(st, 4);
+    info->n_metrics = (long)sqlite3_column_int64(st, 5);
+    info->n_ref_rows = (long)sqlite3_column_int64(st, 6);
+    info->tokens = (long)sqlite3_column_int64(st, 7);
+    info->blob_bytes = (size_t)sqlite3_column_int64(st, 8);
+    info->raw_bytes = (size_t)sqlite3_column_int64(st, 9);
+    info->file_bytes = (size_t)sqlite3_column_int64(st, 10);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+/* The first row a pragma returns that is not "ok" (integrity_check), or any
+ * row at all (foreign_key_check, ok_text NULL), as an error. */
+static int pragma_check(store *s, const char *sql, const char *ok_text, const char *what,
+                        dp_err *err) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return store_sql_fail(s, what, err);
+    }
+    int rc = sqlite3_step(st), fail = 0;
+    if (rc == SQLITE_ROW) {
+        const char *first = (const char *)sqlite3_column_text(st, 0);
+        if (ok_text && first && !strcmp(first, ok_text)) {
+            rc = sqlite3_step(st);
+        } else if (ok_text) {
+            fail = dp_fail(err, "%s: %s failed: %s", s->path, what, first ? first : "(null)");
+        } else {
+            fail = dp_fail(err, "%s: %s failed: table %s row %lld refers to a missing row of %s",
+                           s->path, what, first ? first : "?",
+                           (long long)sqlite3_column_int64(st, 1),
+                           sqlite3_column_text(st, 2) ? (const char *)sqlite3_column_text(st, 2)
+                                                      : "?");
+        }
+    }
+    if (!fail && rc != SQLITE_DONE) fail = store_sql_fail(s, what, err);
+    sqlite3_finalize(st);
+    return fail ? -1 : 0;
+}
+
+int store_verify(store *s, long *n_checked, dp_err *err) {
+    *n_checked = 0;
+    if (pragma_check(s, "PRAGMA integrity_check", "ok", "integrity check", err) ||
+        pragma_check(s, "PRAGMA foreign_key_check", NULL, "foreign key check", err))
+        return -1;
+    sqlite3_stmt *st = store_stmt(s, ST_VERIFY_ROWS, err);
+    if (!st) return -1;
+    int rc, fail = 0;
+    while (!fail && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_record r;
+        memset(&r, 0, sizeof r);
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        const char *fp = (const char *)sqlite3_column_text(st, 1);
+        if (!id || strlen(id) >= sizeof r.id || !fp) {
+            fail = dp_fail(err, "%s: ref_rows: an example id or fingerprint is missing or longer "
+                                "than %zu bytes", s->path, sizeof r.id - 1);
+            break;
+        }
+        strcpy(r.id, id);
+        fail = store_decode_row(s, st, 2, 5, fp, &r, err);
+        store_record_free(&r);
+        if (!fail) (*n_checked)++;
+    }
+    if (!fail && rc != SQLITE_DONE) fail = store_sql_fail(s, "reading reference rows", err);
+    sqlite3_reset(st);
+    return fail ? -1 : 0;
+}
+
+/* Runs one statement of the merge (prepared here, not cached: it names the
+ * attached schema, which is gone after the merge). With ROW_OUT the first
+ * column of the first row, if any, is copied there (empty when none). */
+static int merge_step(store *s, const char *sql, const char *bind, char *row_out, size_t cap,
+                      const char *what, dp_err *err) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return store_sql_fail(s, what, err);
+    }
+    if (bind) sqlite3_bind_text(st, 1, bind, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (row_out) {
+        row_out[0] = '\0';
+        if (rc == SQLITE_ROW && sqlite3_column_text(st, 0))
+            snprintf(row_out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+    }
+    int ok = rc == SQLITE_DONE || (row_out && rc == SQLITE_ROW);
+    if (!ok) store_sql_fail(s, what, err);
+    sqlite3_finalize(st);
+    return ok ? 0 : -1;
+}
+
+/* Copies rows missing from main (NOT EXISTS rather than INSERT OR IGNORE, so
+ * a source row that breaks a CHECK constraint is an error, not skipped). */
+static const char merge_refs_sql[] =
+    "INSERT INTO main.refs (fingerprint, description) SELECT fingerprint, description "
+    "FROM merge_src.refs s WHERE NOT EXISTS "
+    "(SELECT 1 FROM main.refs m WHERE m.fingerprint = s.fingerprint)";
+static const char merge_examples_sql[] =
+    "INSERT INTO main.examples (id, split, source, line, ord) "
+    "SELECT id, split, source, line, ord FROM merge_src.examples s WHERE NOT EXISTS "
+    "(SELECT 1 FROM main.examples m WHERE m.id = s.id)";
+static const char merge_rows_sql[] =
+    "INSERT INTO main.ref_rows (example_id, fingerprint, n_prompt, n_chosen, n_rejected, "
+    "ref_chosen_logp, ref_rejected_logp, prompt_ids, chosen_ids, rejected_ids, "
+    "chosen_token_logps, rejected_token_logps) "
+    "SELECT example_id, fingerprint, n_prompt, n_chosen, n_rejected, ref_chosen_logp, "
+    "ref_rejected_logp, prompt_ids, chosen_ids, rejected_ids, chosen_token_logps, "
+    "rejected_token_logps FROM merge_src.ref_rows s WHERE NOT EXISTS "
+    "(SELECT 1 FROM main.ref_rows m WHERE m.example_id = s.example_id "
+    "AND m.fingerprint = s.fingerprint)";
+static const char merge_conflict_sql[] =
+    "SELECT s.fingerprint FROM merge_src.refs s JOIN main.refs m "
+    "ON m.fingerprint = s.fingerprint WHERE m.description IS NOT s.description "
+    "ORDER BY s.fingerprint LIMIT 1";
+
+int store_merge(store *dst, const char *src_path, long *n_copied, dp_err *err) {
+    *n_copied = 0;
+    if (store_require_write(dst, "merge into it", err)) return -1;
+    if (!sqlite3_get_autocommit(dst->db))
+        return dp_fail(err, "%s: merge: cannot run inside an open transaction", dst->path);
+    /* Opening the source as a store checks it is one, of a version we read. */
+    store *src = NULL;
+    if (store_open(&src, src_path, STORE_READONLY, err)) return -1;
+    store_close(src);
+    struct stat a, b;
+    if (stat(dst->path, &a) == 0 && stat(src_path, &b) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino)
+        return dp_fail(err, "%s: cannot merge a store into itself", src_path);
+
+    char *name = store_sqlite_name(src_path);
+    if (!name) return dp_fail(err, "%s: out of memory", src_path);
+    int attached = merge_step(dst, "ATTACH DATABASE ?1 AS merge_src", name, NULL, 0,
+                              "attaching the source store", err);
+    free(name);
+    if (attached) return dp_context(err, "merging %s", src_path);
+    char conflict[STORE_FP_MAX] = "";
+    int fail = store_exec(dst, "BEGIN IMMEDIATE", "beginning the merge", err) ||
+               merge_step(dst, merge_conflict_sql, NULL, conflict, sizeof conflict,
+                          "comparing references", err);
+    if (!fail && conflict[0])
+        fail = dp_fail(err, "%s: reference %s has a different description than in %s; refusing "
+                            "to merge", src_path, conflict, dst->path);
+    if (!fail)
+        fail = merge_step(dst, merge_refs_sql, NULL, NULL, 0, "copying references", err) ||
+               merge_step(dst, merge_examples_sql, NULL, NULL, 0, "copying examples", err) ||
+               merge_step(dst, merge_rows_sql, NULL, NULL, 0, "copying reference rows", err);
+    if (!fail) *n_copied = (long)sqlite3_changes64(dst->db);
+    if (!fail) fail = store_exec(dst, "COMMIT", "committing the merge", err);
+    if (fail) {
+        if (!sqlite3_get_autocommit(dst->db)) sqlite3_exec(dst->db, "ROLLBACK", NULL, NULL, NULL);
+        *n_copied = 0;
+    }
+    dp_err detach_err;
+    if (merge_step(dst, "DETACH DATABASE merge_src", NULL, NULL, 0, "detaching the source store",
+                   &detach_err) && !fail) {
+        if (err) *err = detach_err;
+        fail = 1;
+    }
+    return fail ? -1 : 0;
+}
