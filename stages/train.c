@@ -635,8 +635,8 @@ int cmd_sweep(int argc, char **argv) {
     int keys = cfg_sweep_keys(c);
     long combos = 1;
     for (int k = 0; k < keys; k++) combos *= cfg_sweep_len(c, k);
-    if (keys == 0) {
-        cli_error("sweep: the configuration has no sweep grid (sweep: {key: [values]})");
+    if (keys == 0 || keys > 64) {
+        cli_error(keys ? "sweep: at most 64 keys" : "sweep: the configuration has no sweep grid (sweep: {key: [values]})");
         cfg_free(c);
         return 1;
     }
@@ -652,18 +652,23 @@ int cmd_sweep(int argc, char **argv) {
             rc = dp_fail(&err, "out of memory");
             break;
         }
+        /* point i in mixed radix, the last key fastest; named in key order */
+        int idx[64];
         long rest = i;
+        for (int k = keys - 1; k >= 0; k--) {
+            idx[k] = (int)(rest % cfg_sweep_len(c, k));
+            rest /= cfg_sweep_len(c, k);
+        }
         size_t k0 = 0;
         char *name = rows[i].name;
-        for (int k = keys - 1; k >= 0 && !rc; k--) {
-            int len = cfg_sweep_len(c, k), j = (int)(rest % len);
-            rest /= len;
+        for (int k = 0; k < keys && !rc; k++) {
             char set[512];
-            snprintf(set, sizeof set, "%s=%s", cfg_sweep_key(c, k), cfg_sweep_value(c, k, j));
+            snprintf(set, sizeof set, "%s=%s", cfg_sweep_key(c, k), cfg_sweep_value(c, k, idx[k]));
             rc = cfg_set(d, set, "sweep", &err);
             const char *leaf = strrchr(cfg_sweep_key(c, k), '.');
             k0 += (size_t)snprintf(name + k0, sizeof rows[i].name - k0, "%s%s=%s", k0 ? "," : "",
-                                   leaf ? leaf + 1 : cfg_sweep_key(c, k), cfg_sweep_value(c, k, j));
+                                   leaf ? leaf + 1 : cfg_sweep_key(c, k),
+                                   cfg_sweep_value(c, k, idx[k]));
         }
         char out[4700], set[4800];
         snprintf(out, sizeof out, "%s/%s", base, name);
