@@ -3,7 +3,7 @@
 . tests/lib.sh
 
 "$DPOC" --help >"$TMP/help" 2>&1; expect_eq "dpoc --help exits 0" $? 0
-for cmd in precompute train sweep tokenize store config model; do
+for cmd in precompute train sweep report tokenize store config model; do
     grep -q "^  $cmd " "$TMP/help" && ok || bad "dpoc --help lists $cmd"
 done
 "$DPOC" frobnicate >/dev/null 2>&1; expect_eq "unknown command exits 2" $? 2
