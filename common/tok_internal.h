@@ -1,7 +1,9 @@
-/* tok_internal — private structures shared by the tokenizer sources
- * (tokenizer.c: loading and the encode pipeline; tok_bpe.c: vocabulary,
- * merges and the BPE merge loop; tok_text.c: UTF-8, normalizers,
- * pre-tokenizers, added-token trie; tok_decode.c: decoders).
+/* tok_internal — private structures shared by the tokenizer sources:
+ * tokenizer.c (the encode/decode pipelines), tok_load.c (tokenizer.json →
+ * struct tokenizer), tok_json.c (its JSON parser), tok_bpe.c (vocabulary,
+ * merges, the BPE merge loop), tok_text.c (lists, hash table, UTF-8,
+ * byte-level map, added-token trie), tok_split.c (patterns, normalizers,
+ * pre-tokenizers), tok_decode.c (decoders).
  *
  * Strings inside the pipeline are byte spans into a growing buffer
  * (tok_list); every stage reads one list and appends to another, so an
@@ -17,6 +19,34 @@
 #include "error.h"
 #include "tokenizer.h"
 
+/* ---- tok_json: a read-only JSON DOM for tokenizer.json ---- */
+enum { TJ_NULL, TJ_FALSE, TJ_TRUE, TJ_NUM, TJ_STR, TJ_ARR, TJ_OBJ };
+typedef struct tj_node {
+    uint8_t type;
+    uint32_t count;          /* children (arrays, objects) */
+    uint32_t skip;           /* index just past this node's subtree */
+    uint32_t key_off, key_len; /* member key in buf (NUL-terminated), for object members */
+    uint32_t off, len;       /* string (unescaped, NUL-terminated) or number text in buf */
+} tj_node;
+typedef struct tj_doc {
+    char *buf;
+    tj_node *nodes; /* nodes[0] is the root */
+    size_t n, cap;
+} tj_doc;
+
+int tj_parse_file(tj_doc *d, const char *path, dp_err *err);
+void tj_free(tj_doc *d);
+/* Children in order: for (c = tj_first(d, n); c; c = tj_next(d, n, c)). */
+const tj_node *tj_first(const tj_doc *d, const tj_node *n);
+const tj_node *tj_next(const tj_doc *d, const tj_node *parent, const tj_node *c);
+const tj_node *tj_get(const tj_doc *d, const tj_node *obj, const char *key); /* NULL if absent */
+const tj_node *tj_at(const tj_doc *d, const tj_node *arr, size_t i);
+int tj_int(const tj_doc *d, const tj_node *n, long long *v); /* 0, or -1 if not an integer */
+double tj_num(const tj_doc *d, const tj_node *n);
+const char *tj_type_name(const tj_node *n);
+#define TJ_STR_OF(d, n) ((d)->buf + (n)->off)
+#define TJ_KEY_OF(d, n) ((d)->buf + (n)->key_off)
+
 /* ---- string → id hash table (keys are borrowed, owned by the caller) ---- */
 typedef struct tok_strmap {
     uint32_t *slots; /* entry index + 1; 0 = empty */
@@ -30,6 +60,8 @@ typedef struct tok_strmap {
 int tok_strmap_put(tok_strmap *m, const char *key, size_t len, int32_t val, dp_err *err);
 /* Returns the value, or -1 if absent. */
 int32_t tok_strmap_get(const tok_strmap *m, const char *key, size_t len);
+/* Sizes the table for N entries up front (loading speed: no rehashing). */
+int tok_strmap_reserve(tok_strmap *m, size_t n, dp_err *err);
 void tok_strmap_free(tok_strmap *m);
 
 /* ---- a list of byte spans over one buffer ---- */
@@ -46,6 +78,8 @@ typedef struct tok_list {
     size_t n, ncap;
 } tok_list;
 
+/* Grows *p (of *cap elements of ELEM bytes) to hold NEED; doubles. */
+int tok_grow(void **p, size_t *cap, size_t need, size_t elem, dp_err *err);
 int tok_list_bytes(tok_list *l, const char *s, size_t n, dp_err *err);
 /* Appends a span [off, off+len) of l->buf. */
 int tok_list_span(tok_list *l, size_t off, size_t len, int32_t id, int at_start, dp_err *err);
@@ -60,13 +94,22 @@ int tok_utf8_valid_len(const unsigned char *s, size_t n);
 /* Decodes the (valid) sequence at s; *cp gets the code point; returns its length. */
 int tok_utf8_decode(const unsigned char *s, size_t n, int32_t *cp);
 int tok_utf8_encode(int32_t cp, char *out);
+/* At an invalid position: the length of the maximal subpart to replace
+ * with one U+FFFD (Unicode "substitution of maximal subparts"), >= 1. */
+size_t tok_utf8_bad_len(const unsigned char *s, size_t n);
+/* Appends s[0..n) to OUT->buf with invalid sequences replaced by U+FFFD. */
+int tok_utf8_lossy(tok_list *out, const char *s, size_t n, dp_err *err);
+int tok_is_whitespace(int32_t cp);
+int tok_is_word(int32_t cp);
 
 /* ---- patterns (Split, Replace): PCRE2, literal or regex ---- */
 typedef struct tok_pattern {
     pcre2_code *re;
 } tok_pattern;
 
-/* Compiles a tokenizer.json pattern object {"String": s} or {"Regex": r}. */
+/* Compiles SRC as a literal (a {"String": s} pattern) or a regex (a
+ * {"Regex": r} pattern, UTF + UCP, \s spelled as Unicode White_Space to
+ * match Oniguruma); JIT-compiled when available. */
 int tok_pattern_compile(tok_pattern *p, const char *src, size_t len, int literal, dp_err *err);
 void tok_pattern_free(tok_pattern *p);
 
@@ -74,12 +117,12 @@ void tok_pattern_free(tok_pattern *p);
 typedef struct tok_matcher {
     pcre2_match_data *md;
     pcre2_match_context *mctx;
-    pcre2_jit_stack *jit;
+    pcre2_jit_stack *jit; /* created on the first JIT stack overflow */
 } tok_matcher;
 
 int tok_matcher_init(tok_matcher *m, dp_err *err);
 void tok_matcher_free(tok_matcher *m);
-/* Finds the next non-empty-or-empty match of P in s[0..n) at or after START.
+/* Finds the next match (possibly empty) of P in s[0..n) at or after START.
  * Returns 1 and sets [*ms, *me), 0 when none, -1 on a matching error. */
 int tok_pattern_find(const tok_pattern *p, tok_matcher *m, const char *s, size_t n, size_t start,
                      size_t *ms, size_t *me, dp_err *err);
@@ -100,9 +143,9 @@ typedef struct tok_norm {
     size_t n_sub;
 } tok_norm;
 
-/* Normalizes s[0..n) and appends the result to OUT->buf; *out_len gets its length. */
-int tok_normalize(const tok_norm *nm, tok_matcher *m, const char *s, size_t n, tok_list *out,
-                  size_t *out_len, dp_err *err);
+/* Normalizes s[0..n); *res (malloc'd, owned by the caller) gets the result. */
+int tok_normalize(const tok_norm *nm, tok_matcher *m, const char *s, size_t n, char **res,
+                  size_t *res_len, dp_err *err);
 void tok_norm_free(tok_norm *nm);
 
 /* ---- pre-tokenizers ---- */
@@ -179,7 +222,9 @@ typedef struct tok_bpe {
     char *prefix, *suffix; /* continuing_subword_prefix, end_of_word_suffix (NULL if none) */
 } tok_bpe;
 
-/* Parses model.merges (jansson array) after the vocabulary is loaded. */
+/* Sizes the merge table for N merges. */
+int tok_bpe_reserve_merges(tok_bpe *b, size_t n, dp_err *err);
+/* Adds merge (l, r) with RANK; the vocabulary must be loaded first. */
 int tok_bpe_add_merge(tok_bpe *b, const char *l, size_t ll, const char *r, size_t rl, int32_t rank,
                       dp_err *err);
 /* Encodes one pre-token, appending ids to *ids (growing *cap). */
@@ -228,6 +273,8 @@ struct tokenizer {
     size_t n_prefix, n_suffix;
     int32_t bos_id, eos_id;
     int32_t vocab_size;
+    const char **id_str; /* id → token string (added tokens override the model) */
+    uint32_t *id_len;
     char *chat_template;
 };
 

@@ -14,9 +14,9 @@
 
 typedef struct tokenizer tokenizer;
 
-/* Loads PATH (a tokenizer.json) and, if present beside it,
- * tokenizer_config.json (add_bos_token/add_eos_token, chat_template,
- * bos/eos token names). On success *out is owned by the caller
+/* Loads PATH (a tokenizer.json, or a directory holding one) and, if
+ * present beside it, tokenizer_config.json (add_bos_token/add_eos_token,
+ * chat_template, bos/eos token names). On success *out is owned by the caller
  * (tok_free). Errors name the file and the JSON path at fault. */
 int tok_load(tokenizer **out, const char *path, dp_err *err);
 void tok_free(tokenizer *t);
@@ -43,5 +43,19 @@ int tok_bos_id(const tokenizer *t);          /* -1 when the tokenizer has none *
 int tok_eos_id(const tokenizer *t);          /* -1 when the tokenizer has none */
 int tok_adds_bos(const tokenizer *t);        /* 1 if encode_special prepends BOS */
 const char *tok_chat_template(const tokenizer *t); /* tokenizer_config.json's, or NULL */
+
+/* The id of token string S (added tokens first, then the model's
+ * vocabulary), or -1. */
+int tok_token_id(const tokenizer *t, const char *s, size_t len);
+/* The token string of ID (not decoded: "Ġworld", "<0x0A>"), borrowed from
+ * T, with its length in *len; NULL if ID is not in the vocabulary. */
+const char *tok_token_str(const tokenizer *t, int id, size_t *len);
+
+/* Byte offset of the first invalid UTF-8 sequence in s[0..n), or -1 if valid. */
+long tok_utf8_first_invalid(const char *s, size_t n);
+/* Copies s[0..n) with each invalid sequence replaced by U+FFFD (one per
+ * maximal subpart, as Python's errors="replace"); *out is malloc'd,
+ * NUL-terminated and owned by the caller. */
+int tok_utf8_replace(const char *s, size_t n, char **out, size_t *out_len, dp_err *err);
 
 #endif
