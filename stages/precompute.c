@@ -2,12 +2,17 @@
  * dataset and cache every response's log-probabilities in the store.
  *
  * Recipe: load config → tokenizer → reference fingerprint → open store →
- * for each split, stream rows: store the example, skip it if this reference
- * already has values (resume, incremental runs), else tokenize and queue it;
- * queued examples are packed longest-first into batches of about
- * precompute.batch_tokens tokens, run forward, and written in transactions
- * committed every precompute.commit_seconds. kill -9 loses at most the
- * uncommitted batch. */
+ * for each split, stream rows in windows of precompute.window_rows rows; a window's
+ * examples are packed longest-first into batches of about
+ * precompute.batch_tokens tokens; a batch whose examples all have values
+ * for this reference is skipped, any other is run forward and its missing
+ * values written, in transactions committed every precompute.commit_seconds.
+ *
+ * Why windows: the engine's numbers depend (at float rounding) on which
+ * examples share a matrix multiply. Batches made from a fixed window of the
+ * file, whatever is already stored, make a resumed run, and shards that
+ * split the file by window, bit-identical to one uninterrupted run. kill -9
+ * loses at most the uncommitted batches. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +30,7 @@
 typedef struct pending {
     store_record rec;
     ds_tokens tok;
+    int stored;                 /* values for this reference already there */
 } pending;
 
 typedef struct run {
@@ -39,8 +45,9 @@ typedef struct run {
     double commit_seconds, last_commit, start;
     pending *queue;
     size_t n_queue, cap_queue;
-    long queued_tokens;
     /* summary */
+    long window;                /* index of the current window in this split */
+    int rows_in_window, window_rows;
     long computed, reused, skipped, other_shard, tokens;
     long bad[DS_BAD_COUNT];
     /* scratch for one batch */
@@ -56,13 +63,10 @@ static int parse_shard(const char *s, int *i, int *n, dp_err *err) {
     return 0;
 }
 
-static int in_shard(const run *r, const char *id) {
-    if (r->shard_n == 1) return 1;
-    unsigned long long h = strtoull((char[17]){id[0], id[1], id[2], id[3], id[4], id[5], id[6],
-                                               id[7], id[8], id[9], id[10], id[11], id[12],
-                                               id[13], id[14], id[15], 0},
-                                    NULL, 16);
-    return (int)(h % (unsigned long long)r->shard_n) == r->shard_i - 1;
+/* Shards take whole windows, so each computes exactly the batches a single
+ * run would. */
+static int in_shard(const run *r) {
+    return r->shard_n == 1 || (int)(r->window % r->shard_n) == r->shard_i - 1;
 }
 
 static int maybe_commit(run *r, int force, dp_err *err) {
@@ -88,10 +92,15 @@ static int by_length_desc(const void *a, const void *b) {
 }
 
 /* Runs examples [lo, hi) of the queue as one packed forward pass and stores
- * their values. */
+ * the values of those that lack them; a batch already complete is skipped. */
 static int run_batch(run *r, size_t lo, size_t hi, dp_err *err) {
     size_t t = 0, resp = 0;
-    int n = (int)(hi - lo);
+    int n = (int)(hi - lo), missing = 0;
+    for (size_t k = lo; k < hi; k++) missing += !r->queue[k].stored;
+    if (!missing) {
+        r->reused += n;
+        return 0;
+    }
     for (size_t k = lo; k < hi; k++) {
         pending *p = &r->queue[k];
         int i = (int)(k - lo);
@@ -105,21 +114,28 @@ static int run_batch(run *r, size_t lo, size_t hi, dp_err *err) {
     }
     model_batch b = {n, r->ids, r->np, r->nc, r->nr};
     if (model_forward(r->ref, &b, r->logps, NULL, err)) return -1;
+    r->tokens += (long)t;
     for (size_t k = lo; k < hi; k++) {
         pending *p = &r->queue[k];
         store_record *rec = &p->rec;
+        size_t at = resp;
+        resp += (size_t)(p->tok.n_chosen + p->tok.n_rejected);
+        if (p->stored) {
+            r->reused++;
+            continue;
+        }
         rec->prompt_ids = p->tok.prompt, rec->n_prompt = p->tok.n_prompt;
         rec->chosen_ids = p->tok.chosen, rec->n_chosen = p->tok.n_chosen;
         rec->rejected_ids = p->tok.rejected, rec->n_rejected = p->tok.n_rejected;
-        rec->chosen_token_logps = r->logps + resp;
-        rec->rejected_token_logps = r->logps + resp + p->tok.n_chosen;
+        rec->chosen_token_logps = r->logps + at;
+        rec->rejected_token_logps = r->logps + at + p->tok.n_chosen;
         rec->ref_chosen_logp = su_sum(rec->chosen_token_logps, rec->n_chosen);
         rec->ref_rejected_logp = su_sum(rec->rejected_token_logps, rec->n_rejected);
-        resp += (size_t)(p->tok.n_chosen + p->tok.n_rejected);
-        if (store_put_ref(r->st, r->fp.fingerprint, rec, err)) return -1;
+        int rc = store_put_ref(r->st, r->fp.fingerprint, rec, err);
         rec->chosen_token_logps = rec->rejected_token_logps = NULL;
         rec->prompt_ids = rec->chosen_ids = rec->rejected_ids = NULL;
-        r->tokens += p->tok.n_prompt + p->tok.n_chosen + p->tok.n_rejected;
+        if (rc) return -1;
+        p->stored = 1;
         r->computed++;
     }
     return maybe_commit(r, 0, err);
@@ -136,16 +152,16 @@ static int flush(run *r, log_progress *prog, dp_err *err) {
         while (hi < r->n_queue && (hi == lo || tokens + unit_tokens(r, &r->queue[hi]) <= r->batch_tokens))
             tokens += unit_tokens(r, &r->queue[hi++]);
         rc = run_batch(r, lo, hi, err);
-        log_progress_add(prog, (int64_t)(r->computed - prog->done), r->tokens - prog->tokens);
+        log_progress_add(prog, (int64_t)(r->computed + r->reused - prog->done),
+                         r->tokens - prog->tokens);
         lo = hi;
     }
     for (size_t k = 0; k < r->n_queue; k++) ds_tokens_free(&r->queue[k].tok);
     r->n_queue = 0;
-    r->queued_tokens = 0;
     return rc;
 }
 
-static int enqueue(run *r, const store_record *rec, ds_tokens *tok, dp_err *err) {
+static int enqueue(run *r, const store_record *rec, ds_tokens *tok, int stored, dp_err *err) {
     if (r->n_queue == r->cap_queue) {
         size_t cap = r->cap_queue ? 2 * r->cap_queue : 256;
         pending *q = realloc(r->queue, cap * sizeof *q);
@@ -156,8 +172,8 @@ static int enqueue(run *r, const store_record *rec, ds_tokens *tok, dp_err *err)
     pending *p = &r->queue[r->n_queue++];
     p->rec = *rec;
     p->tok = *tok;
+    p->stored = stored;
     memset(tok, 0, sizeof *tok);
-    r->queued_tokens += unit_tokens(r, p);
     return 0;
 }
 
@@ -172,6 +188,8 @@ static int bad_row(run *r, ds_bad why, dp_err *err) {
 
 static int do_split(run *r, const char *split, const char *path, log_progress *prog, dp_err *err) {
     ds_reader *rd;
+    r->window = 0;
+    r->rows_in_window = 0;
     if (ds_open(&rd, path, &r->dso, err)) return -1;
     int rc = 0;
     for (;;) {
@@ -184,7 +202,14 @@ static int do_split(run *r, const char *split, const char *path, log_progress *p
             break;
         }
         if (got == 2) continue;
-        if (!in_shard(r, row.id)) {
+        /* a new window: finish the last one */
+        if (r->rows_in_window == r->window_rows) {
+            if ((rc = flush(r, prog, err))) break;
+            r->window++;
+            r->rows_in_window = 0;
+        }
+        r->rows_in_window++;
+        if (!in_shard(r)) {
             r->other_shard++;
             continue;
         }
@@ -196,9 +221,10 @@ static int do_split(run *r, const char *split, const char *path, log_progress *p
         rec.line = row.line;
         rec.ord = row.line;
         if ((rc = store_put_example(r->st, &rec, err))) break;
-        int has = 0;
+        int has = 0, dup = 0;
         if ((rc = store_has_ref(r->st, rec.id, r->fp.fingerprint, &has, err))) break;
-        if (has) {
+        for (size_t k = 0; k < r->n_queue && !dup; k++) dup = !strcmp(r->queue[k].rec.id, rec.id);
+        if (dup) { /* the same example twice in one window: computed once */
             r->reused++;
             continue;
         }
@@ -214,8 +240,7 @@ static int do_split(run *r, const char *split, const char *path, log_progress *p
             ds_tokens_free(&tok);
             continue;
         }
-        if ((rc = enqueue(r, &rec, &tok, err))) break;
-        if (r->queued_tokens >= 8 * r->batch_tokens && (rc = flush(r, prog, err))) break;
+        if ((rc = enqueue(r, &rec, &tok, has, err))) break;
     }
     ds_close(rd);
     /* Whatever happened, what was computed is kept. */
@@ -235,6 +260,7 @@ static int setup(run *r, const char *shard_opt, dp_err *err) {
     if (su_dataset_options(c, r->tok, &r->dso, err)) return -1;
     if (su_fingerprint(c, r->tok, &r->dso, tok_path, &r->fp, err)) return -1;
     r->batch_tokens = cfg_int(c, "precompute.batch_tokens");
+    r->window_rows = (int)cfg_int(c, "precompute.window_rows");
     r->commit_seconds = cfg_num(c, "precompute.commit_seconds");
     long max_unit = 2L * cfg_int(c, "data.max_length") + 2;
     model_options mo = {.training = 0,

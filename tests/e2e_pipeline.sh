@@ -22,6 +22,7 @@ data:
   max_prompt_length: 48
 precompute:
   batch_tokens: 512
+  window_rows: 16
   commit_seconds: 0.01
 train:
   output: run
@@ -51,7 +52,7 @@ head -n 48 examples/data/train.jsonl >"$TMP/data/train.jsonl"
 
 # --- shards: 1/2 + 2/2 merged equal one run -----------------------------
 for i in 1 2; do
-    "$DPOC" precompute -c "$P" --shard $i/2 --set store=shard$i.sqlite 2>/dev/null
+    "$DPOC" precompute -c "$P" --shard $i/2 --set store="$TMP/shard$i.sqlite" 2>/dev/null
     expect_eq "shard $i/2" $? 0
 done
 "$DPOC" store merge "$TMP/merged.sqlite" "$TMP/shard1.sqlite" "$TMP/shard2.sqlite" >/dev/null 2>&1
@@ -62,16 +63,21 @@ n1=$("$DPOC" store dump "$TMP/shard1.sqlite" | wc -l)
 cmp -s "$TMP/merged.dump" "$TMP/full.dump" && ok || bad "shards merged == single run"
 
 # --- kill -9 during precompute, then resume == uninterrupted ----------
+# (small batches, so the run is long enough to be killed midway)
+SMALL="--set precompute.batch_tokens=64"
+"$DPOC" precompute -c "$P" $SMALL --set store="$TMP/small.sqlite" 2>/dev/null
+dump "$TMP/small.sqlite" >"$TMP/small.dump"
 for delay in 0.05 0.15 0.3; do
     rm -f "$TMP"/k.sqlite*
-    "$DPOC" precompute -c "$P" --set store=k.sqlite --set precompute.batch_tokens=64 2>/dev/null &
+    "$DPOC" precompute -c "$P" $SMALL --set store="$TMP/k.sqlite" 2>/dev/null &
     pid=$!
     sleep $delay
     kill -9 $pid 2>/dev/null
     wait $pid 2>/dev/null
-    "$DPOC" precompute -c "$P" --set store=k.sqlite 2>/dev/null; expect_eq "resume after kill" $? 0
+    "$DPOC" precompute -c "$P" $SMALL --set store="$TMP/k.sqlite" 2>/dev/null
+    expect_eq "resume after kill" $? 0
     dump "$TMP/k.sqlite" >"$TMP/k.dump"
-    cmp -s "$TMP/k.dump" "$TMP/full.dump" && ok || bad "kill -9 at ${delay}s + resume == uninterrupted"
+    cmp -s "$TMP/k.dump" "$TMP/small.dump" && ok || bad "kill -9 at ${delay}s + resume == uninterrupted"
 done
 
 # --- the fingerprint: train refuses a store made for another config ----
@@ -80,7 +86,7 @@ expect_fail "train refuses other truncation" \
     "$DPOC" train -c "$P" --set data.max_length=80
 expect_fail "train refuses a missing store" \
     "$TMP/none.sqlite: no such store; run \`make precompute\`" \
-    "$DPOC" train -c "$P" --set store=none.sqlite
+    "$DPOC" train -c "$P" --set store="$TMP/none.sqlite"
 [ ! -e "$TMP/none.sqlite" ] && ok || bad "a refused train leaves no store behind"
 
 # --- train: the first step at policy == reference is ln 2 ---------------
@@ -105,7 +111,7 @@ PY
 
 # --- gradient accumulation: 8 x 1 == 1 x 8 (SGD, so weights compare) ------
 for acc in 1 8; do
-    "$DPOC" train -c "$P" --set train.output=acc$acc --set train.grad_accum=$acc \
+    "$DPOC" train -c "$P" --set train.output="$TMP/acc$acc" --set train.grad_accum=$acc \
         --set train.optimizer=sgd --set train.max_steps=2 --set train.resume=never 2>/dev/null
     expect_eq "train grad_accum=$acc" $? 0
 done
@@ -113,17 +119,17 @@ $PYTHON tests/oracles/compare_safetensors.py "$TMP/acc1/model/model.safetensors"
     "$TMP/acc8/model/model.safetensors" 1e-5 && ok || bad "batch 8 x accum 1 == batch 1 x accum 8"
 
 # --- kill -9 during train, resume: bit-identical weights -------------------
-"$DPOC" train -c "$P" --set train.output=straight --set train.max_steps=6 \
+"$DPOC" train -c "$P" --set train.output="$TMP/straight" --set train.max_steps=6 \
     --set train.save_every=1 2>/dev/null
 for delay in 0.3 0.8; do
     rm -rf "$TMP/killed"
-    "$DPOC" train -c "$P" --set train.output=killed --set train.max_steps=6 \
+    "$DPOC" train -c "$P" --set train.output="$TMP/killed" --set train.max_steps=6 \
         --set train.save_every=1 2>/dev/null &
     pid=$!
     sleep $delay
     kill -9 $pid 2>/dev/null
     wait $pid 2>/dev/null
-    "$DPOC" train -c "$P" --set train.output=killed --set train.max_steps=6 \
+    "$DPOC" train -c "$P" --set train.output="$TMP/killed" --set train.max_steps=6 \
         --set train.save_every=1 2>/dev/null; expect_eq "train resume" $? 0
     cmp -s "$TMP/killed/model/model.safetensors" "$TMP/straight/model/model.safetensors" \
         && ok || bad "train killed at ${delay}s and resumed == uninterrupted (bit-identical)"
