@@ -4,11 +4,11 @@
  * comments ([rows, cols], row-major). Every backward ACCUMULATES (+=) into
  * dinp and the weight gradients; callers zero them when they need to.
  *
- * Threading: element-wise and attention loops use OpenMP; the matrix
- * multiplies call cblas_sgemm from outside any parallel region. Reductions
- * over tokens run in a fixed order, so results are deterministic for a given
- * thread count. No function here allocates except where stated, and none
- * can fail. */
+ * Threading: element-wise loops (and attention's masked softmax rows) use
+ * OpenMP; every matrix product, attention's included, is a cblas_sgemm call
+ * made outside any parallel region. Reductions over tokens run in a fixed
+ * order, so results are deterministic for a given thread count. Nothing
+ * here allocates, and nothing can fail. */
 #ifndef DP_LAYERS_H
 #define DP_LAYERS_H
 
@@ -77,20 +77,24 @@ void layer_rope_backward(float *dinp, const float *dout, const int *pos, const f
 
 /* Which keys query t may see: packed-buffer indices [lo0[t], hi0[t]) ∪
  * [lo1[t], hi1[t]), intersected with the sliding window (key position >
- * pos[t] − window) when window > 0. Units are disjoint token ranges
- * [unit_start[u], unit_start[u+1]) that contain every key their queries
- * see; backward parallelises over (unit, kv head) so it never races. */
+ * pos[t] − window) when window > 0; every visible key is ≤ t. Units are
+ * disjoint token ranges [unit_start[u], unit_start[u+1]) that contain every
+ * key their queries see. */
 typedef struct layer_attn_mask {
     int T, n_units;
     const int *lo0, *hi0, *lo1, *hi1, *pos, *unit_start;
     int window;
+    int block; /* queries per block, 1..LAYER_ATTN_BLOCK; 0 means LAYER_ATTN_BLOCK */
 } layer_attn_mask;
 
 /* Causal softmax attention with grouped queries: query head h uses kv head
  * h / (H / KVH). q[T, H·D] (row stride ldq), k and v [T, KVH·D] (row strides
  * ldk, ldv); out[T, H·D]; lse[T, H] keeps each row's log-sum-exp so backward
- * recomputes the probabilities instead of storing them. scratch holds
- * omp_get_max_threads() · T floats. */
+ * recomputes the probabilities instead of storing them. Computed per unit,
+ * head and block of LAYER_ATTN_BLOCK queries with sgemm (OpenMP for the
+ * masked softmax rows); scratch holds layer_attention_scratch(T) floats. */
+#define LAYER_ATTN_BLOCK 256
+size_t layer_attention_scratch(int T);
 void layer_attention_forward(float *out, float *lse, const float *q, int ldq, const float *k,
                              int ldk, const float *v, int ldv, const layer_attn_mask *mask,
                              int H, int KVH, int D, float *scratch);
@@ -110,9 +114,11 @@ void layer_attention_backward(float *dq, float *dk, float *dv, const float *dout
 void layer_logprob_forward(float *logp, float *mean_logits, float *lse, const float *h,
                            const float *w, const int32_t *target, int R, int C, int V,
                            float *scratch, int chunk_rows);
-/* dh[R,C] += and dw[V,C] += the gradients of Σ dlogp[r]·logp[r]. */
+/* dh[R,C] += and dw[V,C] += the gradients of Σ dlogp[r]·logp[r]. Logits
+ * are recomputed chunk by chunk, except when R ≤ chunk_rows and
+ * logits_in_scratch says scratch still holds the forward's logits. */
 void layer_logprob_backward(float *dh, float *dw, const float *dlogp, const float *h,
                             const float *w, const int32_t *target, const float *lse, int R,
-                            int C, int V, float *scratch, int chunk_rows);
+                            int C, int V, float *scratch, int chunk_rows, int logits_in_scratch);
 
 #endif

@@ -57,6 +57,45 @@ int model_init_random(model **out, const char *config_json, uint64_t seed,
 void model_free(model *m);
 const model_config *model_get_config(const model *m);
 
+/* Builds a model for config *c with every parameter zero. config_json_text
+ * (may be NULL) is the config.json text model_save writes back (a minimal
+ * one is generated when NULL). The loaders are built on this. */
+int model_new(model **out, const model_config *c, const char *config_json_text,
+              const model_options *opt, dp_err *err);
+/* The config.json text the model was built from (owned by the model). */
+const char *model_config_text(const model *m);
+
+/* The named parameter tensors, in the model's layout order. name is the
+ * Hugging Face name (GPT-2 names carry "transformer."); the tensor's values
+ * are model_params()[offset .. offset+numel), its gradient likewise in
+ * model_grads(). Tied lm_head has no entry of its own. */
+typedef struct model_tensor {
+    const char *name;
+    int ndim;
+    int64_t shape[2];
+    size_t offset, numel;
+} model_tensor;
+int model_n_tensors(const model *m);
+const model_tensor *model_tensor_at(const model *m, int i);
+const model_tensor *model_find_tensor(const model *m, const char *name); /* NULL if absent */
+
+/* The values of tensor i wherever they live (model_params() or a mapping). */
+const float *model_tensor_data(const model *m, int i);
+
+/* Loader hooks for memory-mapped weights, only for models built without
+ * training: tensor i then reads from data (numel floats, 4-byte aligned,
+ * valid until model_free) and its slot in model_params() stays zero;
+ * release(ctx) runs once in model_free (it unmaps). */
+int model_attach_tensor(model *m, int i, const float *data, dp_err *err);
+void model_set_release(model *m, void (*release)(void *), void *ctx);
+
+/* Sets OpenMP and OpenBLAS thread counts (0 = all cores). model_new and
+ * model_load call it with opt->threads, and forward/backward restore their
+ * model's count if another model changed it meanwhile. */
+void model_set_threads(int threads);
+/* The OpenBLAS kernel family in use (e.g. "Haswell"), for start-up logs. */
+const char *model_blas_corename(void);
+
 /* One packed batch. tokens holds, for example i in order, its n_prompt[i]
  * prompt ids, n_chosen[i] chosen ids, n_rejected[i] rejected ids. The batch
  * holds R = Σ (n_chosen[i] + n_rejected[i]) response tokens; outputs are laid
@@ -74,12 +113,23 @@ typedef struct model_batch {
 int model_forward(model *m, const model_batch *b, float *logps, float *mean_logits,
                   dp_err *err);
 
+/* Logits[vocab] for the token following tokens[0..n) (one causal sequence,
+ * 1 ≤ n ≤ max_tokens), for sampling and evaluation. Replaces the state of
+ * the last forward, so model_backward has nothing to go through after it. */
+int model_next_logits(model *m, const int32_t *tokens, int n, float *logits, dp_err *err);
+
+/* Tokens the last forward actually ran (the packed length: with prefix
+ * sharing Σ(P+C+R), without it Σ(P+C) + Σ_{R>0}(P+R)); 0 before any. */
+int model_packed_tokens(const model *m);
+
 /* Backward through the last forward: dlogps[R] = dLoss/dlogps. Accumulates
  * (+=) into the gradients. Requires opt.training. */
 int model_backward(model *m, const float *dlogps, dp_err *err);
 
 /* The flat parameter and gradient arrays (n floats each); layout is the
- * model's own and stable for a given config. */
+ * model's own and stable for a given config (see model_tensor_at). For a
+ * model loaded without training, F32 tensors stay in the file's mapping:
+ * read them with model_tensor_data. model_grads is NULL without training. */
 float *model_params(model *m, size_t *n);
 float *model_grads(model *m, size_t *n);
 void model_zero_grads(model *m);
@@ -95,8 +145,11 @@ typedef struct model_memory {
 } model_memory;
 model_memory model_memory_estimate(const model_config *c, int tokens);
 
-/* Reads and validates config.json into *c. Unsupported model_type,
- * activation or rope type is an error naming it. */
+/* Reads and validates config.json into *c. config_json is a path, or the
+ * JSON text itself when its first non-blank character is '{' (the same for
+ * model_init_random). Unsupported model_type, activation or rope type is an
+ * error naming it. Mistral's sliding_window w: a query attends to the keys
+ * whose position is > its own − w (w keys including itself). */
 int model_read_config(model_config *c, const char *config_json, dp_err *err);
 
 #endif

@@ -1,0 +1,444 @@
+/* layers — see layers.h. Plain loops over float arrays; BLAS for every
+ * matrix product, OpenMP for the rest. */
+#include "layers.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+/* ---- embedding ---------------------------------------------------------- */
+
+void layer_embedding_forward(float *out, const int32_t *tok, const int *pos, const float *wte,
+                             const float *wpe, int T, int C) {
+#pragma omp parallel for
+    for (int t = 0; t < T; t++) {
+        float *o = out + (size_t)t * C;
+        const float *e = wte + (size_t)tok[t] * C;
+        if (wpe) {
+            const float *p = wpe + (size_t)pos[t] * C;
+            for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
+        } else {
+            memcpy(o, e, (size_t)C * sizeof *o);
+        }
+    }
+}
+
+/* Serial over tokens: several tokens may share a row, and a fixed order keeps
+ * the sum deterministic. */
+void layer_embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok,
+                              const int *pos, int T, int C) {
+    for (int t = 0; t < T; t++) {
+        const float *d = dout + (size_t)t * C;
+        if (dwte) {
+            float *g = dwte + (size_t)tok[t] * C;
+            for (int c = 0; c < C; c++) g[c] += d[c];
+        }
+        if (dwpe) {
+            float *g = dwpe + (size_t)pos[t] * C;
+            for (int c = 0; c < C; c++) g[c] += d[c];
+        }
+    }
+}
+
+/* ---- normalisation ------------------------------------------------------ */
+
+void layer_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                             const float *w, const float *b, int N, int C, float eps) {
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C;
+        double m = 0, v = 0;
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= C;
+        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+        v /= C;
+        float r = (float)(1.0 / sqrt(v + eps));
+        float *o = out + (size_t)i * C;
+        for (int c = 0; c < C; c++) o[c] = ((float)(x[c] - m) * r) * w[c] + (b ? b[c] : 0.0f);
+        mean[i] = (float)m;
+        rstd[i] = r;
+    }
+}
+
+void layer_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                              const float *inp, const float *w, const float *mean,
+                              const float *rstd, int N, int C) {
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C, *d = dout + (size_t)i * C;
+        double dn_mean = 0, dn_norm_mean = 0;
+        for (int c = 0; c < C; c++) {
+            float norm = (x[c] - mean[i]) * rstd[i];
+            float dn = d[c] * w[c];
+            dn_mean += dn;
+            dn_norm_mean += dn * norm;
+        }
+        dn_mean /= C;
+        dn_norm_mean /= C;
+        float *di = dinp + (size_t)i * C;
+        for (int c = 0; c < C; c++) {
+            float norm = (x[c] - mean[i]) * rstd[i];
+            float dn = d[c] * w[c];
+            di[c] += (float)((dn - dn_mean - norm * dn_norm_mean) * rstd[i]);
+        }
+    }
+#pragma omp parallel for
+    for (int c = 0; c < C; c++) {
+        double sw = 0, sb = 0;
+        for (int i = 0; i < N; i++) {
+            float d = dout[(size_t)i * C + c];
+            sw += d * ((inp[(size_t)i * C + c] - mean[i]) * rstd[i]);
+            sb += d;
+        }
+        dw[c] += (float)sw;
+        if (db) db[c] += (float)sb;
+    }
+}
+
+void layer_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N,
+                           int C, float eps) {
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C;
+        double ss = 0;
+        for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
+        float r = (float)(1.0 / sqrt(ss / C + eps));
+        float *o = out + (size_t)i * C;
+        for (int c = 0; c < C; c++) o[c] = (x[c] * r) * w[c];
+        rstd[i] = r;
+    }
+}
+
+/* y = x·r·w with r = (mean(x²)+eps)^(-1/2), so
+ * dx_j = r·dn_j − r³·x_j·Σ_i(dn_i·x_i)/C where dn = dy·w. */
+void layer_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                            const float *w, const float *rstd, int N, int C) {
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C, *d = dout + (size_t)i * C;
+        double dot = 0;
+        for (int c = 0; c < C; c++) dot += (double)d[c] * w[c] * x[c];
+        float r = rstd[i];
+        float k = (float)(dot / C) * r * r * r;
+        float *di = dinp + (size_t)i * C;
+        for (int c = 0; c < C; c++) di[c] += r * d[c] * w[c] - k * x[c];
+    }
+#pragma omp parallel for
+    for (int c = 0; c < C; c++) {
+        double s = 0;
+        for (int i = 0; i < N; i++)
+            s += (double)dout[(size_t)i * C + c] * inp[(size_t)i * C + c] * rstd[i];
+        dw[c] += (float)s;
+    }
+}
+
+/* ---- linear --------------------------------------------------------------- */
+
+void layer_linear_forward(float *out, const float *inp, const float *w, int ldw, int layout,
+                          const float *b, int N, int IC, int OC) {
+    if (N <= 0) return;
+    float beta = 0.0f;
+    if (b) {
+#pragma omp parallel for
+        for (int i = 0; i < N; i++) memcpy(out + (size_t)i * OC, b, (size_t)OC * sizeof *out);
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, layout == LAYER_W_OUT_IN ? CblasTrans : CblasNoTrans,
+                N, OC, IC, 1.0f, inp, IC, w, ldw, beta, out, OC);
+}
+
+void layer_linear_backward(float *dinp, float *dw, float *db, const float *dout,
+                           const float *inp, const float *w, int ldw, int layout, int N, int IC,
+                           int OC) {
+    if (N <= 0) return;
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans,
+                    layout == LAYER_W_OUT_IN ? CblasNoTrans : CblasTrans, N, IC, OC, 1.0f, dout,
+                    OC, w, ldw, 1.0f, dinp, IC);
+    if (dw) {
+        if (layout == LAYER_W_OUT_IN)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp,
+                        IC, 1.0f, dw, ldw);
+        else
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IC, OC, N, 1.0f, inp, IC, dout,
+                        OC, 1.0f, dw, ldw);
+    }
+    if (db)
+        for (int i = 0; i < N; i++) {
+            const float *d = dout + (size_t)i * OC;
+            for (int o = 0; o < OC; o++) db[o] += d[o];
+        }
+}
+
+/* ---- activations ---------------------------------------------------------- */
+
+#define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
+
+/* tanh through one expf (several times faster than tanhf here, and within
+ * a few float ulps of it in absolute terms); saturates cleanly at ±1. */
+static inline float fast_tanh(float u) { return 1.0f - 2.0f / (1.0f + expf(2.0f * u)); }
+
+void layer_gelu_forward(float *out, const float *inp, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x)));
+    }
+}
+
+void layer_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float t = fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x));
+        float dt = (1.0f - t * t) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * dt);
+    }
+}
+
+void layer_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void layer_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                           const float *up, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        float s = 1.0f / (1.0f + expf(-g));
+        dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
+        dup[i] += dout[i] * g * s;
+    }
+}
+
+/* ---- rotary embedding ----------------------------------------------------- */
+
+void layer_rope_inv_freq(float *inv_freq, int head_dim, float theta, int rope_type,
+                         float factor, float low_freq, float high_freq, int original_max_pos) {
+    for (int i = 0; i < head_dim / 2; i++) {
+        double f = 1.0 / pow(theta, (double)(2 * i) / head_dim);
+        if (rope_type == 1) {
+            f /= factor;
+        } else if (rope_type == 2) {
+            double L = original_max_pos, wavelen = 2.0 * M_PI / f;
+            if (wavelen > L / low_freq) {
+                f /= factor;
+            } else if (!(wavelen < L / high_freq)) {
+                double smooth = (L / wavelen - low_freq) / (high_freq - low_freq);
+                f = (1.0 - smooth) * f / factor + smooth * f;
+            }
+        }
+        inv_freq[i] = (float)f;
+    }
+}
+
+/* Applies the rotation by +angle (sign 1) or its transpose (sign −1), adding
+ * into out when accumulate is set. */
+static void rope_apply(float *out, const float *inp, const int *pos, const float *inv_freq,
+                       int T, int H, int D, float sign, int accumulate) {
+    int half = D / 2;
+#pragma omp parallel for
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < half; i++) {
+            double a = (double)pos[t] * inv_freq[i];
+            float c = (float)cos(a), s = sign * (float)sin(a);
+            for (int h = 0; h < H; h++) {
+                const float *x = inp + ((size_t)t * H + h) * D;
+                float *y = out + ((size_t)t * H + h) * D;
+                float x1 = x[i], x2 = x[i + half];
+                float y1 = x1 * c - x2 * s, y2 = x2 * c + x1 * s;
+                if (accumulate) {
+                    y[i] += y1;
+                    y[i + half] += y2;
+                } else {
+                    y[i] = y1;
+                    y[i + half] = y2;
+                }
+            }
+        }
+    }
+}
+
+void layer_rope_forward(float *out, const float *inp, const int *pos, const float *inv_freq,
+                        int T, int H, int D) {
+    rope_apply(out, inp, pos, inv_freq, T, H, D, 1.0f, 0);
+}
+
+void layer_rope_backward(float *dinp, const float *dout, const int *pos, const float *inv_freq,
+                         int T, int H, int D) {
+    rope_apply(dinp, dout, pos, inv_freq, T, H, D, -1.0f, 1);
+}
+
+/* ---- attention ------------------------------------------------------------ */
+
+/* Attention runs per (unit, head, block of LAYER_ATTN_BLOCK queries): the
+ * block's scores against every key of its unit up to the block's last
+ * query come from one sgemm, the mask and softmax are applied row by row
+ * in OpenMP loops, and P·V is a second sgemm. Masked entries cost a little
+ * wasted arithmetic but keep every product a large BLAS call. */
+
+size_t layer_attention_scratch(int T) { return (size_t)2 * LAYER_ATTN_BLOCK * (size_t)T; }
+
+static int attn_block(const layer_attn_mask *m) {
+    return m->block > 0 && m->block < LAYER_ATTN_BLOCK ? m->block : LAYER_ATTN_BLOCK;
+}
+
+/* May query t see key j? */
+static inline int attn_visible(const layer_attn_mask *m, int t, int j) {
+    if (!((j >= m->lo0[t] && j < m->hi0[t]) || (j >= m->lo1[t] && j < m->hi1[t]))) return 0;
+    return m->window <= 0 || m->pos[j] > m->pos[t] - m->window;
+}
+
+/* S[nb, kn] ← scale · Q_block · K_unitᵀ, then the masked probabilities
+ * exp(S − lse): with lse from lse_in (backward), or computed into lse_out
+ * (forward, lse_in NULL). */
+static void attn_probs(float *S, float *lse_out, const float *lse_in, const float *q, int ldq,
+                       const float *k, int ldk, const layer_attn_mask *mask, int t0, int nb,
+                       int s0, int kn, int h, int g, int H, int D) {
+    float scale = 1.0f / sqrtf((float)D);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, kn, D, scale,
+                q + (size_t)t0 * ldq + (size_t)h * D, ldq, k + (size_t)s0 * ldk + (size_t)g * D,
+                ldk, 0.0f, S, kn);
+#pragma omp parallel for
+    for (int i = 0; i < nb; i++) {
+        int t = t0 + i;
+        float *row = S + (size_t)i * kn;
+        float l;
+        if (!lse_in) {
+            float mx = -INFINITY;
+            for (int j = 0; j < kn; j++)
+                if (attn_visible(mask, t, s0 + j) && row[j] > mx) mx = row[j];
+            double sum = 0;
+            for (int j = 0; j < kn; j++)
+                if (attn_visible(mask, t, s0 + j)) sum += expf(row[j] - mx);
+            l = mx + (float)log(sum);
+            lse_out[(size_t)t * H + h] = l;
+        } else {
+            l = lse_in[(size_t)t * H + h];
+        }
+        for (int j = 0; j < kn; j++) row[j] = attn_visible(mask, t, s0 + j) ? expf(row[j] - l) : 0.0f;
+    }
+}
+
+void layer_attention_forward(float *out, float *lse, const float *q, int ldq, const float *k,
+                             int ldk, const float *v, int ldv, const layer_attn_mask *mask,
+                             int H, int KVH, int D, float *scratch) {
+    int group = H / KVH, B = attn_block(mask);
+    for (int u = 0; u < mask->n_units; u++) {
+        int s0 = mask->unit_start[u], n = mask->unit_start[u + 1] - s0;
+        for (int h = 0; h < H; h++) {
+            int g = h / group;
+            for (int b0 = 0; b0 < n; b0 += B) {
+                int nb = n - b0 < B ? n - b0 : B, kn = b0 + nb;
+                attn_probs(scratch, lse, NULL, q, ldq, k, ldk, mask, s0 + b0, nb, s0, kn, h, g, H, D);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, kn, 1.0f, scratch,
+                            kn, v + (size_t)s0 * ldv + (size_t)g * D, ldv, 0.0f,
+                            out + (size_t)(s0 + b0) * H * D + (size_t)h * D, H * D);
+            }
+        }
+    }
+}
+
+/* With P the probabilities and dO the output gradient of a block:
+ * dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(dO ⊙ O)), dQ += scale·dS·K,
+ * dK += scale·dSᵀ·Q, dV += Pᵀ·dO. */
+void layer_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                              const float *out, const float *lse, const float *q, int ldq,
+                              const float *k, int ldk, const float *v, int ldv,
+                              const layer_attn_mask *mask, int H, int KVH, int D,
+                              float *scratch) {
+    int group = H / KVH, T = mask->T, B = attn_block(mask);
+    float scale = 1.0f / sqrtf((float)D);
+    float *P = scratch, *dS = scratch + (size_t)LAYER_ATTN_BLOCK * T;
+    for (int u = 0; u < mask->n_units; u++) {
+        int s0 = mask->unit_start[u], n = mask->unit_start[u + 1] - s0;
+        for (int h = 0; h < H; h++) {
+            int g = h / group;
+            for (int b0 = 0; b0 < n; b0 += B) {
+                int nb = n - b0 < B ? n - b0 : B, kn = b0 + nb;
+                int t0 = s0 + b0;
+                const float *dO = dout + (size_t)t0 * H * D + (size_t)h * D;
+                const float *O = out + (size_t)t0 * H * D + (size_t)h * D;
+                const float *Kb = k + (size_t)s0 * ldk + (size_t)g * D;
+                const float *Vb = v + (size_t)s0 * ldv + (size_t)g * D;
+                const float *Qb = q + (size_t)t0 * ldq + (size_t)h * D;
+                attn_probs(P, NULL, lse, q, ldq, k, ldk, mask, t0, nb, s0, kn, h, g, H, D);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, kn, D, 1.0f, dO, H * D,
+                            Vb, ldv, 0.0f, dS, kn);
+#pragma omp parallel for
+                for (int i = 0; i < nb; i++) {
+                    const float *di = dO + (size_t)i * H * D, *oi = O + (size_t)i * H * D;
+                    float dsum = 0;
+#pragma omp simd reduction(+ : dsum)
+                    for (int d = 0; d < D; d++) dsum += di[d] * oi[d];
+                    float *ds = dS + (size_t)i * kn;
+                    const float *p = P + (size_t)i * kn;
+                    for (int j = 0; j < kn; j++) ds[j] = p[j] * (ds[j] - dsum);
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, kn, scale, dS, kn,
+                            Kb, ldk, 1.0f, dq + (size_t)t0 * ldq + (size_t)h * D, ldq);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kn, D, nb, scale, dS, kn, Qb,
+                            ldq, 1.0f, dk + (size_t)s0 * ldk + (size_t)g * D, ldk);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kn, D, nb, 1.0f, P, kn, dO,
+                            H * D, 1.0f, dv + (size_t)s0 * ldv + (size_t)g * D, ldv);
+            }
+        }
+    }
+}
+
+/* ---- LM head and log-probabilities ------------------------------------------ */
+
+void layer_logprob_forward(float *logp, float *mean_logits, float *lse, const float *h,
+                           const float *w, const int32_t *target, int R, int C, int V,
+                           float *scratch, int chunk_rows) {
+    for (int r0 = 0; r0 < R; r0 += chunk_rows) {
+        int n = R - r0 < chunk_rows ? R - r0 : chunk_rows;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, h + (size_t)r0 * C,
+                    C, w, C, 0.0f, scratch, V);
+#pragma omp parallel for
+        for (int i = 0; i < n; i++) {
+            const float *z = scratch + (size_t)i * V;
+            float mx = -INFINITY;
+            double tot = 0, sum = 0;
+            for (int j = 0; j < V; j++) {
+                if (z[j] > mx) mx = z[j];
+                tot += z[j];
+            }
+            for (int j = 0; j < V; j++) sum += expf(z[j] - mx);
+            float l = mx + (float)log(sum);
+            lse[r0 + i] = l;
+            logp[r0 + i] = z[target[r0 + i]] - l;
+            if (mean_logits) mean_logits[r0 + i] = (float)(tot / V);
+        }
+    }
+}
+
+void layer_logprob_backward(float *dh, float *dw, const float *dlogp, const float *h,
+                            const float *w, const int32_t *target, const float *lse, int R,
+                            int C, int V, float *scratch, int chunk_rows, int logits_in_scratch) {
+    for (int r0 = 0; r0 < R; r0 += chunk_rows) {
+        int n = R - r0 < chunk_rows ? R - r0 : chunk_rows;
+        const float *hc = h + (size_t)r0 * C;
+        if (!(logits_in_scratch && R <= chunk_rows))
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, hc, C, w, C, 0.0f,
+                        scratch, V);
+        /* d logp / d z_j = [j == target] − softmax_j */
+#pragma omp parallel for
+        for (int i = 0; i < n; i++) {
+            float *z = scratch + (size_t)i * V, g = dlogp[r0 + i], l = lse[r0 + i];
+            for (int j = 0; j < V; j++) z[j] = -g * expf(z[j] - l);
+            z[target[r0 + i]] += g;
+        }
+        if (dh)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, scratch, V, w,
+                        C, 1.0f, dh + (size_t)r0 * C, C);
+        if (dw)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, n, 1.0f, scratch, V, hc,
+                        C, 1.0f, dw, C);
+    }
+}

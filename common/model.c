@@ -1,0 +1,782 @@
+/* model — the transformer engine: parameter layout, packing plan, forward
+ * and backward (see model.h). Config parsing, loading and saving live in
+ * model_io.c; the numerical kernels in layers.c.
+ *
+ * One forward runs every token of the batch as rows of one [T, C] matrix.
+ * The plan built from a batch gives each packed token its id, position and
+ * the key ranges it may attend to, and each response token the packed row
+ * that predicts it. Training keeps each layer's activations except the norm
+ * outputs and the MLP activation, which backward recomputes bit for bit. */
+#include "model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers.h"
+
+enum { FAM_GPT2, FAM_LLAMA };
+
+typedef struct layer_weights {
+    float *ln1_w, *ln1_b, *qkv_w, *qkv_b; /* qkv_*: GPT-2's fused c_attn */
+    float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b, *q_norm, *k_norm;
+    float *ln2_w, *ln2_b, *fc_w, *fc_b, *up_w, *up_b, *down_w, *down_b; /* fc: c_fc / gate_proj */
+} layer_weights;
+
+typedef struct weights {
+    float *wte, *wpe, *lnf_w, *lnf_b, *lm_head;
+    layer_weights *layer;
+} weights;
+
+/* Saved activations of one layer (training keeps one per layer). */
+typedef struct layer_acts {
+    float *ln1, *ln1_mean, *ln1_rstd, *q_lin, *k_lin, *q_rstd, *k_rstd, *q, *k, *v;
+    float *att, *lse, *res_mid, *ln2, *ln2_mean, *ln2_rstd, *fc, *up, *act;
+} layer_acts;
+
+struct model {
+    model_config cfg;
+    model_options opt;
+    int threads; /* resolved thread count; scratch is sized for it */
+    int family, layout, ldq, ldkv, ldo, ldfc, lddown; /* weight layout and row strides */
+    char *config_text;
+    int n_tensors;
+    model_tensor *tensors;
+    float ***wfield, ***gfield; /* per tensor: the weights/grads field it binds */
+    const float **mapped;       /* per tensor: external (memory-mapped) data or NULL */
+    void (*release)(void *);
+    void *release_ctx;
+    char *names; /* tensor names, one allocation */
+    float *params, *grads;
+    size_t n_params;
+    weights w, g;
+    float *inv_freq;
+    /* activations */
+    float *act_mem;
+    float **res; /* L + 1 residual streams (2 alternating when !training) */
+    layer_acts *la;
+    float *proj, *hR_in, *hR, *lnf_mean, *lnf_rstd, *out_lse, *attn_scratch, *logit_scratch;
+    int chunk_rows;
+    /* backward scratch */
+    float *dres, *dln, *datt, *dq, *dq2, *dk, *dk2, *dv, *dfc, *dup, *dact, *dhR, *dhR_in;
+    /* plan of the last forward */
+    int32_t *tok, *target;
+    int *pos, *lo0, *hi0, *lo1, *hi1, *unit_start, *pred;
+    int T, R, n_units, have_forward;
+};
+
+/* ---- threads ---- */
+
+void model_set_threads(int threads) {
+    if (threads <= 0) threads = omp_get_num_procs();
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+}
+
+const char *model_blas_corename(void) { return openblas_get_corename(); }
+
+/* ---- parameter layout ---- */
+
+typedef struct reg_ctx {
+    model *m;
+    size_t names_len;
+    int count_only;
+} reg_ctx;
+
+static void reg(reg_ctx *r, float **wf, float **gf, int ndim, int64_t d0, int64_t d1,
+                const char *fmt, int layer) {
+    model *m = r->m;
+    char name[128];
+    snprintf(name, sizeof name, fmt, layer);
+    int i = m->n_tensors++;
+    if (!r->count_only) {
+        model_tensor *t = &m->tensors[i];
+        t->name = m->names + r->names_len;
+        memcpy(m->names + r->names_len, name, strlen(name) + 1);
+        t->ndim = ndim;
+        t->shape[0] = d0;
+        t->shape[1] = ndim > 1 ? d1 : 1;
+        t->numel = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
+        t->offset = m->n_params;
+        m->wfield[i] = wf;
+        m->gfield[i] = gf;
+        m->n_params += t->numel;
+    }
+    r->names_len += strlen(name) + 1;
+}
+
+/* Registers every tensor with its Hugging Face name and shape. Called once
+ * to count, once to fill. */
+static void register_tensors(reg_ctx *r) {
+    model *m = r->m;
+    const model_config *c = &m->cfg;
+    weights *w = &m->w, *g = &m->g;
+    int C = c->d_model, F = c->d_ff, V = c->vocab, D = c->head_dim;
+    int QD = c->n_head * D, KD = c->n_kv_head * D;
+    m->n_tensors = 0;
+    m->n_params = 0;
+    r->names_len = 0;
+    if (m->family == FAM_GPT2) {
+        reg(r, &w->wte, &g->wte, 2, V, C, "transformer.wte.weight", 0);
+        reg(r, &w->wpe, &g->wpe, 2, c->max_pos, C, "transformer.wpe.weight", 0);
+        for (int l = 0; l < c->n_layer; l++) {
+            layer_weights *a = &w->layer[l], *b = &g->layer[l];
+#define R2(f, d0, d1, n) reg(r, &a->f, &b->f, 2, d0, d1, "transformer.h.%d." n, l)
+#define R1(f, d0, n) reg(r, &a->f, &b->f, 1, d0, 0, "transformer.h.%d." n, l)
+            R1(ln1_w, C, "ln_1.weight");
+            R1(ln1_b, C, "ln_1.bias");
+            R2(qkv_w, C, 3 * C, "attn.c_attn.weight");
+            R1(qkv_b, 3 * C, "attn.c_attn.bias");
+            R2(o_w, C, C, "attn.c_proj.weight");
+            R1(o_b, C, "attn.c_proj.bias");
+            R1(ln2_w, C, "ln_2.weight");
+            R1(ln2_b, C, "ln_2.bias");
+            R2(fc_w, C, F, "mlp.c_fc.weight");
+            R1(fc_b, F, "mlp.c_fc.bias");
+            R2(down_w, F, C, "mlp.c_proj.weight");
+            R1(down_b, C, "mlp.c_proj.bias");
+#undef R1
+#undef R2
+        }
+        reg(r, &w->lnf_w, &g->lnf_w, 1, C, 0, "transformer.ln_f.weight", 0);
+        reg(r, &w->lnf_b, &g->lnf_b, 1, C, 0, "transformer.ln_f.bias", 0);
+    } else {
+        int qwen2 = !strcmp(c->model_type, "qwen2");
+        int qkv_bias = qwen2 || c->attention_bias, o_bias = !qwen2 && c->attention_bias;
+        reg(r, &w->wte, &g->wte, 2, V, C, "model.embed_tokens.weight", 0);
+        for (int l = 0; l < c->n_layer; l++) {
+            layer_weights *a = &w->layer[l], *b = &g->layer[l];
+#define R2(f, d0, d1, n) reg(r, &a->f, &b->f, 2, d0, d1, "model.layers.%d." n, l)
+#define R1(f, d0, n) reg(r, &a->f, &b->f, 1, d0, 0, "model.layers.%d." n, l)
+            R1(ln1_w, C, "input_layernorm.weight");
+            R2(q_w, QD, C, "self_attn.q_proj.weight");
+            if (qkv_bias) R1(q_b, QD, "self_attn.q_proj.bias");
+            R2(k_w, KD, C, "self_attn.k_proj.weight");
+            if (qkv_bias) R1(k_b, KD, "self_attn.k_proj.bias");
+            R2(v_w, KD, C, "self_attn.v_proj.weight");
+            if (qkv_bias) R1(v_b, KD, "self_attn.v_proj.bias");
+            R2(o_w, C, QD, "self_attn.o_proj.weight");
+            if (o_bias) R1(o_b, C, "self_attn.o_proj.bias");
+            if (c->qk_norm) {
+                R1(q_norm, D, "self_attn.q_norm.weight");
+                R1(k_norm, D, "self_attn.k_norm.weight");
+            }
+            R1(ln2_w, C, "post_attention_layernorm.weight");
+            R2(fc_w, F, C, "mlp.gate_proj.weight");
+            if (c->mlp_bias) R1(fc_b, F, "mlp.gate_proj.bias");
+            R2(up_w, F, C, "mlp.up_proj.weight");
+            if (c->mlp_bias) R1(up_b, F, "mlp.up_proj.bias");
+            R2(down_w, C, F, "mlp.down_proj.weight");
+            if (c->mlp_bias) R1(down_b, C, "mlp.down_proj.bias");
+#undef R1
+#undef R2
+        }
+        reg(r, &w->lnf_w, &g->lnf_w, 1, C, 0, "model.norm.weight", 0);
+        if (!c->tie_embeddings) reg(r, &w->lm_head, &g->lm_head, 2, V, C, "lm_head.weight", 0);
+    }
+}
+
+/* Points the weight structs into params/grads (or the mapped data) and
+ * derives the aliases. */
+static void bind_weights(model *m) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        *m->wfield[i] = m->mapped[i] ? (float *)m->mapped[i] : m->params + m->tensors[i].offset;
+        *m->gfield[i] = m->grads ? m->grads + m->tensors[i].offset : NULL;
+    }
+    int C = m->cfg.d_model;
+    weights *ws[2] = {&m->w, &m->g};
+    for (int s = 0; s < 2; s++) {
+        weights *w = ws[s];
+        if (m->cfg.tie_embeddings) w->lm_head = w->wte;
+        if (m->family != FAM_GPT2) continue;
+        for (int l = 0; l < m->cfg.n_layer; l++) {
+            layer_weights *a = &w->layer[l];
+            /* c_attn [C, 3C]: q, k, v are column blocks, used in place. */
+            a->q_w = a->qkv_w, a->k_w = a->qkv_w ? a->qkv_w + C : NULL;
+            a->v_w = a->qkv_w ? a->qkv_w + 2 * C : NULL;
+            a->q_b = a->qkv_b, a->k_b = a->qkv_b ? a->qkv_b + C : NULL;
+            a->v_b = a->qkv_b ? a->qkv_b + 2 * C : NULL;
+        }
+    }
+}
+
+/* ---- activation layout ---- */
+
+/* Carves (or, with base == NULL, just counts) the activation buffers. */
+static size_t carve_acts(model *m, float *base) {
+    const model_config *c = &m->cfg;
+    size_t T = (size_t)m->opt.max_tokens, C = c->d_model, F = c->d_ff, H = c->n_head,
+           KV = c->n_kv_head, D = c->head_dim, L = c->n_layer;
+    int train = m->opt.training, gpt2 = m->family == FAM_GPT2;
+    size_t off = 0;
+#define TAKE(ptr, n)                                     \
+    do {                                                 \
+        if (base) (ptr) = base + off;                    \
+        off += ((size_t)(n) + 15) & ~(size_t)15;         \
+    } while (0)
+    size_t n_res = train ? L + 1 : 2, n_slots = train ? L : 1;
+    for (size_t i = 0; i < n_res; i++) TAKE(m->res[i], T * C);
+    layer_acts counting; /* receives nothing: TAKE only assigns when base != NULL */
+    /* Norm outputs and the MLP activation are cheap to recompute, so all
+     * layers share one buffer each; backward recomputes them bit for bit. */
+#define SHARED(f, n)                                     \
+    do {                                                 \
+        if (l == 0)                                      \
+            TAKE(a->f, n);                               \
+        else if (base)                                   \
+            a->f = m->la[0].f;                           \
+    } while (0)
+    for (size_t l = 0; l < n_slots; l++) {
+        layer_acts *a = base ? &m->la[l] : &counting;
+        SHARED(ln1, T * C);
+        TAKE(a->ln1_mean, T);
+        TAKE(a->ln1_rstd, T);
+        if (c->qk_norm) {
+            TAKE(a->q_lin, T * H * D);
+            TAKE(a->k_lin, T * KV * D);
+            TAKE(a->q_rstd, T * H);
+            TAKE(a->k_rstd, T * KV);
+        }
+        TAKE(a->q, T * H * D);
+        TAKE(a->k, T * KV * D);
+        TAKE(a->v, T * KV * D);
+        TAKE(a->att, T * H * D);
+        TAKE(a->lse, T * H);
+        TAKE(a->res_mid, T * C);
+        SHARED(ln2, T * C);
+        TAKE(a->ln2_mean, T);
+        TAKE(a->ln2_rstd, T);
+        TAKE(a->fc, T * F);
+        if (!gpt2) TAKE(a->up, T * F);
+        SHARED(act, T * F);
+    }
+    TAKE(m->proj, T * C);
+    TAKE(m->hR_in, T * C);
+    TAKE(m->hR, T * C);
+    TAKE(m->lnf_mean, T);
+    TAKE(m->lnf_rstd, T);
+    TAKE(m->out_lse, T);
+    TAKE(m->attn_scratch, layer_attention_scratch((int)T));
+    TAKE(m->logit_scratch, (size_t)m->chunk_rows * c->vocab);
+    if (train) {
+        TAKE(m->dres, T * C);
+        TAKE(m->dln, T * C);
+        TAKE(m->datt, T * H * D);
+        TAKE(m->dq, T * H * D);
+        TAKE(m->dq2, T * H * D);
+        TAKE(m->dk, T * KV * D);
+        TAKE(m->dk2, T * KV * D);
+        TAKE(m->dv, T * KV * D);
+        TAKE(m->dfc, T * F);
+        TAKE(m->dup, T * F);
+        TAKE(m->dact, T * F);
+        TAKE(m->dhR, T * C);
+        TAKE(m->dhR_in, T * C);
+    }
+#undef SHARED
+#undef TAKE
+    return off;
+}
+
+static int chunk_rows_for(int vocab, int max_tokens) {
+    int rows = (1 << 25) / (vocab > 0 ? vocab : 1); /* 128 MB of logits at a time */
+    if (rows < 1) rows = 1;
+    return rows < max_tokens ? rows : max_tokens;
+}
+
+/* ---- construction ---- */
+
+static char *minimal_config_text(const model_config *c) {
+    char buf[2048];
+    int gpt2 = !strcmp(c->model_type, "gpt2");
+    if (gpt2)
+        snprintf(buf, sizeof buf,
+                 "{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], "
+                 "\"n_layer\": %d, \"n_head\": %d, \"n_embd\": %d, \"n_inner\": %d, "
+                 "\"vocab_size\": %d, \"n_positions\": %d, \"layer_norm_epsilon\": %.9g, "
+                 "\"activation_function\": \"gelu_new\"}",
+                 c->n_layer, c->n_head, c->d_model, c->d_ff, c->vocab, c->max_pos,
+                 (double)c->norm_eps);
+    else
+        snprintf(buf, sizeof buf,
+                 "{\"model_type\": \"%s\", \"num_hidden_layers\": %d, \"num_attention_heads\": "
+                 "%d, \"num_key_value_heads\": %d, \"head_dim\": %d, \"hidden_size\": %d, "
+                 "\"intermediate_size\": %d, \"vocab_size\": %d, \"max_position_embeddings\": "
+                 "%d, \"rms_norm_eps\": %.9g, \"rope_theta\": %.9g, \"tie_word_embeddings\": %s, "
+                 "\"attention_bias\": %s, \"mlp_bias\": %s, \"hidden_act\": \"silu\"}",
+                 c->model_type, c->n_layer, c->n_head, c->n_kv_head, c->head_dim, c->d_model,
+                 c->d_ff, c->vocab, c->max_pos, (double)c->norm_eps, (double)c->rope_theta,
+                 c->tie_embeddings ? "true" : "false", c->attention_bias ? "true" : "false",
+                 c->mlp_bias ? "true" : "false");
+    size_t k = strlen(buf) - 1; /* before the closing brace */
+    if (!gpt2 && c->rope_type == 1)
+        k += (size_t)snprintf(buf + k, sizeof buf - k,
+                              ", \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": %.9g}",
+                              (double)c->rope_factor);
+    if (!gpt2 && c->rope_type == 2)
+        k += (size_t)snprintf(buf + k, sizeof buf - k,
+                              ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": %.9g, "
+                              "\"low_freq_factor\": %.9g, \"high_freq_factor\": %.9g, "
+                              "\"original_max_position_embeddings\": %d}",
+                              (double)c->rope_factor, (double)c->rope_low_freq,
+                              (double)c->rope_high_freq, c->rope_original_max_pos);
+    if (c->sliding_window > 0)
+        k += (size_t)snprintf(buf + k, sizeof buf - k, ", \"sliding_window\": %d", c->sliding_window);
+    if (c->bos_id >= 0) k += (size_t)snprintf(buf + k, sizeof buf - k, ", \"bos_token_id\": %d", c->bos_id);
+    if (c->eos_id >= 0) k += (size_t)snprintf(buf + k, sizeof buf - k, ", \"eos_token_id\": %d", c->eos_id);
+    snprintf(buf + k, sizeof buf - k, "}");
+    return strdup(buf);
+}
+
+int model_new(model **out, const model_config *c, const char *config_json_text,
+              const model_options *opt, dp_err *err) {
+    *out = NULL;
+    if (opt->max_tokens < 1)
+        return dp_fail(err, "model: options.max_tokens: expected >= 1, got %d", opt->max_tokens);
+    model *m = dp_calloc(1, sizeof *m, err);
+    if (!m) return -1;
+    m->cfg = *c;
+    m->opt = *opt;
+    m->threads = opt->threads > 0 ? opt->threads : omp_get_num_procs();
+    model_set_threads(m->threads);
+    m->family = strcmp(c->model_type, "gpt2") ? FAM_LLAMA : FAM_GPT2;
+    int C = c->d_model, F = c->d_ff;
+    if (m->family == FAM_GPT2)
+        m->layout = LAYER_W_IN_OUT, m->ldq = 3 * C, m->ldkv = 3 * C, m->ldo = C, m->ldfc = F,
+        m->lddown = C;
+    else
+        m->layout = LAYER_W_OUT_IN, m->ldq = C, m->ldkv = C, m->ldo = c->n_head * c->head_dim,
+        m->ldfc = C, m->lddown = F;
+    m->config_text = config_json_text ? strdup(config_json_text) : minimal_config_text(c);
+    m->w.layer = dp_calloc((size_t)c->n_layer, sizeof(layer_weights), err);
+    m->g.layer = dp_calloc((size_t)c->n_layer, sizeof(layer_weights), err);
+    if (!m->config_text || !m->w.layer || !m->g.layer) goto fail;
+
+    reg_ctx r = {.m = m, .count_only = 1};
+    register_tensors(&r);
+    int nt = m->n_tensors;
+    m->tensors = dp_calloc((size_t)nt, sizeof *m->tensors, err);
+    m->names = dp_malloc(r.names_len, err);
+    m->wfield = dp_calloc((size_t)nt, sizeof *m->wfield, err);
+    m->gfield = dp_calloc((size_t)nt, sizeof *m->gfield, err);
+    m->mapped = dp_calloc((size_t)nt, sizeof *m->mapped, err);
+    if (!m->tensors || !m->names || !m->wfield || !m->gfield || !m->mapped) goto fail;
+    r.count_only = 0;
+    register_tensors(&r);
+    /* calloc'd: pages never written (mapped tensors) cost no memory. */
+    m->params = dp_calloc(m->n_params, sizeof(float), err);
+    if (!m->params) goto fail;
+    if (opt->training && !(m->grads = dp_calloc(m->n_params, sizeof(float), err))) goto fail;
+    bind_weights(m);
+
+    m->inv_freq = dp_calloc((size_t)c->head_dim / 2 + 1, sizeof(float), err);
+    if (!m->inv_freq) goto fail;
+    layer_rope_inv_freq(m->inv_freq, c->head_dim, c->rope_theta, c->rope_type, c->rope_factor,
+                        c->rope_low_freq, c->rope_high_freq, c->rope_original_max_pos);
+
+    size_t T = (size_t)opt->max_tokens;
+    m->chunk_rows = chunk_rows_for(c->vocab, opt->max_tokens);
+    m->res = dp_calloc((size_t)c->n_layer + 1, sizeof *m->res, err);
+    m->la = dp_calloc((size_t)c->n_layer, sizeof *m->la, err);
+    if (!m->res || !m->la) goto fail;
+    size_t n_act = carve_acts(m, NULL);
+    if (!(m->act_mem = dp_malloc(n_act * sizeof(float), err))) goto fail;
+    carve_acts(m, m->act_mem);
+    m->tok = dp_malloc(T * sizeof *m->tok, err);
+    m->target = dp_malloc(T * sizeof *m->target, err);
+    m->pos = dp_malloc(T * sizeof(int), err);
+    m->lo0 = dp_malloc(T * sizeof(int), err);
+    m->hi0 = dp_malloc(T * sizeof(int), err);
+    m->lo1 = dp_malloc(T * sizeof(int), err);
+    m->hi1 = dp_malloc(T * sizeof(int), err);
+    m->unit_start = dp_malloc((T + 1) * sizeof(int), err);
+    m->pred = dp_malloc(T * sizeof(int), err);
+    if (!m->tok || !m->target || !m->pos || !m->lo0 || !m->hi0 || !m->lo1 || !m->hi1 ||
+        !m->unit_start || !m->pred)
+        goto fail;
+    *out = m;
+    return 0;
+fail:
+    model_free(m);
+    return -1;
+}
+
+void model_free(model *m) {
+    if (!m) return;
+    if (m->release) m->release(m->release_ctx);
+    free(m->wfield), free(m->gfield), free(m->mapped);
+    free(m->config_text), free(m->tensors), free(m->names), free(m->params), free(m->grads);
+    free(m->w.layer), free(m->g.layer), free(m->inv_freq), free(m->act_mem), free(m->res);
+    free(m->la), free(m->tok), free(m->target), free(m->pos), free(m->lo0), free(m->hi0);
+    free(m->lo1), free(m->hi1), free(m->unit_start), free(m->pred);
+    free(m);
+}
+
+const model_config *model_get_config(const model *m) { return &m->cfg; }
+const char *model_config_text(const model *m) { return m->config_text; }
+int model_n_tensors(const model *m) { return m->n_tensors; }
+const model_tensor *model_tensor_at(const model *m, int i) {
+    return i >= 0 && i < m->n_tensors ? &m->tensors[i] : NULL;
+}
+const model_tensor *model_find_tensor(const model *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
+    return NULL;
+}
+
+int model_attach_tensor(model *m, int i, const float *data, dp_err *err) {
+    if (m->opt.training)
+        return dp_fail(err, "model_attach_tensor: a model built for training owns its weights");
+    if (i < 0 || i >= m->n_tensors || ((uintptr_t)data & 3))
+        return dp_fail(err, "model_attach_tensor: expected a tensor index and 4-byte aligned data");
+    m->mapped[i] = data;
+    bind_weights(m);
+    return 0;
+}
+
+void model_set_release(model *m, void (*release)(void *), void *ctx) {
+    m->release = release;
+    m->release_ctx = ctx;
+}
+
+const float *model_tensor_data(const model *m, int i) {
+    return m->mapped[i] ? m->mapped[i] : m->params + m->tensors[i].offset;
+}
+
+float *model_params(model *m, size_t *n) {
+    if (n) *n = m->n_params;
+    return m->params;
+}
+float *model_grads(model *m, size_t *n) {
+    if (n) *n = m->grads ? m->n_params : 0;
+    return m->grads;
+}
+void model_zero_grads(model *m) {
+    if (m->grads) memset(m->grads, 0, m->n_params * sizeof(float));
+}
+
+/* ---- the packing plan ---- */
+
+static int plan_add_causal(model *m, const int32_t *ids, int n, int *T) {
+    int b = *T;
+    for (int i = 0; i < n; i++) {
+        m->tok[b + i] = ids[i];
+        m->pos[b + i] = i;
+        m->lo0[b + i] = b, m->hi0[b + i] = b + i + 1, m->lo1[b + i] = m->hi1[b + i] = 0;
+    }
+    m->unit_start[m->n_units++] = b;
+    *T += n;
+    return b;
+}
+
+static int build_plan(model *m, const model_batch *b, dp_err *err) {
+    const model_config *c = &m->cfg;
+    int share = m->opt.prefix_sharing;
+    long need = 0, offs = 0;
+    for (int i = 0; i < b->n; i++) {
+        int P = b->n_prompt[i], Cn = b->n_chosen[i], Rn = b->n_rejected[i];
+        if (P < 1 || Cn < 0 || Rn < 0)
+            return dp_fail(err, "model_forward: example %d: expected a prompt of >= 1 tokens and "
+                                "non-negative response lengths, got %d/%d/%d",
+                           i, P, Cn, Rn);
+        need += share ? (long)P + Cn + Rn : (long)P + Cn + (Rn ? (long)P + Rn : 0);
+        for (long k = offs; k < offs + P + Cn + Rn; k++)
+            if (b->tokens[k] < 0 || b->tokens[k] >= c->vocab)
+                return dp_fail(err, "model_forward: example %d: token id %d outside the "
+                                    "vocabulary [0, %d)", i, b->tokens[k], c->vocab);
+        long longest = (long)P + (Cn > Rn ? Cn : Rn);
+        if (m->family == FAM_GPT2 && longest > c->max_pos)
+            return dp_fail(err, "model_forward: example %d: %ld positions exceed the model's "
+                                "n_positions %d", i, longest, c->max_pos);
+        offs += P + Cn + Rn;
+    }
+    if (need > m->opt.max_tokens)
+        return dp_fail(err, "model_forward: the batch packs to %ld tokens, more than "
+                            "max_tokens %d", need, m->opt.max_tokens);
+    int T = 0, R = 0;
+    m->n_units = 0;
+    const int32_t *ids = b->tokens;
+    for (int i = 0; i < b->n; i++) {
+        int P = b->n_prompt[i], Cn = b->n_chosen[i], Rn = b->n_rejected[i];
+        if (share) {
+            /* [P | C | R]: C continues P; R sees P and earlier R, positions from P. */
+            int base = plan_add_causal(m, ids, P + Cn + Rn, &T);
+            for (int j = 0; j < Rn; j++) {
+                int t = base + P + Cn + j;
+                m->pos[t] = P + j;
+                m->lo0[t] = base, m->hi0[t] = base + P;
+                m->lo1[t] = base + P + Cn, m->hi1[t] = t + 1;
+            }
+            for (int j = 0; j < Cn; j++, R++)
+                m->pred[R] = base + P + j - 1, m->target[R] = ids[P + j];
+            for (int j = 0; j < Rn; j++, R++)
+                m->pred[R] = j ? base + P + Cn + j - 1 : base + P - 1,
+                m->target[R] = ids[P + Cn + j];
+        } else {
+            int base = plan_add_causal(m, ids, P + Cn, &T);
+            for (int j = 0; j < Cn; j++, R++)
+                m->pred[R] = base + P + j - 1, m->target[R] = ids[P + j];
+            if (Rn) {
+                int base2 = plan_add_causal(m, ids, P, &T);
+                plan_add_causal(m, ids + P + Cn, Rn, &T);
+                m->n_units--; /* P and R are one sequence */
+                for (int j = 0; j < Rn; j++) {
+                    int t = base2 + P + j;
+                    m->pos[t] = P + j, m->lo0[t] = base2, m->hi0[t] = t + 1;
+                }
+                for (int j = 0; j < Rn; j++, R++)
+                    m->pred[R] = base2 + P + j - 1, m->target[R] = ids[P + Cn + j];
+            }
+        }
+        ids += P + Cn + Rn;
+    }
+    m->unit_start[m->n_units] = T;
+    m->T = T;
+    m->R = R;
+    return 0;
+}
+
+/* ---- forward ---- */
+
+static void norm_forward(model *m, float *out, float *mean, float *rstd, const float *inp,
+                         const float *w, const float *b, int N) {
+    if (m->family == FAM_GPT2)
+        layer_layernorm_forward(out, mean, rstd, inp, w, b, N, m->cfg.d_model, m->cfg.norm_eps);
+    else
+        layer_rmsnorm_forward(out, rstd, inp, w, N, m->cfg.d_model, m->cfg.norm_eps);
+}
+
+static void norm_backward(model *m, float *dinp, float *dw, float *db, const float *dout,
+                          const float *inp, const float *w, const float *mean,
+                          const float *rstd, int N) {
+    if (m->family == FAM_GPT2)
+        layer_layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, m->cfg.d_model);
+    else
+        layer_rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, m->cfg.d_model);
+}
+
+static void add_arrays(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+static layer_attn_mask plan_mask(const model *m) {
+    return (layer_attn_mask){.T = m->T, .n_units = m->n_units, .lo0 = m->lo0, .hi0 = m->hi0,
+                             .lo1 = m->lo1, .hi1 = m->hi1, .pos = m->pos,
+                             .unit_start = m->unit_start, .window = m->cfg.sliding_window};
+}
+
+/* Another model may have changed the global thread counts since. */
+static void use_threads(const model *m) {
+    if (omp_get_max_threads() != m->threads) model_set_threads(m->threads);
+}
+
+/* Plans the batch and runs embedding and every layer: the last residual
+ * stream is left in m->res[L] (or its alternate when !training). */
+static const float *run_layers(model *m, const model_batch *b, dp_err *err) {
+    m->have_forward = 0;
+    use_threads(m);
+    if (build_plan(m, b, err)) return NULL;
+    const model_config *c = &m->cfg;
+    int T = m->T, C = c->d_model, F = c->d_ff, H = c->n_head, KV = c->n_kv_head,
+        D = c->head_dim, L = c->n_layer, lay = m->layout, train = m->opt.training;
+    int gpt2 = m->family == FAM_GPT2;
+    layer_attn_mask mask = plan_mask(m);
+    size_t TC = (size_t)T * C;
+
+    layer_embedding_forward(m->res[0], m->tok, m->pos, m->w.wte, m->w.wpe, T, C);
+    for (int l = 0; l < L; l++) {
+        const layer_weights *w = &m->w.layer[l];
+        layer_acts *a = &m->la[train ? l : 0];
+        float *res = m->res[train ? l : l % 2], *res_next = m->res[train ? l + 1 : (l + 1) % 2];
+        norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, res, w->ln1_w, w->ln1_b, T);
+        float *ql = c->qk_norm ? a->q_lin : a->q, *kl = c->qk_norm ? a->k_lin : a->k;
+        layer_linear_forward(ql, a->ln1, w->q_w, m->ldq, lay, w->q_b, T, C, H * D);
+        layer_linear_forward(kl, a->ln1, w->k_w, m->ldkv, lay, w->k_b, T, C, KV * D);
+        layer_linear_forward(a->v, a->ln1, w->v_w, m->ldkv, lay, w->v_b, T, C, KV * D);
+        if (c->qk_norm) {
+            layer_rmsnorm_forward(a->q, a->q_rstd, a->q_lin, w->q_norm, T * H, D, c->norm_eps);
+            layer_rmsnorm_forward(a->k, a->k_rstd, a->k_lin, w->k_norm, T * KV, D, c->norm_eps);
+        }
+        if (!gpt2) {
+            layer_rope_forward(a->q, a->q, m->pos, m->inv_freq, T, H, D);
+            layer_rope_forward(a->k, a->k, m->pos, m->inv_freq, T, KV, D);
+        }
+        layer_attention_forward(a->att, a->lse, a->q, H * D, a->k, KV * D, a->v, KV * D, &mask,
+                                H, KV, D, m->attn_scratch);
+        layer_linear_forward(m->proj, a->att, w->o_w, m->ldo, lay, w->o_b, T, H * D, C);
+        add_arrays(a->res_mid, res, m->proj, TC);
+        norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res_mid, w->ln2_w, w->ln2_b, T);
+        layer_linear_forward(a->fc, a->ln2, w->fc_w, m->ldfc, lay, w->fc_b, T, C, F);
+        if (gpt2) {
+            layer_gelu_forward(a->act, a->fc, (size_t)T * F);
+        } else {
+            layer_linear_forward(a->up, a->ln2, w->up_w, m->ldfc, lay, w->up_b, T, C, F);
+            layer_swiglu_forward(a->act, a->fc, a->up, (size_t)T * F);
+        }
+        layer_linear_forward(m->proj, a->act, w->down_w, m->lddown, lay, w->down_b, T, F, C);
+        add_arrays(res_next, a->res_mid, m->proj, TC);
+    }
+    return m->res[train ? L : L % 2];
+}
+
+int model_forward(model *m, const model_batch *b, float *logps, float *mean_logits,
+                  dp_err *err) {
+    const float *res_L = run_layers(m, b, err);
+    if (!res_L) return -1;
+    const model_config *c = &m->cfg;
+    int C = c->d_model;
+    /* Only the rows that predict a response token go through the head. */
+    for (int r = 0; r < m->R; r++)
+        memcpy(m->hR_in + (size_t)r * C, res_L + (size_t)m->pred[r] * C, (size_t)C * sizeof(float));
+    norm_forward(m, m->hR, m->lnf_mean, m->lnf_rstd, m->hR_in, m->w.lnf_w, m->w.lnf_b, m->R);
+    layer_logprob_forward(logps, mean_logits, m->out_lse, m->hR, m->w.lm_head, m->target, m->R, C,
+                          c->vocab, m->logit_scratch, m->chunk_rows);
+    m->have_forward = 1;
+    return 0;
+}
+
+int model_packed_tokens(const model *m) { return m->have_forward ? m->T : 0; }
+
+int model_next_logits(model *m, const int32_t *tokens, int n, float *logits, dp_err *err) {
+    int zero = 0;
+    model_batch b = {1, tokens, &n, &zero, &zero};
+    const float *res_L = run_layers(m, &b, err);
+    if (!res_L) return -1;
+    int C = m->cfg.d_model;
+    norm_forward(m, m->hR, m->lnf_mean, m->lnf_rstd, res_L + (size_t)(n - 1) * C, m->w.lnf_w,
+                 m->w.lnf_b, 1);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, m->cfg.vocab, C, 1.0f, m->w.lm_head, C, m->hR, 1,
+                0.0f, logits, 1);
+    m->have_forward = 0; /* nothing for backward to go through */
+    return 0;
+}
+
+/* ---- backward ---- */
+
+static void zero(float *p, size_t n) { memset(p, 0, n * sizeof *p); }
+
+int model_backward(model *m, const float *dlogps, dp_err *err) {
+    if (!m->opt.training)
+        return dp_fail(err, "model_backward: the model was not built for training");
+    if (!m->have_forward) return dp_fail(err, "model_backward: no forward pass to go back through");
+    use_threads(m);
+    const model_config *c = &m->cfg;
+    int T = m->T, R = m->R, C = c->d_model, F = c->d_ff, H = c->n_head, KV = c->n_kv_head,
+        D = c->head_dim, L = c->n_layer, lay = m->layout;
+    int gpt2 = m->family == FAM_GPT2;
+    layer_attn_mask mask = plan_mask(m);
+    size_t TC = (size_t)T * C;
+
+    zero(m->dhR, (size_t)R * C);
+    layer_logprob_backward(m->dhR, m->g.lm_head, dlogps, m->hR, m->w.lm_head, m->target,
+                           m->out_lse, R, C, c->vocab, m->logit_scratch, m->chunk_rows, 1);
+    zero(m->dhR_in, (size_t)R * C);
+    norm_backward(m, m->dhR_in, m->g.lnf_w, m->g.lnf_b, m->dhR, m->hR_in, m->w.lnf_w,
+                  m->lnf_mean, m->lnf_rstd, R);
+    zero(m->dres, TC);
+    for (int r = 0; r < R; r++) { /* serial: a prompt's last row predicts both sides */
+        float *d = m->dres + (size_t)m->pred[r] * C;
+        const float *s = m->dhR_in + (size_t)r * C;
+        for (int k = 0; k < C; k++) d[k] += s[k];
+    }
+    for (int l = L - 1; l >= 0; l--) {
+        const layer_weights *w = &m->w.layer[l];
+        layer_weights *g = &m->g.layer[l];
+        layer_acts *a = &m->la[l];
+        /* MLP: res_next = res_mid + down(act(ln2)); ln2 and act first come
+         * back into their shared buffers. */
+        norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res_mid, w->ln2_w, w->ln2_b, T);
+        if (gpt2)
+            layer_gelu_forward(a->act, a->fc, (size_t)T * F);
+        else
+            layer_swiglu_forward(a->act, a->fc, a->up, (size_t)T * F);
+        zero(m->dact, (size_t)T * F);
+        layer_linear_backward(m->dact, g->down_w, g->down_b, m->dres, a->act, w->down_w,
+                              m->lddown, lay, T, F, C);
+        zero(m->dfc, (size_t)T * F);
+        zero(m->dln, TC);
+        if (gpt2) {
+            layer_gelu_backward(m->dfc, a->fc, m->dact, (size_t)T * F);
+        } else {
+            zero(m->dup, (size_t)T * F);
+            layer_swiglu_backward(m->dfc, m->dup, m->dact, a->fc, a->up, (size_t)T * F);
+            layer_linear_backward(m->dln, g->up_w, g->up_b, m->dup, a->ln2, w->up_w, m->ldfc,
+                                  lay, T, C, F);
+        }
+        layer_linear_backward(m->dln, g->fc_w, g->fc_b, m->dfc, a->ln2, w->fc_w, m->ldfc, lay, T,
+                              C, F);
+        norm_backward(m, m->dres, g->ln2_w, g->ln2_b, m->dln, a->res_mid, w->ln2_w, a->ln2_mean,
+                      a->ln2_rstd, T);
+        /* attention: res_mid = res + o(att(q, k, v)) */
+        zero(m->datt, (size_t)T * H * D);
+        layer_linear_backward(m->datt, g->o_w, g->o_b, m->dres, a->att, w->o_w, m->ldo, lay, T,
+                              H * D, C);
+        zero(m->dq, (size_t)T * H * D);
+        zero(m->dk, (size_t)T * KV * D);
+        zero(m->dv, (size_t)T * KV * D);
+        layer_attention_backward(m->dq, m->dk, m->dv, m->datt, a->att, a->lse, a->q, H * D, a->k,
+                                 KV * D, a->v, KV * D, &mask, H, KV, D, m->attn_scratch);
+        float *dq = m->dq, *dk = m->dk;
+        if (!gpt2) {
+            zero(m->dq2, (size_t)T * H * D);
+            zero(m->dk2, (size_t)T * KV * D);
+            layer_rope_backward(m->dq2, dq, m->pos, m->inv_freq, T, H, D);
+            layer_rope_backward(m->dk2, dk, m->pos, m->inv_freq, T, KV, D);
+            dq = m->dq2, dk = m->dk2;
+        }
+        if (c->qk_norm) {
+            zero(m->dq, (size_t)T * H * D);
+            zero(m->dk, (size_t)T * KV * D);
+            layer_rmsnorm_backward(m->dq, g->q_norm, dq, a->q_lin, w->q_norm, a->q_rstd, T * H, D);
+            layer_rmsnorm_backward(m->dk, g->k_norm, dk, a->k_lin, w->k_norm, a->k_rstd, T * KV, D);
+            dq = m->dq, dk = m->dk;
+        }
+        zero(m->dln, TC);
+        norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, m->res[l], w->ln1_w, w->ln1_b, T);
+        layer_linear_backward(m->dln, g->q_w, g->q_b, dq, a->ln1, w->q_w, m->ldq, lay, T, C, H * D);
+        layer_linear_backward(m->dln, g->k_w, g->k_b, dk, a->ln1, w->k_w, m->ldkv, lay, T, C,
+                              KV * D);
+        layer_linear_backward(m->dln, g->v_w, g->v_b, m->dv, a->ln1, w->v_w, m->ldkv, lay, T, C,
+                              KV * D);
+        norm_backward(m, m->dres, g->ln1_w, g->ln1_b, m->dln, m->res[l], w->ln1_w, a->ln1_mean,
+                      a->ln1_rstd, T);
+    }
+    layer_embedding_backward(m->g.wte, m->g.wpe, m->dres, m->tok, m->pos, T, C);
+    return 0;
+}
+
+/* ---- memory estimate ---- */
+
+model_memory model_memory_estimate(const model_config *c, int tokens) {
+    model_memory mm = {0};
+    size_t C = c->d_model, F = c->d_ff, V = c->vocab, D = c->head_dim, L = c->n_layer;
+    size_t QD = (size_t)c->n_head * D, KD = (size_t)c->n_kv_head * D;
+    int gpt2 = !strcmp(c->model_type, "gpt2");
+    size_t n = V * C;
+    if (gpt2) {
+        n += (size_t)c->max_pos * C + 2 * C;
+        n += L * (4 * C + C * 3 * C + 3 * C + C * C + C + C * F + F + F * C + C);
+    } else {
+        int qwen2 = !strcmp(c->model_type, "qwen2");
+        size_t per = 2 * C + QD * C + 2 * KD * C + C * QD + 3 * C * F;
+        if (qwen2 || c->attention_bias) per += QD + 2 * KD;
+        if (!qwen2 && c->attention_bias) per += C;
+        if (c->qk_norm) per += 2 * D;
+        if (c->mlp_bias) per += 2 * F + C;
+        n += L * per + C + (c->tie_embeddings ? 0 : V * C);
+    }
+    mm.n_params = n;
+    mm.weights = n * sizeof(float);
+    mm.grads = n * sizeof(float);
+    mm.adam = 2 * n * sizeof(float);
+    /* The activation buffers model_new allocates for training. */
+    model probe = {.cfg = *c, .opt = {.training = 1, .max_tokens = tokens > 0 ? tokens : 1}};
+    probe.family = gpt2 ? FAM_GPT2 : FAM_LLAMA;
+    probe.chunk_rows = chunk_rows_for(c->vocab, probe.opt.max_tokens);
+    mm.activations = carve_acts(&probe, NULL) * sizeof(float);
+    return mm;
+}

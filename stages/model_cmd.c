@@ -1,0 +1,145 @@
+/* model_cmd — `dpoc model info DIR [--tokens N]`: what a Hugging Face model
+ * directory holds (family, sizes, parameter count), the memory training it
+ * would take, and whether its weights load; `dpoc model init DIR [--seed N]`
+ * writes random weights (N(0, 0.02)) for the config.json in DIR. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "model.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: dpoc model info DIR [--tokens N]\n"
+            "       dpoc model init DIR [--seed N] [--bf16]\n"
+            "  info         family, sizes, parameter count, training memory; loads the\n"
+            "               weights when DIR holds any, to check them\n"
+            "  init         writes DIR/model.safetensors with random weights for\n"
+            "               DIR/config.json (and rewrites config.json)\n"
+            "  DIR          a Hugging Face model directory\n"
+            "  --tokens N   token budget of one packed batch for the activation estimate\n"
+            "               (default 2048)\n"
+            "  --seed N     random seed for init (default 0)\n"
+            "  --bf16       init writes BF16 instead of F32\n"
+            "  --help       this text\n");
+}
+
+static int has_weights(const char *dir) {
+    char p[4096];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    if (!stat(p, &st)) return 1;
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    return !stat(p, &st);
+}
+
+static int parse_long(const char *opt, const char *v, long lo, long hi, long *out) {
+    char *end;
+    if (!v || (*out = strtol(v, &end, 10), *end) || !*v || *out < lo || *out > hi) {
+        fprintf(stderr, "dpoc model: %s: expected an integer in [%ld, %ld], got \"%s\"\n", opt,
+                lo, hi, v ? v : "");
+        return -1;
+    }
+    return 0;
+}
+
+static void print_bytes(const char *what, size_t bytes) {
+    printf("  %-12s %10.1f MiB\n", what, (double)bytes / (1024.0 * 1024.0));
+}
+
+int cmd_model(int argc, char **argv) {
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        usage(stdout);
+        return 0;
+    }
+    int info = argc >= 2 && !strcmp(argv[1], "info"), init = argc >= 2 && !strcmp(argv[1], "init");
+    if (argc < 3 || (!info && !init)) {
+        usage(stderr);
+        return 2;
+    }
+    const char *dir = NULL;
+    long tokens = 2048, seed = 0;
+    int bf16 = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (info && !strcmp(argv[i], "--tokens")) {
+            if (parse_long("--tokens", i + 1 < argc ? argv[i + 1] : NULL, 1, 1L << 30, &tokens)) return 2;
+            i++;
+        } else if (init && !strcmp(argv[i], "--seed")) {
+            if (parse_long("--seed", i + 1 < argc ? argv[i + 1] : NULL, 0, INT64_MAX, &seed)) return 2;
+            i++;
+        } else if (init && !strcmp(argv[i], "--bf16")) {
+            bf16 = 1;
+        } else if (argv[i][0] == '-' || dir) {
+            fprintf(stderr, "dpoc model: unexpected argument \"%s\"\n", argv[i]);
+            usage(stderr);
+            return 2;
+        } else {
+            dir = argv[i];
+        }
+    }
+    if (!dir) {
+        usage(stderr);
+        return 2;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    model_config c;
+    dp_err err;
+    if (init) {
+        model_options o = {.training = 0, .prefix_sharing = 1, .threads = 0, .max_tokens = 1};
+        model *m = NULL;
+        if (model_init_random(&m, path, (uint64_t)seed, &o, &err) || model_save(m, dir, bf16, &err)) {
+            if (m) model_free(m);
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
+        size_t n;
+        model_params(m, &n);
+        printf("%s: %s with %zu random parameters (seed %ld)\n", dir, model_get_config(m)->model_type,
+               n, seed);
+        model_free(m);
+        return 0;
+    }
+    if (model_read_config(&c, path, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    const char *weights = "none (config.json only)";
+    if (has_weights(dir)) {
+        model_options o = {.training = 0, .prefix_sharing = 1, .threads = 1, .max_tokens = 1};
+        model *m;
+        if (model_load(&m, dir, &o, &err)) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
+        model_free(m);
+        weights = "load";
+    }
+    model_memory mm = model_memory_estimate(&c, (int)tokens);
+    printf("model:        %s\n", dir);
+    printf("family:       %s\n", c.model_type);
+    printf("layers:       %d\n", c.n_layer);
+    printf("heads:        %d (kv heads %d, head dim %d)\n", c.n_head, c.n_kv_head, c.head_dim);
+    printf("width:        %d\n", c.d_model);
+    printf("ff:           %d\n", c.d_ff);
+    printf("vocab:        %d\n", c.vocab);
+    printf("positions:    %d\n", c.max_pos);
+    printf("lm_head:      %s\n", c.tie_embeddings ? "tied" : "untied");
+    if (c.rope_type) printf("rope scaling: %s x%g\n", c.rope_type == 1 ? "linear" : "llama3", (double)c.rope_factor);
+    if (c.sliding_window) printf("window:       %d\n", c.sliding_window);
+    printf("parameters:   %zu (%.2f M)\n", mm.n_params, (double)mm.n_params / 1e6);
+    printf("training memory (fp32, AdamW, %ld tokens per batch):\n", tokens);
+    print_bytes("weights", mm.weights);
+    print_bytes("gradients", mm.grads);
+    print_bytes("adamw", mm.adam);
+    print_bytes("activations", mm.activations);
+    print_bytes("total", mm.weights + mm.grads + mm.adam + mm.activations);
+    printf("weights:      %s\n", weights);
+    printf("blas:         OpenBLAS %s\n", model_blas_corename());
+    return 0;
+}
