@@ -465,6 +465,12 @@ static int setup(trainer *t, dp_err *err) {
     size_t n_params;
     model_params(t->pol, &n_params);
     if (optim_init(&t->opt, &oc, n_params, err)) return -1;
+    /* As Hugging Face's Trainer: no weight decay on biases and norm weights. */
+    for (int i = 0; i < model_n_tensors(t->pol); i++) {
+        const model_tensor *mt = model_tensor_at(t->pol, i);
+        if (strstr(mt->name, "bias") || strstr(mt->name, "norm") || strstr(mt->name, "ln_"))
+            if (optim_exclude_from_decay(&t->opt, mt->offset, mt->numel, err)) return -1;
+    }
     if (found) {
         if (load_state(t, ckpt, err)) return -1;
         su_log("train: resuming from %s at step %ld", ckpt, t->step);
