@@ -143,6 +143,7 @@ static int run_batch(run *r, size_t lo, size_t hi, dp_err *err) {
 
 /* Packs the queue longest-first into batches and runs them all. */
 static int flush(run *r, log_progress *prog, dp_err *err) {
+    if (r->n_queue == 0) return 0;
     qsort(r->queue, r->n_queue, sizeof *r->queue, by_length_desc);
     size_t lo = 0;
     int rc = 0;
