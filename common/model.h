@@ -152,4 +152,57 @@ model_memory model_memory_estimate(const model_config *c, int tokens);
  * whose position is > its own − w (w keys including itself). */
 int model_read_config(model_config *c, const char *config_json, dp_err *err);
 
+/* ---- incremental decoding with a KV cache (model_decode.c) ----------------
+ * For sampling: a cache of every layer's keys and values for one sequence,
+ * so each new token costs one row of compute instead of a full forward.
+ * Works for every family (learned or rotary positions with scaling, grouped
+ * queries, qk-norm, sliding window) over the model's own tensors, and gives
+ * model_next_logits's numbers to float tolerance. A cache belongs to the
+ * model it was made for and must not outlive it. */
+typedef struct model_kv model_kv;
+
+/* A cache for sequences of up to max_seq tokens (≥ 1; at most n_positions
+ * for gpt2). NULL with err on failure; free with model_kv_free. */
+model_kv *model_kv_new(model *m, int max_seq, dp_err *err);
+/* Runs tokens[0..n) (n ≥ 1) at the next positions of the cached sequence
+ * and writes last_logits[vocab] (may be NULL): the logits predicting the
+ * token after the last one. A token id outside the vocabulary or a sequence
+ * longer than max_seq is an error, and leaves the cache unchanged. */
+int model_kv_append(model *m, model_kv *kv, const int32_t *tokens, int n, float *last_logits,
+                    dp_err *err);
+/* Tokens the cache holds. */
+int model_kv_len(const model_kv *kv);
+/* Empties the cache for a new sequence (keeps its memory). */
+void model_kv_reset(model_kv *kv);
+void model_kv_free(model_kv *kv);
+
+/* Sampling the next token from logits: temperature 0 is greedy (argmax, the
+ * lowest id on ties); otherwise softmax(logits / temperature) restricted to
+ * the top_k most likely tokens (0: all), then to the smallest set of most
+ * likely tokens whose probability reaches top_p (1: all; at least one token
+ * is kept), renormalised. Draws come from a seeded generator (splitmix64),
+ * so the same seed gives the same tokens. */
+typedef struct model_sampling {
+    float temperature; /* >= 0 */
+    int top_k;         /* >= 0 */
+    float top_p;       /* in (0, 1] */
+} model_sampling;
+typedef struct model_sampler model_sampler;
+model_sampler *model_sampler_new(int vocab, const model_sampling *s, uint64_t seed, dp_err *err);
+void model_sampler_seed(model_sampler *s, uint64_t seed);
+/* The seed of stream I of a user's SEED: independent streams per prompt or
+ * sample, so a result does not depend on how many came before it. */
+uint64_t model_stream_seed(uint64_t seed, uint64_t i);
+/* The next token for logits[vocab] (not modified). */
+int model_sampler_next(model_sampler *s, const float *logits);
+void model_sampler_free(model_sampler *s);
+
+/* Generates a continuation of prompt[0..n_prompt) (n_prompt >= 1) with the
+ * cache (reset first) and the sampler: at most max_new tokens, fewer when
+ * the cache fills, stopping after eos_id (< 0: never). out[] (room for
+ * max_new) receives the tokens, the EOS included when one was drawn; *n_out
+ * their count. */
+int model_generate(model *m, model_kv *kv, model_sampler *s, const int32_t *prompt, int n_prompt,
+                   int max_new, int eos_id, int32_t *out, int *n_out, dp_err *err);
+
 #endif

@@ -693,7 +693,7 @@ int cmd_sweep(int argc, char **argv) {
             double n = rows[i].eval.n ? (double)rows[i].eval.n : 1.0;
             if (rows[i].have)
                 printf("| %s | %.4f | %.3f | %.4f | %.1f |\n", rows[i].name,
-                       rows[i].eval.loss / n, rows[i].eval.acc / n, rows[i].eval.margin / n,
+                       rows[i].eval.loss, rows[i].eval.acc / n, rows[i].eval.margin / n,
                        rows[i].secs);
             else
                 printf("| %s | - | - | - | %.1f |\n", rows[i].name, rows[i].secs);
