@@ -32,15 +32,17 @@ POSITIVE = ["wonderful", "delightful", "brilliant", "charming", "lovely", "great
 NEGATIVE = ["awful", "dull", "boring", "terrible", "dreadful", "bad", "poor",
             "tedious", "ugly", "bland", "annoying", "weak", "sad", "messy", "clumsy",
             "painful"]
-POS_TAILS = ["and I would go again.", "and I loved every minute.", "and we left smiling.",
-             "and it made my day.", "and I recommend it to everyone."]
-NEG_TAILS = ["and I want my money back.", "and I left early.", "and we regretted it.",
-             "and it ruined my day.", "and I would not recommend it."]
+# The judge knows all of POSITIVE and NEGATIVE; the responses use the first
+# USED of each, short, so that a byte-level model of a few hundred thousand
+# parameters learns to spell them within the demo's first minute.
+USED = 8
+POS_TAILS = ["I loved it.", "we left smiling.", "go see it."]
+NEG_TAILS = ["I hated it.", "we left early.", "skip it."]
 
 
 def response(rng, words, tails):
-    a, b = rng.sample(words, 2)
-    return f" {a} and {b}, {rng.choice(tails)}"
+    a, b = rng.sample(words[:USED], 2)
+    return f" {a} and {b}; {rng.choice(tails)}"
 
 
 def rows(rng, n):
@@ -105,7 +107,7 @@ def main():
                    "add_bos_token": False, "add_eos_token": False,
                    "model_max_length": 256, "tokenizer_class": "GPT2Tokenizer"}, f, indent=1)
     config = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
-              "vocab_size": 257, "n_positions": 256, "n_embd": 64, "n_layer": 2,
+              "vocab_size": 257, "n_positions": 256, "n_embd": 96, "n_layer": 2,
               "n_head": 4, "n_inner": None, "activation_function": "gelu_new",
               "layer_norm_epsilon": 1e-5, "bos_token_id": 256, "eos_token_id": 256,
               "tie_word_embeddings": True, "torch_dtype": "float32"}
