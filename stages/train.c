@@ -21,6 +21,7 @@
 #include "optim.h"
 #include "stage_util.h"
 #include "store.h"
+#include "trainer_util.h"
 
 typedef struct metrics {
     double loss, reward_c, reward_r, acc, margin, logp_c, logp_r;
@@ -42,7 +43,7 @@ typedef struct trainer {
     /* position */
     long step, total_steps, steps_per_epoch, epoch;
     size_t pos;                 /* next index into order[] within the epoch */
-    long num_tokens;
+    long num_tokens, resumed_tokens;   /* tokens/s counts this run's tokens only */
     size_t *order;
     /* one micro-batch */
     store_record *recs;
@@ -59,29 +60,6 @@ typedef struct trainer {
     metrics last_eval;
     int have_eval;
 } trainer;
-
-/* ---- data order ----------------------------------------------------------- */
-
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* The order of epoch E depends only on (seed, E), so a resumed run needs no
- * RNG state beyond its position. */
-static void epoch_order(trainer *t, long epoch) {
-    for (size_t i = 0; i < t->n_train; i++) t->order[i] = i;
-    if (!cfg_bool(t->cfg, "train.shuffle")) return;
-    uint64_t s = (uint64_t)cfg_int(t->cfg, "train.seed") * 0x100000001B3ull + (uint64_t)epoch;
-    for (size_t i = t->n_train; i > 1; i--) {
-        size_t j = (size_t)(splitmix64(&s) % i);
-        size_t tmp = t->order[i - 1];
-        t->order[i - 1] = t->order[j];
-        t->order[j] = tmp;
-    }
-}
 
 /* ---- one micro-batch ------------------------------------------------------ */
 
@@ -211,7 +189,7 @@ static int write_metrics(trainer *t, const metrics *m, const char *prefix, doubl
                       "\"num_tokens\": %ld, \"tokens_per_sec\": %.1f",
                       grad_norm, lr,
                       t->steps_per_epoch ? (double)t->step / (double)t->steps_per_epoch : 0.0,
-                      t->num_tokens, secs > 0 ? (double)t->num_tokens / secs : 0.0);
+                      t->num_tokens, secs > 0 ? (double)(t->num_tokens - t->resumed_tokens) / secs : 0.0);
     snprintf(line + k, sizeof line - (size_t)k, "}");
     if (fprintf(t->metrics_file, "%s\n", line) < 0 || fflush(t->metrics_file))
         return dp_fail(err, "%s/metrics.jsonl: write error: %s", t->out_dir, strerror(errno));
@@ -222,7 +200,7 @@ static int write_metrics(trainer *t, const metrics *m, const char *prefix, doubl
     else
         su_log("step %ld/%ld  loss %.4f  acc %.3f  margin %.4f  grad_norm %.4g  lr %.3g  %.0f tok/s",
                t->step, t->total_steps, m->loss, m->acc / n, m->margin / n, grad_norm, lr,
-               secs > 0 ? (double)t->num_tokens / secs : 0.0);
+               secs > 0 ? (double)(t->num_tokens - t->resumed_tokens) / secs : 0.0);
     return 0;
 }
 
@@ -242,86 +220,6 @@ static int evaluate(trainer *t, dp_err *err) {
     t->last_eval = m;
     t->have_eval = 1;
     return write_metrics(t, &m, "eval_", 0, 0, err);
-}
-
-/* ---- checkpoints ---------------------------------------------------------- */
-
-static int write_file_sync(const char *path, const void *data, size_t n, dp_err *err) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return dp_fail(err, "%s: cannot create: %s", path, strerror(errno));
-    int bad = fwrite(data, 1, n, f) != n || fflush(f) || fsync(fileno(f));
-    bad |= fclose(f) != 0;
-    if (bad) return dp_fail(err, "%s: write error: %s", path, strerror(errno));
-    return 0;
-}
-
-static int save_checkpoint(trainer *t, dp_err *err) {
-    char tmp[4200], cur[4200], old[4200], path[4300];
-    snprintf(tmp, sizeof tmp, "%s/checkpoint.tmp", t->out_dir);
-    snprintf(cur, sizeof cur, "%s/checkpoint", t->out_dir);
-    snprintf(old, sizeof old, "%s/checkpoint.old", t->out_dir);
-    if (su_rmtree(tmp, err) || su_mkdirs(tmp, err)) return -1;
-    if (model_save(t->pol, tmp, 0, err)) return -1;
-    size_t n = optim_state_size(&t->opt);
-    void *blob = malloc(n);
-    if (!blob) return dp_fail(err, "out of memory");
-    optim_state_save(&t->opt, blob);
-    snprintf(path, sizeof path, "%s/optimizer.bin", tmp);
-    int rc = write_file_sync(path, blob, n, err);
-    free(blob);
-    if (rc) return -1;
-    char state[512];
-    int k = snprintf(state, sizeof state,
-                     "{\"step\": %ld, \"epoch\": %ld, \"pos\": %zu, \"num_tokens\": %ld, "
-                     "\"reference\": \"%s\"}\n",
-                     t->step, t->epoch, t->pos, t->num_tokens, t->fp.fingerprint);
-    snprintf(path, sizeof path, "%s/state.json", tmp);
-    if (write_file_sync(path, state, (size_t)k, err)) return -1;
-    /* Swap in: the last good checkpoint stays until the new one is whole. */
-    if (su_rmtree(old, err)) return -1;
-    if (access(cur, F_OK) == 0 && rename(cur, old))
-        return dp_fail(err, "%s: cannot rename: %s", cur, strerror(errno));
-    if (rename(tmp, cur)) return dp_fail(err, "%s: cannot rename: %s", tmp, strerror(errno));
-    if (su_fsync_dir(t->out_dir, err)) return -1;
-    return su_rmtree(old, err);
-}
-
-/* Loads <out>/checkpoint (or checkpoint.old, if a crash hit the swap). Sets
- * *found. The policy is loaded from it by the caller. */
-static int find_checkpoint(trainer *t, char *dir, size_t size, int *found) {
-    snprintf(dir, size, "%s/checkpoint", t->out_dir);
-    char state[4300];
-    snprintf(state, sizeof state, "%s/state.json", dir);
-    if (access(state, F_OK) == 0) return *found = 1, 0;
-    snprintf(dir, size, "%s/checkpoint.old", t->out_dir);
-    snprintf(state, sizeof state, "%s/state.json", dir);
-    *found = access(state, F_OK) == 0;
-    return 0;
-}
-
-static int load_state(trainer *t, const char *dir, dp_err *err) {
-    char path[4300];
-    snprintf(path, sizeof path, "%s/state.json", dir);
-    char *text = su_read_file(path, 1 << 16, NULL, err);
-    if (!text) return -1;
-    char fp[64] = "";
-    int got = sscanf(text, "{\"step\": %ld, \"epoch\": %ld, \"pos\": %zu, \"num_tokens\": %ld, "
-                           "\"reference\": \"%40[0-9a-f]\"}",
-                     &t->step, &t->epoch, &t->pos, &t->num_tokens, fp);
-    free(text);
-    if (got != 5) return dp_fail(err, "%s: not a dpoc checkpoint state", path);
-    if (strcmp(fp, t->fp.fingerprint) != 0)
-        return dp_fail(err, "%s: checkpoint was trained against reference %s, this config's is %s "
-                            "(use another train.output or train.resume=never)",
-                       path, fp, t->fp.fingerprint);
-    snprintf(path, sizeof path, "%s/optimizer.bin", dir);
-    size_t n;
-    char *blob = su_read_file(path, (size_t)-1, &n, err);
-    if (!blob) return -1;
-    int rc = optim_state_load(&t->opt, blob, n, err);
-    free(blob);
-    if (rc) return dp_context(err, "%s", path);
-    return 0;
 }
 
 /* ---- set-up --------------------------------------------------------------- */
@@ -435,24 +333,17 @@ static int setup(trainer *t, dp_err *err) {
     if (!t->total_steps) t->total_steps = t->steps_per_epoch * cfg_int(c, "train.epochs");
 
     optim_config oc;
-    optim_config_default(&oc);
+    tu_optim_config(c, "train", t->total_steps, &oc);
     oc.kind = !strcmp(cfg_str(c, "train.optimizer"), "sgd") ? OPTIM_SGD : OPTIM_ADAMW;
-    oc.lr = cfg_num(c, "train.learning_rate");
-    oc.weight_decay = cfg_num(c, "train.weight_decay");
     oc.beta1 = cfg_num(c, "train.adam_beta1");
     oc.beta2 = cfg_num(c, "train.adam_beta2");
     oc.eps = cfg_num(c, "train.adam_eps");
     oc.momentum = cfg_num(c, "train.momentum");
-    const char *sched = cfg_str(c, "train.lr_schedule");
-    oc.schedule = !strcmp(sched, "constant") ? SCHED_CONSTANT
-                  : !strcmp(sched, "cosine") ? SCHED_COSINE : SCHED_LINEAR;
-    oc.warmup_steps = cfg_int(c, "train.warmup_steps");
-    oc.total_steps = t->total_steps;
 
     /* Resume from the checkpoint, or start from train.init. */
     char ckpt[4200];
-    int found = 0;
-    if (!strcmp(cfg_str(c, "train.resume"), "auto")) find_checkpoint(t, ckpt, sizeof ckpt, &found);
+    int found = !strcmp(cfg_str(c, "train.resume"), "auto") &&
+                tu_checkpoint_find(t->out_dir, ckpt, sizeof ckpt);
     const char *init = found ? ckpt
                        : cfg_str(c, "train.init")[0] ? cfg_str(c, "train.init")
                                                       : cfg_str(c, "reference.model");
@@ -465,14 +356,14 @@ static int setup(trainer *t, dp_err *err) {
     size_t n_params;
     model_params(t->pol, &n_params);
     if (optim_init(&t->opt, &oc, n_params, err)) return -1;
-    /* As Hugging Face's Trainer: no weight decay on biases and norm weights. */
-    for (int i = 0; i < model_n_tensors(t->pol); i++) {
-        const model_tensor *mt = model_tensor_at(t->pol, i);
-        if (strstr(mt->name, "bias") || strstr(mt->name, "norm") || strstr(mt->name, "ln_"))
-            if (optim_exclude_from_decay(&t->opt, mt->offset, mt->numel, err)) return -1;
-    }
+    if (tu_exclude_norms_and_biases(&t->opt, t->pol, err)) return -1;
     if (found) {
-        if (load_state(t, ckpt, err)) return -1;
+        tu_state st;
+        if (tu_checkpoint_load(ckpt, "reference", t->fp.fingerprint,
+                               "use another train.output or train.resume=never", &st, &t->opt, err))
+            return -1;
+        t->step = st.step, t->epoch = st.epoch, t->pos = st.pos, t->num_tokens = st.num_tokens;
+        t->resumed_tokens = st.num_tokens;
         su_log("train: resuming from %s at step %ld", ckpt, t->step);
     }
 
@@ -528,6 +419,17 @@ static void teardown(trainer *t) {
 
 /* ---- the loop ------------------------------------------------------------- */
 
+static void epoch_order(trainer *t) {
+    tu_epoch_order(t->order, t->n_train, cfg_bool(t->cfg, "train.shuffle"),
+                   (uint64_t)cfg_int(t->cfg, "train.seed"), t->epoch);
+}
+
+static int save_checkpoint(trainer *t, dp_err *err) {
+    tu_state st = {.step = t->step, .epoch = t->epoch, .num_tokens = t->num_tokens, .pos = t->pos};
+    snprintf(st.tag, sizeof st.tag, "%s", t->fp.fingerprint);
+    return tu_checkpoint_save(t->out_dir, t->pol, &t->opt, &st, "reference", err);
+}
+
 static int train_loop(trainer *t, dp_err *err) {
     config *c = t->cfg;
     long log_every = cfg_int(c, "train.log_every"), eval_every = cfg_int(c, "train.eval_every");
@@ -537,13 +439,13 @@ static int train_loop(trainer *t, dp_err *err) {
     float *grads = model_grads(t->pol, &n_params);
     char (*batch)[40] = malloc((size_t)t->batch_size * sizeof *batch);
     if (!batch) return dp_fail(err, "out of memory");
-    epoch_order(t, t->epoch);
+    epoch_order(t);
     int rc = 0;
     while (!rc && t->step < t->total_steps) {
         if (t->pos >= t->n_train) {
             t->epoch++;
             t->pos = 0;
-            epoch_order(t, t->epoch);
+            epoch_order(t);
         }
         int n = 0;
         while (n < t->batch_size && t->pos < t->n_train)
@@ -607,7 +509,7 @@ static int train_run(config *c, metrics *eval, int *have_eval, double *seconds, 
     double secs = su_now() - t.start;
     if (!rc)
         su_log("train: done in %.1f s, %.0f tokens/s, peak memory %s; model in %s/model", secs,
-               secs > 0 ? t.num_tokens / secs : 0.0, su_bytes(log_peak_rss_bytes()), t.out_dir);
+               secs > 0 ? (t.num_tokens - t.resumed_tokens) / secs : 0.0, su_bytes(log_peak_rss_bytes()), t.out_dir);
     if (eval) *eval = t.last_eval;
     if (have_eval) *have_eval = t.have_eval;
     if (seconds) *seconds = secs;

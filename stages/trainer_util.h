@@ -20,8 +20,8 @@
 
 /* AdamW (Hugging Face defaults for betas and eps) configured from
  * SECTION.learning_rate, .lr_schedule, .warmup_steps, .weight_decay, over
- * TOTAL_STEPS optimizer steps. A section with more keys (train: optimizer,
- * adam_*) sets those on top. */
+ * TOTAL_STEPS optimizer steps; AdamW with default betas and eps. A stage
+ * with more keys (train: optimizer, adam_*, momentum) sets those on top. */
 void tu_optim_config(const config *c, const char *section, long total_steps, optim_config *oc);
 
 /* As Hugging Face's Trainer: no weight decay on biases and norm weights. */
