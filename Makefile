@@ -2,7 +2,7 @@
 #   make            build build/dpoc
 #   make demo       install missing packages, build, run the embedded default
 #   make test       install missing packages, build, run every test  (SANITIZE=1: under ASan+UBSan)
-#   make precompute / train / sweep / report   CONFIG=pipeline.yaml SET="key=value ..."
+#   make sft / precompute / train / sweep / eval / report   CONFIG=pipeline.yaml SET="key=value ..."
 #   make deps       install exactly the missing Debian packages
 #   make bench      benchmarks side by side with PyTorch
 #   make fuzz       libFuzzer harnesses, FUZZ_SECONDS=60 each
@@ -36,7 +36,7 @@ COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 STAGE_OBJ  := $(STAGE_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps demo test precompute train sweep report bench fuzz clean check-deps
+.PHONY: all deps demo test sft precompute train sweep report eval bench fuzz clean check-deps
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/dpoc
@@ -75,7 +75,7 @@ demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/dpoc
 	@sh examples/demo.sh $(BUILD)/dpoc
 
-precompute train sweep report: $(BUILD)/dpoc
+sft precompute train sweep report eval: $(BUILD)/dpoc
 	$(BUILD)/dpoc $@ -c $(CONFIG) $(foreach s,$(SET),--set $(s))
 
 bench: deps
