@@ -261,6 +261,7 @@ void ds_close(ds_reader *r) {
 /* ---- rows -------------------------------------------------------------- */
 
 static const char *json_kind(const json_t *v) {
+    if (!v) return "nothing";
     switch (json_typeof(v)) {
     case JSON_OBJECT: return "object";
     case JSON_ARRAY: return "array";
@@ -500,6 +501,9 @@ static int parse_row(ds_reader *r, json_t *obj, ds_bad *bad, dp_err *err) {
             if (p)
                 dp_fail(err, ROW_FMT "field \"prompt\": expected a string or a list of messages, got %s",
                         ROW_ARGS, json_kind(p));
+            else if (!json_object_get(obj, "chosen"))
+                dp_fail(err, ROW_FMT "field \"chosen\": missing, expected a string or a list of messages",
+                        ROW_ARGS);
             else
                 dp_fail(err, ROW_FMT "field \"chosen\": expected a string or a list of messages, got %s",
                         ROW_ARGS, json_kind(json_object_get(obj, "chosen")));

@@ -584,6 +584,21 @@ int tok_load(tokenizer **out, const char *path, dp_err *err) {
     t->id_str = dp_calloc((size_t)t->vocab_size, sizeof *t->id_str, err);
     t->id_len = dp_calloc((size_t)t->vocab_size, sizeof *t->id_len, err);
     if (!t->id_str || !t->id_len) return tok_free(t), -1;
+    /* The post-processor's ids must name tokens this tokenizer has. */
+    for (size_t i = 0; i < t->n_prefix + t->n_suffix; i++) {
+        int32_t id = i < t->n_prefix ? t->prefix_ids[i] : t->suffix_ids[i - t->n_prefix];
+        if (id >= t->vocab_size) {
+            dp_fail(err, "%s: post_processor: special token id %d is outside the vocabulary (%d tokens)",
+                    path, (int)id, (int)t->vocab_size);
+            return tok_free(t), -1;
+        }
+    }
+    if (t->bos_id >= t->vocab_size || t->eos_id >= t->vocab_size) {
+        dp_fail(err, "%s: %s token id %d is outside the vocabulary (%d tokens)", path,
+                t->bos_id >= t->vocab_size ? "BOS" : "EOS",
+                (int)(t->bos_id >= t->vocab_size ? t->bos_id : t->eos_id), (int)t->vocab_size);
+        return tok_free(t), -1;
+    }
     for (int32_t i = 0; i < t->bpe.n; i++) t->id_str[i] = t->bpe.str[i], t->id_len[i] = t->bpe.str_len[i];
     for (size_t i = 0; i < t->n_added; i++)
         t->id_str[t->added[i].id] = t->added[i].content, t->id_len[t->added[i].id] = (uint32_t)t->added[i].len;
