@@ -44,6 +44,20 @@ expect_eq "dump has one line per example" "$(wc -l <"$TMP/full.dump")" 64
 "$DPOC" precompute -c "$P" 2>"$TMP/pre2.log"
 grep -q "0 computed, 64 reused" "$TMP/pre2.log" && ok || bad "rerun reuses all: $(tail -n 2 "$TMP/pre2.log")"
 
+# --- bad rows: stop at the first with file:line, or skip and count ---------
+cp tests/data/bad_rows.jsonl "$TMP/data/bad.jsonl"
+expect_fail "bad row stops precompute" \
+    "$TMP/data/bad.jsonl:3: invalid JSON: unexpected token near '}' at column 46" \
+    "$DPOC" precompute -c "$P" --set data.train="$TMP/data/bad.jsonl" --set data.eval= \
+    --set store="$TMP/bad.sqlite"
+expect_eq "rows before the bad one are kept" "$("$DPOC" store dump "$TMP/bad.sqlite" | wc -l)" 1
+"$DPOC" precompute -c "$P" --set data.train="$TMP/data/bad.jsonl" --set data.eval= \
+    --set store="$TMP/bad.sqlite" --set data.on_bad_row=skip 2>"$TMP/bad.log"
+expect_eq "skip exits 0" $? 0
+grep -q "skipped (bad rows)" "$TMP/bad.log" && ok || bad "summary counts skipped rows"
+grep -q "skipped 3 rows: invalid_json" "$TMP/bad.log" && ok || bad "summary names reasons: $(cat "$TMP/bad.log")"
+expect_eq "good rows stored" "$("$DPOC" store dump "$TMP/bad.sqlite" | wc -l)" 2
+
 # --- incremental: two new rows, only they are computed --------------------
 sed -n '49,50p' examples/data/train.jsonl >>"$TMP/data/train.jsonl"
 "$DPOC" precompute -c "$P" 2>"$TMP/pre3.log"
