@@ -5,7 +5,7 @@
 set -u
 PKGS="gcc make pkg-config libopenblas-dev libsqlite3-dev libzstd-dev libyaml-dev libjansson-dev
 libpcre2-dev libutf8proc-dev libxxhash-dev zlib1g-dev python3 python3-torch python3-numpy
-nodejs npm sqlite3 zstd gnuplot-nox"
+nodejs npm sqlite3 zstd gnuplot-nox clang libclang-rt-14-dev libomp-14-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
