@@ -16,7 +16,7 @@ PKGS := openblas sqlite3 libzstd yaml-0.1 jansson libpcre2-8 libutf8proc libxxha
 
 ifeq ($(SANITIZE),1)
 BUILD    ?= build/san
-SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1
+SANFLAGS := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1
 else
 BUILD    ?= build
 SANFLAGS :=

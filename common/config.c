@@ -298,9 +298,16 @@ static int apply(const config *c, const leaf *l, const ynode *n, const char *whe
         if (parse_number(n, &d)) return BAD(want, got);
         if (l->type == T_INT && (d != floor(d) || strpbrk(n->text, ".eE")))
             return BAD(want, n->text);
-        if (!in_range(l, d)) return BAD(want, n->text);
+        if (!in_range(l, d)) {
+            /* above the top of a wide range: say where the top is */
+            double top = l->has_lt ? l->lt : l->max;
+            if (((l->has_max && d > l->max) || (l->has_lt && d >= l->lt)) && top >= 1e6)
+                snprintf(want, sizeof want, "%s %s %.15g", l->type == T_INT ? "an integer" : "a number",
+                         l->has_lt ? "<" : "<=", top);
+            return BAD(want, n->text);
+        }
         out->num = d;
-        out->i = (long)d;
+        out->i = l->type == T_INT ? (long)d : 0; /* ranges keep ints within long */
         out->str = strdup(n->text);
         break;
     }

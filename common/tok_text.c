@@ -31,6 +31,9 @@ int tok_list_bytes(tok_list *l, const char *s, size_t n, dp_err *err) {
 }
 
 int tok_list_span(tok_list *l, size_t off, size_t len, int32_t id, int at_start, dp_err *err) {
+    /* buf always exists once a span does, so buf + off is valid even for
+     * empty spans */
+    if (!l->buf && tok_list_bytes(l, "", 0, err)) return -1;
     if (tok_grow((void **)&l->sp, &l->ncap, l->n + 1, sizeof *l->sp, err)) return -1;
     l->sp[l->n++] = (tok_span){off, len, id, (uint8_t)at_start};
     return 0;
