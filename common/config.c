@@ -422,6 +422,10 @@ static int load_map(config *c, const ynode *map, const char *prefix, const char 
             return dp_fail(err, "%s:%d:%d: keys must be plain names", where, k->line, k->col);
         char key[256];
         snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", k->text);
+        for (int j = 0; j < i; j += 2)
+            if (map->items[j]->kind == YN_SCALAR && !strcmp(map->items[j]->text, k->text))
+                return dp_fail(err, "%s:%d:%d: %s: given twice (first at line %d)", where, k->line,
+                               k->col, key, map->items[j]->line);
         int idx;
         const leaf *l = schema_find(s, key, &idx);
         if (l) {

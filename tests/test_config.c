@@ -147,6 +147,12 @@ static void test_errors(void) {
     CHECK_STR(load_error("", "train.betta=1"),
               "--set: train.betta: unknown key; did you mean train.beta?");
     CHECK_STR(load_error("", "train.beta"), "--set train.beta: expected key=value");
+    CHECK_STR(load_error("", "data.max_length=1000000000000"),
+              "--set: data.max_length: expected an integer <= 1048576, got 1000000000000");
+    CHECK_STR(load_error("train:\n  learning_rate: 1e300\n", NULL),
+              "p.yaml:2:18: train.learning_rate: expected a number in (0, 10], got 1e300");
+    CHECK_STR(load_error("train:\n  beta: 0.1\n  beta: 0.2\n", NULL),
+              "p.yaml:3:3: train.beta: given twice (first at line 2)");
     char deep[200] = "";
     for (int i = 0; i < 40; i++) strcat(deep, "[");
     CHECK_STR(load_error(deep, NULL), "p.yaml:1:33: nesting deeper than 32 levels");
