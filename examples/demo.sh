@@ -1,19 +1,20 @@
 #!/bin/sh
-# demo.sh [DPOC] — the embedded default end to end, on examples/demo.yaml:
+# demo.sh [DPOC] — the embedded default end to end, on the default pipeline.yaml:
 # sft a byte-level model from random weights on both responses of the
 # sentiment task (stage zero), cache its log-probabilities (stage one), DPO
 # over a few β against the cache (stage two), evaluate (judge score and KL
 # from samples), report, and show what changed: completions of a few eval
 # prompts from the reference and the best policy, with their judge scores.
-# Everything goes to runs/demo/; a rerun resumes where the last one stopped
-# (remove runs/demo to start over). About 2-3 minutes on 2 cores.
+# It runs the default pipeline.yaml: everything goes to runs/ and cache/; a
+# rerun resumes where the last one stopped (remove runs/ and cache/ to start
+# over). About 1-2 minutes on 2 cores.
 set -eu
 DPOC=${1:-build/dpoc}
 case $DPOC in /*) ;; *) DPOC=$(pwd)/$DPOC ;; esac
 cd "$(dirname "$0")/.."
-CFG=examples/demo.yaml
-OUT=runs/demo/dpo            # train.output of demo.yaml
-JUDGE=examples/judge.words   # eval.judge of demo.yaml
+CFG=pipeline.yaml
+OUT=runs/dpo                 # train.output of pipeline.yaml
+JUDGE=examples/judge.words   # eval.judge of pipeline.yaml
 PROMPTS=4                    # eval prompts shown at the end
 start=$(date +%s)
 
@@ -68,7 +69,7 @@ if has report; then
 fi
 
 step "before and after: $PROMPTS eval prompts, one sample each (temperature 1, same seed)"
-ref=runs/demo/sft/model
+ref=runs/sft/model
 for who in reference "policy $(basename "$best")"; do
     case $who in reference) dir=$ref ;; *) dir=$best/model ;; esac
     echo " $who:"

@@ -1,15 +1,16 @@
 #!/bin/sh
-# e2e_demo — a shortened `make demo` (examples/demo.yaml with fewer steps and
+# e2e_demo — a shortened `make demo` (pipeline.yaml with fewer steps and
 # eval samples): sft → precompute → train → eval → report hand over to each
 # other, DPO lifts the preference accuracy on train pairs well above 0.5 and
 # the judge score above the reference's, generation is reproducible.
 . tests/lib.sh
 
 cp -r examples "$TMP/examples"
-CFG="$TMP/examples/demo.yaml"
+cp pipeline.yaml "$TMP/pipeline.yaml"
+CFG="$TMP/pipeline.yaml"
 SHORT="--set sft.epochs=8 --set sft.log_every=8 --set sft.warmup_steps=4 --set eval.samples=2
 --set eval.max_prompts=16 --set train.max_steps=32 --set train.eval_every=0 --set train.log_every=1"
-OUT="$TMP/runs/demo"
+OUT="$TMP/runs"
 
 "$DPOC" sft -c "$CFG" $SHORT 2>"$TMP/sft.log"; expect_eq "sft" $? 0
 [ -f "$OUT/sft/model/model.safetensors" ] && [ -f "$OUT/sft/model/tokenizer.json" ] && ok \
