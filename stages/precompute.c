@@ -316,8 +316,14 @@ int cmd_precompute(int argc, char **argv) {
         su_log("precompute: reference %s, fingerprint %s, shard %d/%d, %s",
                cfg_str(r.cfg, "reference.model"), r.fp.fingerprint, r.shard_i, r.shard_n,
                su_blas_info());
+        /* rows to go, for the ETA (compressed files: unknown) */
+        long total = su_count_lines(cfg_str(r.cfg, "data.train"));
+        if (total >= 0 && cfg_str(r.cfg, "data.eval")[0]) {
+            long more = su_count_lines(cfg_str(r.cfg, "data.eval"));
+            total = more >= 0 ? total + more : -1;
+        }
         log_progress prog;
-        log_progress_init(&prog, "precompute", 0);
+        log_progress_init(&prog, "precompute", total > 0 ? total / r.shard_n : 0);
         rc = do_split(&r, "train", cfg_str(r.cfg, "data.train"), &prog, &err);
         if (rc == 0 && cfg_str(r.cfg, "data.eval")[0])
             rc = do_split(&r, "eval", cfg_str(r.cfg, "data.eval"), &prog, &err);

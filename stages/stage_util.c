@@ -215,3 +215,18 @@ const char *su_bytes(double bytes) {
     static char buf[32];
     return log_format_bytes(buf, sizeof buf, bytes);
 }
+
+long su_count_lines(const char *path) {
+    size_t n = strlen(path);
+    if ((n > 3 && !strcmp(path + n - 3, ".gz")) || (n > 4 && !strcmp(path + n - 4, ".zst")))
+        return -1;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    static char buf[1 << 16];
+    long lines = 0;
+    ssize_t k;
+    while ((k = read(fd, buf, sizeof buf)) > 0)
+        for (ssize_t i = 0; i < k; i++) lines += buf[i] == '\n';
+    close(fd);
+    return k < 0 ? -1 : lines;
+}

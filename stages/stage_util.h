@@ -30,6 +30,10 @@ const char *su_basename(const char *path);
 double su_sum(const float *x, int n);      /* in double */
 const char *su_blas_info(void);            /* "OpenBLAS core Haswell, 2 threads" */
 
+/* Lines in a plain (uncompressed) file, or -1 for a compressed or
+ * unreadable one: the size of a dataset for progress bars. */
+long su_count_lines(const char *path);
+
 /* Removes DIR and everything under it (absent is fine). */
 int su_rmtree(const char *dir, dp_err *err);
 int su_fsync_dir(const char *dir, dp_err *err);
