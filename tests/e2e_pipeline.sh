@@ -149,4 +149,12 @@ for delay in 0.3 0.8; do
         && ok || bad "train killed at ${delay}s and resumed == uninterrupted (bit-identical)"
     expect_eq "metrics after resume" "$(grep -c '"loss"' "$TMP/killed/metrics.jsonl")" 6
 done
+# --- a NaN loss stops training, naming the step; the last checkpoint stays
+expect_fail "NaN stops training" \
+    "step 3: loss is NaN; stopping without saving (the last checkpoint is kept)" \
+    "$DPOC" train -c "$P" --set train.output="$TMP/nan" --set train.optimizer=sgd \
+    --set train.learning_rate=10 --set train.max_grad_norm=0 --set train.beta=1000 \
+    --set train.max_steps=30 --set train.save_every=1
+grep -q '"step": 2,' "$TMP/nan/checkpoint/state.json" && ok || bad "checkpoint of step 2 kept"
+[ ! -e "$TMP/nan/model" ] && ok || bad "no export after a NaN"
 summary
