@@ -6,6 +6,54 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Bytes of the UTF-8 sequence starting at p (at most n available), or 0 if
+ * it is not a valid one (overlong forms, surrogates and > U+10FFFF are not). */
+static size_t utf8_seq(const unsigned char *p, size_t n) {
+    size_t len;
+    unsigned cp;
+    if (p[0] < 0x80) return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) len = 2, cp = p[0] & 0x1f;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef) len = 3, cp = p[0] & 0x0f;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4) len = 4, cp = p[0] & 0x07;
+    else return 0;
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+const char *dp_quote(char buf[DP_QUOTE_CAP], const char *s, size_t n) {
+    if (!s) return strcpy(buf, "(null)");
+    if (n == (size_t)-1) n = strlen(s);
+    const unsigned char *p = (const unsigned char *)s;
+    size_t o = 0, i = 0;
+    int chars = 0;
+    buf[o++] = '"';
+    while (i < n && chars < DP_QUOTE_CHARS) {
+        unsigned c = p[i];
+        const char *esc = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
+                        : c == '"' ? "\\\"" : c == '\\' ? "\\\\" : NULL;
+        size_t len = utf8_seq(p + i, n - i);
+        if (esc) {
+            memcpy(buf + o, esc, 2), o += 2, i++;
+        } else if (len == 0 || c < 0x20 || c == 0x7f) {
+            snprintf(buf + o, 5, "\\x%02x", c), o += 4, i++;
+        } else {
+            memcpy(buf + o, p + i, len), o += len, i += len;
+        }
+        chars++;
+    }
+    buf[o++] = '"';
+    if (i < n) memcpy(buf + o, "...", 3), o += 3;
+    buf[o] = '\0';
+    return buf;
+}
+
 int dp_fail(dp_err *err, const char *fmt, ...) {
     if (!err) return -1;
     va_list ap;

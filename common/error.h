@@ -21,6 +21,18 @@ int dp_fail(dp_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 
 /* Prepends "context: " to the message already in err. Returns -1. */
 int dp_context(dp_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Untrusted text (from a file, a row, the command line) quoted for a
+ * one-line message: wrapped in double quotes, with \n \r \t \" \\ written as
+ * such, other control bytes and bytes that are not valid UTF-8 as \xNN, and
+ * cut after DP_QUOTE_CHARS characters with "..." after the closing quote.
+ * n is the length, or (size_t)-1 for a NUL-terminated s (NULL prints as
+ * (null)). Writes into buf and returns it, so it can be a printf argument:
+ *     char q[DP_QUOTE_CAP];
+ *     dp_fail(err, "%s:%d: unknown role %s", path, line, dp_quote(q, role, -1)); */
+#define DP_QUOTE_CHARS 60
+#define DP_QUOTE_CAP (DP_QUOTE_CHARS * 4 + 8)
+const char *dp_quote(char buf[DP_QUOTE_CAP], const char *s, size_t n);
+
 /* Allocation that fails as a value: returns NULL and fills err. */
 void *dp_malloc(size_t n, dp_err *err);
 void *dp_calloc(size_t count, size_t size, dp_err *err);
