@@ -5,7 +5,45 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
 #include <string.h>
+
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+
+/* ---- exp ------------------------------------------------------------------ */
+
+/* e^x for the kernels' hot loops, written so the compiler vectorises it
+ * (glibc's expf is a scalar call): e^x = 2^n · e^r with n = round(x / ln 2)
+ * and |r| ≤ ln 2 / 2, e^r by its Taylor series to r^7 (truncation below
+ * 1e-8 relative, so within an ulp or two of expf). Below −87.5 it returns 0
+ * (expf gives a subnormal there), above 88 it saturates at e^88 (expf
+ * overflows to inf near 88.7); NaN stays NaN. 2^n is built in the exponent
+ * bits of the round-to-nearest trick's sum, so nothing casts a float to an
+ * int. */
+static inline float vexp(float x) {
+    float xc = x < -87.5f ? -87.5f : x > 88.0f ? 88.0f : x;
+    float shifted = xc * 1.44269504088896341f + 12582912.0f; /* 1.5·2^23: rounds to an int */
+    float n = shifted - 12582912.0f;
+    float r = xc - n * 0.693145751953125f; /* ln 2, high bits: n·hi is exact */
+    r -= n * 1.428606765330187e-06f;       /* ln 2, low bits */
+    float p = 1.0f / 5040;
+    p = p * r + 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    uint32_t bits;
+    memcpy(&bits, &shifted, sizeof bits);
+    bits = (bits - 0x4b400000u + 127u) << 23; /* the biased exponent of 2^n */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return x < -87.5f ? 0.0f : p * scale;
+}
+
+float layer_exp(float x) { return vexp(x); }
 
 /* ---- embedding ---------------------------------------------------------- */
 
@@ -175,12 +213,12 @@ void layer_linear_backward(float *dinp, float *dw, float *db, const float *dout,
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
 
-/* tanh through one expf (several times faster than tanhf here, and within
+/* tanh through one exp (several times faster than tanhf here, and within
  * a few float ulps of it in absolute terms); saturates cleanly at ±1. */
-static inline float fast_tanh(float u) { return 1.0f - 2.0f / (1.0f + expf(2.0f * u)); }
+static inline float fast_tanh(float u) { return 1.0f - 2.0f / (1.0f + vexp(2.0f * u)); }
 
 void layer_gelu_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for
+#pragma omp parallel for simd
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         out[i] = 0.5f * x * (1.0f + fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x)));
@@ -188,7 +226,7 @@ void layer_gelu_forward(float *out, const float *inp, size_t n) {
 }
 
 void layer_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
-#pragma omp parallel for
+#pragma omp parallel for simd
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float t = fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x));
@@ -198,19 +236,19 @@ void layer_gelu_backward(float *dinp, const float *inp, const float *dout, size_
 }
 
 void layer_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
-#pragma omp parallel for
+#pragma omp parallel for simd
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        out[i] = g / (1.0f + vexp(-g)) * up[i];
     }
 }
 
 void layer_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                            const float *up, size_t n) {
-#pragma omp parallel for
+#pragma omp parallel for simd
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
-        float s = 1.0f / (1.0f + expf(-g));
+        float s = 1.0f / (1.0f + vexp(-g));
         dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
         dup[i] += dout[i] * g * s;
     }
@@ -276,16 +314,40 @@ void layer_rope_backward(float *dinp, const float *dout, const int *pos, const f
 
 /* ---- attention ------------------------------------------------------------ */
 
-/* Attention runs per (unit, head, block of LAYER_ATTN_BLOCK queries): the
- * block's scores against every key of its unit up to the block's last
- * query come from one sgemm, the mask and softmax are applied row by row
- * in OpenMP loops, and P·V is a second sgemm. Masked entries cost a little
- * wasted arithmetic but keep every product a large BLAS call. */
+/* Attention runs per (unit, head, block of queries): the block's scores
+ * against every key of its unit up to the block's last query come from one
+ * sgemm, the masked softmax follows row by row, and P·V is a second sgemm.
+ * Masked entries cost a little wasted arithmetic inside a block but keep
+ * every product a BLAS call. The (unit, head) tasks are spread over the
+ * OpenMP threads, each running single-threaded BLAS on its own slice of the
+ * scratch: these products are small, and one multi-threaded BLAS call per
+ * block would spend much of its time handing work between threads. */
 
 size_t layer_attention_scratch(int T) { return (size_t)2 * LAYER_ATTN_BLOCK * (size_t)T; }
 
-static int attn_block(const layer_attn_mask *m) {
-    return m->block > 0 && m->block < LAYER_ATTN_BLOCK ? m->block : LAYER_ATTN_BLOCK;
+static int attn_threads(void) {
+    int n = omp_get_max_threads();
+    return n < LAYER_ATTN_BLOCK ? n : LAYER_ATTN_BLOCK;
+}
+
+/* Queries per block for a unit of n tokens, when a thread's scratch slice
+ * holds `share` floats and a block needs `per_row` rows of n floats per query
+ * (1 forward: P; 2 backward: P and dS). A unit longer than T / threads gets
+ * smaller blocks; share ≥ 2·LAYER_ATTN_BLOCK·T / attn_threads() keeps it ≥ 1. */
+static int attn_block_rows(const layer_attn_mask *m, int n, size_t share, int per_row) {
+    int B = m->block > 0 && m->block < LAYER_ATTN_BLOCK ? m->block : LAYER_ATTN_BLOCK;
+    size_t fit = share / ((size_t)per_row * (size_t)n);
+    return fit < (size_t)B ? (int)fit : B;
+}
+
+/* BLAS single-threaded while OpenMP threads share the attention tasks. */
+static int blas_serial_begin(void) {
+    int n = openblas_get_num_threads();
+    if (n > 1) openblas_set_num_threads(1);
+    return n;
+}
+static void blas_serial_end(int n) {
+    if (n > 1) openblas_set_num_threads(n);
 }
 
 /* May query t see key j? */
@@ -294,83 +356,145 @@ static inline int attn_visible(const layer_attn_mask *m, int t, int j) {
     return m->window <= 0 || m->pos[j] > m->pos[t] - m->window;
 }
 
-/* S[nb, kn] ← scale · Q_block · K_unitᵀ, then the masked probabilities
- * exp(S − lse): with lse from lse_in (backward), or computed into lse_out
- * (forward, lse_in NULL). */
-static void attn_probs(float *S, float *lse_out, const float *lse_in, const float *q, int ldq,
+static int clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* The keys of [s0, s0 + kn) query t sees, as at most two sorted disjoint
+ * spans [a[i], b[i]) relative to s0 (no sliding window). Returns the count. */
+static int attn_spans(const layer_attn_mask *m, int t, int s0, int kn, int a[2], int b[2]) {
+    int k = 0, lo[2] = {m->lo0[t], m->lo1[t]}, hi[2] = {m->hi0[t], m->hi1[t]};
+    for (int i = 0; i < 2; i++) {
+        int x = clamp_int(lo[i] - s0, 0, kn), y = clamp_int(hi[i] - s0, 0, kn);
+        if (x < y) a[k] = x, b[k] = y, k++;
+    }
+    if (k == 2 && a[1] < a[0]) {
+        int ta = a[0], tb = b[0];
+        a[0] = a[1], b[0] = b[1], a[1] = ta, b[1] = tb;
+    }
+    if (k == 2 && a[1] <= b[0]) { /* overlapping or touching: one span */
+        if (b[1] > b[0]) b[0] = b[1];
+        k = 1;
+    }
+    return k;
+}
+
+/* One row of S turned into masked probabilities: row[j] ← exp(row[j] − l)
+ * where query t sees key s0 + j, else 0. l is *lse_in, or (lse_in NULL) the
+ * row's log-sum-exp, stored in *lse_out. */
+static void attn_softmax_row(float *row, int kn, const layer_attn_mask *m, int t, int s0,
+                             const float *lse_in, float *lse_out) {
+    if (m->window > 0) { /* sliding window: key by key */
+        float l;
+        if (!lse_in) {
+            float mx = -INFINITY;
+            for (int j = 0; j < kn; j++)
+                if (attn_visible(m, t, s0 + j) && row[j] > mx) mx = row[j];
+            double sum = 0;
+            for (int j = 0; j < kn; j++)
+                if (attn_visible(m, t, s0 + j)) sum += vexp(row[j] - mx);
+            l = mx + (float)log(sum);
+            *lse_out = l;
+        } else {
+            l = *lse_in;
+        }
+        for (int j = 0; j < kn; j++) row[j] = attn_visible(m, t, s0 + j) ? vexp(row[j] - l) : 0.0f;
+        return;
+    }
+    int a[2], b[2], k = attn_spans(m, t, s0, kn, a, b);
+    float l;
+    if (!lse_in) {
+        float mx = -INFINITY;
+        for (int i = 0; i < k; i++)
+#pragma omp simd reduction(max : mx)
+            for (int j = a[i]; j < b[i]; j++) mx = row[j] > mx ? row[j] : mx;
+        double sum = 0;
+        for (int i = 0; i < k; i++)
+#pragma omp simd reduction(+ : sum)
+            for (int j = a[i]; j < b[i]; j++) sum += vexp(row[j] - mx);
+        l = mx + (float)log(sum);
+        *lse_out = l;
+    } else {
+        l = *lse_in;
+    }
+    int done = 0;
+    for (int i = 0; i < k; i++) {
+        memset(row + done, 0, (size_t)(a[i] - done) * sizeof *row);
+#pragma omp simd
+        for (int j = a[i]; j < b[i]; j++) row[j] = vexp(row[j] - l);
+        done = b[i];
+    }
+    memset(row + done, 0, (size_t)(kn - done) * sizeof *row);
+}
+
+/* P[nb, kn] ← masked probabilities of queries t0.. against keys s0.. of one
+ * head: scale · Q_block · K_unitᵀ by sgemm, then softmax row by row. */
+static void attn_probs(float *P, float *lse_out, const float *lse_in, const float *q, int ldq,
                        const float *k, int ldk, const layer_attn_mask *mask, int t0, int nb,
                        int s0, int kn, int h, int g, int H, int D) {
     float scale = 1.0f / sqrtf((float)D);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, kn, D, scale,
                 q + (size_t)t0 * ldq + (size_t)h * D, ldq, k + (size_t)s0 * ldk + (size_t)g * D,
-                ldk, 0.0f, S, kn);
-#pragma omp parallel for
+                ldk, 0.0f, P, kn);
     for (int i = 0; i < nb; i++) {
-        int t = t0 + i;
-        float *row = S + (size_t)i * kn;
-        float l;
-        if (!lse_in) {
-            float mx = -INFINITY;
-            for (int j = 0; j < kn; j++)
-                if (attn_visible(mask, t, s0 + j) && row[j] > mx) mx = row[j];
-            double sum = 0;
-            for (int j = 0; j < kn; j++)
-                if (attn_visible(mask, t, s0 + j)) sum += expf(row[j] - mx);
-            l = mx + (float)log(sum);
-            lse_out[(size_t)t * H + h] = l;
-        } else {
-            l = lse_in[(size_t)t * H + h];
-        }
-        for (int j = 0; j < kn; j++) row[j] = attn_visible(mask, t, s0 + j) ? expf(row[j] - l) : 0.0f;
+        size_t at = (size_t)(t0 + i) * H + h;
+        attn_softmax_row(P + (size_t)i * kn, kn, mask, t0 + i, s0, lse_in ? lse_in + at : NULL,
+                         lse_out ? lse_out + at : NULL);
     }
 }
 
 void layer_attention_forward(float *out, float *lse, const float *q, int ldq, const float *k,
                              int ldk, const float *v, int ldv, const layer_attn_mask *mask,
                              int H, int KVH, int D, float *scratch) {
-    int group = H / KVH, B = attn_block(mask);
-    for (int u = 0; u < mask->n_units; u++) {
+    int group = H / KVH, nth = attn_threads();
+    size_t share = layer_attention_scratch(mask->T) / (size_t)nth;
+    int blas = blas_serial_begin();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+    for (int task = 0; task < mask->n_units * H; task++) {
+        int u = task / H, h = task % H, g = h / group;
         int s0 = mask->unit_start[u], n = mask->unit_start[u + 1] - s0;
-        for (int h = 0; h < H; h++) {
-            int g = h / group;
-            for (int b0 = 0; b0 < n; b0 += B) {
-                int nb = n - b0 < B ? n - b0 : B, kn = b0 + nb;
-                attn_probs(scratch, lse, NULL, q, ldq, k, ldk, mask, s0 + b0, nb, s0, kn, h, g, H, D);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, kn, 1.0f, scratch,
-                            kn, v + (size_t)s0 * ldv + (size_t)g * D, ldv, 0.0f,
-                            out + (size_t)(s0 + b0) * H * D + (size_t)h * D, H * D);
-            }
+        float *P = scratch + (size_t)omp_get_thread_num() * share;
+        int B = attn_block_rows(mask, n, share, 1);
+        for (int b0 = 0; b0 < n; b0 += B) {
+            int nb = n - b0 < B ? n - b0 : B, kn = b0 + nb;
+            attn_probs(P, lse, NULL, q, ldq, k, ldk, mask, s0 + b0, nb, s0, kn, h, g, H, D);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, kn, 1.0f, P, kn,
+                        v + (size_t)s0 * ldv + (size_t)g * D, ldv, 0.0f,
+                        out + (size_t)(s0 + b0) * H * D + (size_t)h * D, H * D);
         }
     }
+    blas_serial_end(blas);
 }
 
 /* With P the probabilities and dO the output gradient of a block:
  * dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(dO ⊙ O)), dQ += scale·dS·K,
- * dK += scale·dSᵀ·Q, dV += Pᵀ·dO. */
+ * dK += scale·dSᵀ·Q, dV += Pᵀ·dO. A task is a (unit, kv head) pair, its
+ * query heads in turn, so no two threads add into the same dK or dV rows. */
 void layer_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                               const float *out, const float *lse, const float *q, int ldq,
                               const float *k, int ldk, const float *v, int ldv,
                               const layer_attn_mask *mask, int H, int KVH, int D,
                               float *scratch) {
-    int group = H / KVH, T = mask->T, B = attn_block(mask);
+    int group = H / KVH, nth = attn_threads();
     float scale = 1.0f / sqrtf((float)D);
-    float *P = scratch, *dS = scratch + (size_t)LAYER_ATTN_BLOCK * T;
-    for (int u = 0; u < mask->n_units; u++) {
+    size_t share = layer_attention_scratch(mask->T) / (size_t)nth;
+    int blas = blas_serial_begin();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+    for (int task = 0; task < mask->n_units * KVH; task++) {
+        int u = task / KVH, g = task % KVH;
         int s0 = mask->unit_start[u], n = mask->unit_start[u + 1] - s0;
-        for (int h = 0; h < H; h++) {
-            int g = h / group;
+        int B = attn_block_rows(mask, n, share, 2);
+        float *P = scratch + (size_t)omp_get_thread_num() * share, *dS = P + (size_t)B * n;
+        const float *Kb = k + (size_t)s0 * ldk + (size_t)g * D;
+        const float *Vb = v + (size_t)s0 * ldv + (size_t)g * D;
+        for (int h = g * group; h < (g + 1) * group; h++) {
             for (int b0 = 0; b0 < n; b0 += B) {
                 int nb = n - b0 < B ? n - b0 : B, kn = b0 + nb;
                 int t0 = s0 + b0;
                 const float *dO = dout + (size_t)t0 * H * D + (size_t)h * D;
                 const float *O = out + (size_t)t0 * H * D + (size_t)h * D;
-                const float *Kb = k + (size_t)s0 * ldk + (size_t)g * D;
-                const float *Vb = v + (size_t)s0 * ldv + (size_t)g * D;
                 const float *Qb = q + (size_t)t0 * ldq + (size_t)h * D;
                 attn_probs(P, NULL, lse, q, ldq, k, ldk, mask, t0, nb, s0, kn, h, g, H, D);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, kn, D, 1.0f, dO, H * D,
                             Vb, ldv, 0.0f, dS, kn);
-#pragma omp parallel for
                 for (int i = 0; i < nb; i++) {
                     const float *di = dO + (size_t)i * H * D, *oi = O + (size_t)i * H * D;
                     float dsum = 0;
@@ -378,6 +502,7 @@ void layer_attention_backward(float *dq, float *dk, float *dv, const float *dout
                     for (int d = 0; d < D; d++) dsum += di[d] * oi[d];
                     float *ds = dS + (size_t)i * kn;
                     const float *p = P + (size_t)i * kn;
+#pragma omp simd
                     for (int j = 0; j < kn; j++) ds[j] = p[j] * (ds[j] - dsum);
                 }
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, kn, scale, dS, kn,
@@ -389,6 +514,7 @@ void layer_attention_backward(float *dq, float *dk, float *dv, const float *dout
             }
         }
     }
+    blas_serial_end(blas);
 }
 
 /* ---- LM head and log-probabilities ------------------------------------------ */
@@ -405,11 +531,13 @@ void layer_logprob_forward(float *logp, float *mean_logits, float *lse, const fl
             const float *z = scratch + (size_t)i * V;
             float mx = -INFINITY;
             double tot = 0, sum = 0;
+#pragma omp simd reduction(max : mx) reduction(+ : tot)
             for (int j = 0; j < V; j++) {
-                if (z[j] > mx) mx = z[j];
+                mx = z[j] > mx ? z[j] : mx;
                 tot += z[j];
             }
-            for (int j = 0; j < V; j++) sum += expf(z[j] - mx);
+#pragma omp simd reduction(+ : sum)
+            for (int j = 0; j < V; j++) sum += vexp(z[j] - mx);
             float l = mx + (float)log(sum);
             lse[r0 + i] = l;
             logp[r0 + i] = z[target[r0 + i]] - l;
@@ -431,7 +559,8 @@ void layer_logprob_backward(float *dh, float *dw, const float *dlogp, const floa
 #pragma omp parallel for
         for (int i = 0; i < n; i++) {
             float *z = scratch + (size_t)i * V, g = dlogp[r0 + i], l = lse[r0 + i];
-            for (int j = 0; j < V; j++) z[j] = -g * expf(z[j] - l);
+#pragma omp simd
+            for (int j = 0; j < V; j++) z[j] = -g * vexp(z[j] - l);
             z[target[r0 + i]] += g;
         }
         if (dh)
