@@ -34,9 +34,10 @@ esac
 OUT=${BENCH_OUT:-$BUILD/bench}
 PARTS=$OUT/parts
 BIN=$OUT/bench
-# Our workloads run as the dpoc binary does: passive OpenMP waiting unless the
-# user chose (stages/main.c); PyTorch keeps its own default.
-ours() { OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} "$@"; }
+# Our workloads run with the thread settings the dpoc binary chooses unless
+# the user did (stages/main.c); PyTorch keeps its own defaults.
+ours() { OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} \
+    OPENBLAS_THREAD_TIMEOUT=${OPENBLAS_THREAD_TIMEOUT:-4} "$@"; }
 rm -rf "$PARTS"
 mkdir -p "$PARTS"
 
