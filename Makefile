@@ -24,9 +24,10 @@ endif
 
 CC       ?= gcc
 CFLAGS   ?= -O2 -g
-# -fno-trapping-math: no code here reads floating-point exception flags, and
-# without it GCC will not vectorise loops that compare floats (layers.c).
-CFLAGS   += -std=c11 -D_GNU_SOURCE -fno-trapping-math -Wall -Wextra -Werror -fopenmp -Icommon $(SANFLAGS)
+# -fno-trapping-math -fno-math-errno: no code here reads floating-point
+# exception flags or errno after maths, and without them GCC will not
+# vectorise loops that compare floats (layers.c) or take square roots (optim.c).
+CFLAGS   += -std=c11 -D_GNU_SOURCE -fno-trapping-math -fno-math-errno -Wall -Wextra -Werror -fopenmp -Icommon $(SANFLAGS)
 CFLAGS   += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 LDFLAGS  += -fopenmp $(SANFLAGS)

@@ -174,24 +174,30 @@ double optim_clip(float *grad, size_t n, double max_norm) {
     return norm;
 }
 
-/* AdamW over [lo, hi) with weight decay factor `decay` (1 for exempt ranges). */
+/* AdamW over [lo, hi) with weight decay factor `decay` (1 for exempt ranges),
+ * in float as torch.optim.AdamW computes it (decay first, then
+ * p −= step_size · m / (√v / √(1 − β2^t) + eps)), so the loop vectorises:
+ * it reads and writes every parameter and both moments each step. */
 static void adamw_range(optim *o, float *p, const float *g, size_t lo, size_t hi, double lr,
                         double decay) {
     const optim_config *c = &o->cfg;
     const double t = (double)(o->step + 1);
-    const double b1 = c->beta1, b2 = c->beta2;
-    const double step_size = lr / (1.0 - pow(b1, t));
-    const double bc2_sqrt = sqrt(1.0 - pow(b2, t));
-    const double eps = c->eps;
+    const float b1 = (float)c->beta1, b2 = (float)c->beta2;
+    const float one_b1 = (float)(1.0 - c->beta1), one_b2 = (float)(1.0 - c->beta2);
+    const float step_size = (float)(lr / (1.0 - pow(c->beta1, t)));
+    const float bc2_sqrt = (float)sqrt(1.0 - pow(c->beta2, t));
+    const float eps = (float)c->eps, dec = (float)decay;
+    const int decays = decay != 1.0;
     float *m = o->m, *v = o->v;
-#pragma omp parallel for schedule(static) if (hi - lo >= OPTIM_PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (hi - lo >= OPTIM_PAR_MIN)
     for (size_t i = lo; i < hi; i++) {
-        double gi = g[i];
-        float pd = decay != 1.0 ? (float)(p[i] * decay) : p[i];
-        m[i] = (float)(b1 * m[i] + (1.0 - b1) * gi);
-        v[i] = (float)(b2 * v[i] + (1.0 - b2) * gi * gi);
-        double denom = sqrt((double)v[i]) / bc2_sqrt + eps;
-        p[i] = (float)(pd - step_size * (double)m[i] / denom);
+        float gi = g[i];
+        float pd = decays ? p[i] * dec : p[i];
+        float mi = b1 * m[i] + one_b1 * gi;
+        float vi = b2 * v[i] + one_b2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pd - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
     }
 }
 
