@@ -10,6 +10,7 @@
 
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
+int openblas_get_parallel(void); /* 0 sequential, 1 pthreads, 2 OpenMP */
 
 /* ---- exp ------------------------------------------------------------------ */
 
@@ -340,8 +341,12 @@ static int attn_block_rows(const layer_attn_mask *m, int n, size_t share, int pe
     return fit < (size_t)B ? (int)fit : B;
 }
 
-/* BLAS single-threaded while OpenMP threads share the attention tasks. */
+/* BLAS single-threaded while OpenMP threads share the attention tasks. An
+ * OpenMP build of OpenBLAS does that by itself inside a parallel region (and
+ * its openblas_set_num_threads would change OpenMP's count), so only the
+ * pthreads build is told. */
 static int blas_serial_begin(void) {
+    if (openblas_get_parallel() != 1) return 1;
     int n = openblas_get_num_threads();
     if (n > 1) openblas_set_num_threads(1);
     return n;
