@@ -6,7 +6,11 @@
  * The plan built from a batch gives each packed token its id, position and
  * the key ranges it may attend to, and each response token the packed row
  * that predicts it. Training keeps each layer's activations except the norm
- * outputs and the MLP activation, which backward recomputes bit for bit. */
+ * outputs and the MLP activation, which backward recomputes bit for bit.
+ * With options.recompute it keeps only each layer's input (the residual
+ * stream) and one layer's activations, which backward fills again by running
+ * that layer's forward before going back through it (layer-wise
+ * checkpointing): the same kernels on the same inputs, so the same bits. */
 #include "model.h"
 
 #include <cblas.h>
@@ -17,19 +21,7 @@
 #include <string.h>
 
 #include "layers.h"
-
-enum { FAM_GPT2, FAM_LLAMA };
-
-typedef struct layer_weights {
-    float *ln1_w, *ln1_b, *qkv_w, *qkv_b; /* qkv_*: GPT-2's fused c_attn */
-    float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b, *q_norm, *k_norm;
-    float *ln2_w, *ln2_b, *fc_w, *fc_b, *up_w, *up_b, *down_w, *down_b; /* fc: c_fc / gate_proj */
-} layer_weights;
-
-typedef struct weights {
-    float *wte, *wpe, *lnf_w, *lnf_b, *lm_head;
-    layer_weights *layer;
-} weights;
+#include "model_internal.h"
 
 /* Saved activations of one layer (training keeps one per layer). */
 typedef struct layer_acts {
@@ -41,7 +33,7 @@ struct model {
     model_config cfg;
     model_options opt;
     int threads; /* resolved thread count; scratch is sized for it */
-    int family, layout, ldq, ldkv, ldo, ldfc, lddown; /* weight layout and row strides */
+    model_arch arch; /* dimensions, weight layout and row strides */
     char *config_text;
     int n_tensors;
     model_tensor *tensors;
@@ -52,7 +44,7 @@ struct model {
     char *names; /* tensor names, one allocation */
     float *params, *grads;
     size_t n_params;
-    weights w, g;
+    model_weights w, g;
     float *inv_freq;
     /* activations */
     float *act_mem;
@@ -77,6 +69,23 @@ void model_set_threads(int threads) {
 }
 
 const char *model_blas_corename(void) { return openblas_get_corename(); }
+
+/* ---- architecture ---- */
+
+void model_arch_init(model_arch *a, const model_config *c) {
+    int C = c->d_model, F = c->d_ff, QD = c->n_head * c->head_dim;
+    *a = (model_arch){.gpt2 = !strcmp(c->model_type, "gpt2"), .qk_norm = c->qk_norm, .C = C,
+                      .F = F, .H = c->n_head, .KV = c->n_kv_head, .D = c->head_dim,
+                      .eps = c->norm_eps};
+    if (a->gpt2) /* Conv1D [in, out]; q, k, v are column blocks of c_attn [C, 3C] */
+        a->layout = LAYER_W_IN_OUT, a->ldq = a->ldkv = 3 * C, a->ldo = C, a->ldfc = F,
+        a->lddown = C;
+    else
+        a->layout = LAYER_W_OUT_IN, a->ldq = a->ldkv = C, a->ldo = QD, a->ldfc = C, a->lddown = F;
+}
+
+const model_weights *model_weights_of(const model *m) { return &m->w; }
+const float *model_inv_freq(const model *m) { return m->inv_freq; }
 
 /* ---- parameter layout ---- */
 
@@ -113,17 +122,17 @@ static void reg(reg_ctx *r, float **wf, float **gf, int ndim, int64_t d0, int64_
 static void register_tensors(reg_ctx *r) {
     model *m = r->m;
     const model_config *c = &m->cfg;
-    weights *w = &m->w, *g = &m->g;
+    model_weights *w = &m->w, *g = &m->g;
     int C = c->d_model, F = c->d_ff, V = c->vocab, D = c->head_dim;
     int QD = c->n_head * D, KD = c->n_kv_head * D;
     m->n_tensors = 0;
     m->n_params = 0;
     r->names_len = 0;
-    if (m->family == FAM_GPT2) {
+    if (m->arch.gpt2) {
         reg(r, &w->wte, &g->wte, 2, V, C, "transformer.wte.weight", 0);
         reg(r, &w->wpe, &g->wpe, 2, c->max_pos, C, "transformer.wpe.weight", 0);
         for (int l = 0; l < c->n_layer; l++) {
-            layer_weights *a = &w->layer[l], *b = &g->layer[l];
+            model_layer_weights *a = &w->layer[l], *b = &g->layer[l];
 #define R2(f, d0, d1, n) reg(r, &a->f, &b->f, 2, d0, d1, "transformer.h.%d." n, l)
 #define R1(f, d0, n) reg(r, &a->f, &b->f, 1, d0, 0, "transformer.h.%d." n, l)
             R1(ln1_w, C, "ln_1.weight");
@@ -148,7 +157,7 @@ static void register_tensors(reg_ctx *r) {
         int qkv_bias = qwen2 || c->attention_bias, o_bias = !qwen2 && c->attention_bias;
         reg(r, &w->wte, &g->wte, 2, V, C, "model.embed_tokens.weight", 0);
         for (int l = 0; l < c->n_layer; l++) {
-            layer_weights *a = &w->layer[l], *b = &g->layer[l];
+            model_layer_weights *a = &w->layer[l], *b = &g->layer[l];
 #define R2(f, d0, d1, n) reg(r, &a->f, &b->f, 2, d0, d1, "model.layers.%d." n, l)
 #define R1(f, d0, n) reg(r, &a->f, &b->f, 1, d0, 0, "model.layers.%d." n, l)
             R1(ln1_w, C, "input_layernorm.weight");
@@ -187,13 +196,13 @@ static void bind_weights(model *m) {
         *m->gfield[i] = m->grads ? m->grads + m->tensors[i].offset : NULL;
     }
     int C = m->cfg.d_model;
-    weights *ws[2] = {&m->w, &m->g};
+    model_weights *ws[2] = {&m->w, &m->g};
     for (int s = 0; s < 2; s++) {
-        weights *w = ws[s];
+        model_weights *w = ws[s];
         if (m->cfg.tie_embeddings) w->lm_head = w->wte;
-        if (m->family != FAM_GPT2) continue;
+        if (!m->arch.gpt2) continue;
         for (int l = 0; l < m->cfg.n_layer; l++) {
-            layer_weights *a = &w->layer[l];
+            model_layer_weights *a = &w->layer[l];
             /* c_attn [C, 3C]: q, k, v are column blocks, used in place. */
             a->q_w = a->qkv_w, a->k_w = a->qkv_w ? a->qkv_w + C : NULL;
             a->v_w = a->qkv_w ? a->qkv_w + 2 * C : NULL;
@@ -210,14 +219,11 @@ static size_t carve_acts(model *m, float *base) {
     const model_config *c = &m->cfg;
     size_t T = (size_t)m->opt.max_tokens, C = c->d_model, F = c->d_ff, H = c->n_head,
            KV = c->n_kv_head, D = c->head_dim, L = c->n_layer;
-    int train = m->opt.training, gpt2 = m->family == FAM_GPT2;
+    int train = m->opt.training, gpt2 = m->arch.gpt2;
+    int per_layer = train && !m->opt.recompute; /* one slot of layer_acts per layer */
     size_t off = 0;
-#define TAKE(ptr, n)                                     \
-    do {                                                 \
-        if (base) (ptr) = base + off;                    \
-        off += ((size_t)(n) + 15) & ~(size_t)15;         \
-    } while (0)
-    size_t n_res = train ? L + 1 : 2, n_slots = train ? L : 1;
+#define TAKE(ptr, n) model_carve(&(ptr), base, &off, (size_t)(n))
+    size_t n_res = train ? L + 1 : 2, n_slots = per_layer ? L : 1;
     for (size_t i = 0; i < n_res; i++) TAKE(m->res[i], T * C);
     layer_acts counting; /* receives nothing: TAKE only assigns when base != NULL */
     /* Norm outputs and the MLP activation are cheap to recompute, so all
@@ -240,9 +246,7 @@ static size_t carve_acts(model *m, float *base) {
             TAKE(a->q_rstd, T * H);
             TAKE(a->k_rstd, T * KV);
         }
-        TAKE(a->q, T * H * D);
-        TAKE(a->k, T * KV * D);
-        TAKE(a->v, T * KV * D);
+        model_carve_qkv(&a->q, &a->k, &a->v, &m->arch, T, base, &off);
         TAKE(a->att, T * H * D);
         TAKE(a->lse, T * H);
         TAKE(a->res_mid, T * C);
@@ -265,14 +269,14 @@ static size_t carve_acts(model *m, float *base) {
         TAKE(m->dres, T * C);
         TAKE(m->dln, T * C);
         TAKE(m->datt, T * H * D);
-        TAKE(m->dq, T * H * D);
-        TAKE(m->dq2, T * H * D);
-        TAKE(m->dk, T * KV * D);
-        TAKE(m->dk2, T * KV * D);
-        TAKE(m->dv, T * KV * D);
+        model_carve_qkv(&m->dq, &m->dk, &m->dv, &m->arch, T, base, &off);
         TAKE(m->dfc, T * F);
-        TAKE(m->dup, T * F);
         TAKE(m->dact, T * F);
+        if (!gpt2) { /* RoPE and SwiGLU backward */
+            TAKE(m->dq2, T * H * D);
+            TAKE(m->dk2, T * KV * D);
+            TAKE(m->dup, T * F);
+        }
         TAKE(m->dhR, T * C);
         TAKE(m->dhR_in, T * C);
     }
@@ -323,10 +327,13 @@ static char *minimal_config_text(const model_config *c) {
                               "\"original_max_position_embeddings\": %d}",
                               (double)c->rope_factor, (double)c->rope_low_freq,
                               (double)c->rope_high_freq, c->rope_original_max_pos);
+    size_t cap = sizeof buf;
     if (c->sliding_window > 0)
-        k += (size_t)snprintf(buf + k, sizeof buf - k, ", \"sliding_window\": %d", c->sliding_window);
-    if (c->bos_id >= 0) k += (size_t)snprintf(buf + k, sizeof buf - k, ", \"bos_token_id\": %d", c->bos_id);
-    if (c->eos_id >= 0) k += (size_t)snprintf(buf + k, sizeof buf - k, ", \"eos_token_id\": %d", c->eos_id);
+        k += (size_t)snprintf(buf + k, cap - k, ", \"sliding_window\": %d", c->sliding_window);
+    if (c->bos_id >= 0)
+        k += (size_t)snprintf(buf + k, cap - k, ", \"bos_token_id\": %d", c->bos_id);
+    if (c->eos_id >= 0)
+        k += (size_t)snprintf(buf + k, cap - k, ", \"eos_token_id\": %d", c->eos_id);
     snprintf(buf + k, sizeof buf - k, "}");
     return strdup(buf);
 }
@@ -342,17 +349,10 @@ int model_new(model **out, const model_config *c, const char *config_json_text,
     m->opt = *opt;
     m->threads = opt->threads > 0 ? opt->threads : omp_get_num_procs();
     model_set_threads(m->threads);
-    m->family = strcmp(c->model_type, "gpt2") ? FAM_LLAMA : FAM_GPT2;
-    int C = c->d_model, F = c->d_ff;
-    if (m->family == FAM_GPT2)
-        m->layout = LAYER_W_IN_OUT, m->ldq = 3 * C, m->ldkv = 3 * C, m->ldo = C, m->ldfc = F,
-        m->lddown = C;
-    else
-        m->layout = LAYER_W_OUT_IN, m->ldq = C, m->ldkv = C, m->ldo = c->n_head * c->head_dim,
-        m->ldfc = C, m->lddown = F;
+    model_arch_init(&m->arch, c);
     m->config_text = config_json_text ? strdup(config_json_text) : minimal_config_text(c);
-    m->w.layer = dp_calloc((size_t)c->n_layer, sizeof(layer_weights), err);
-    m->g.layer = dp_calloc((size_t)c->n_layer, sizeof(layer_weights), err);
+    m->w.layer = dp_calloc((size_t)c->n_layer, sizeof(model_layer_weights), err);
+    m->g.layer = dp_calloc((size_t)c->n_layer, sizeof(model_layer_weights), err);
     if (!m->config_text || !m->w.layer || !m->g.layer) goto fail;
 
     reg_ctx r = {.m = m, .count_only = 1};
@@ -488,7 +488,7 @@ static int build_plan(model *m, const model_batch *b, dp_err *err) {
                 return dp_fail(err, "model_forward: example %d: token id %d outside the "
                                     "vocabulary [0, %d)", i, b->tokens[k], c->vocab);
         long longest = (long)P + (Cn > Rn ? Cn : Rn);
-        if (m->family == FAM_GPT2 && longest > c->max_pos)
+        if (m->arch.gpt2 && longest > c->max_pos)
             return dp_fail(err, "model_forward: example %d: %ld positions exceed the model's "
                                 "n_positions %d", i, longest, c->max_pos);
         offs += P + Cn + Rn;
@@ -541,18 +541,18 @@ static int build_plan(model *m, const model_batch *b, dp_err *err) {
 
 /* ---- forward ---- */
 
-static void norm_forward(model *m, float *out, float *mean, float *rstd, const float *inp,
-                         const float *w, const float *b, int N) {
-    if (m->family == FAM_GPT2)
-        layer_layernorm_forward(out, mean, rstd, inp, w, b, N, m->cfg.d_model, m->cfg.norm_eps);
+void model_norm_forward(const model_arch *a, float *out, float *mean, float *rstd,
+                        const float *inp, const float *w, const float *b, int n) {
+    if (a->gpt2)
+        layer_layernorm_forward(out, mean, rstd, inp, w, b, n, a->C, a->eps);
     else
-        layer_rmsnorm_forward(out, rstd, inp, w, N, m->cfg.d_model, m->cfg.norm_eps);
+        layer_rmsnorm_forward(out, rstd, inp, w, n, a->C, a->eps);
 }
 
 static void norm_backward(model *m, float *dinp, float *dw, float *db, const float *dout,
                           const float *inp, const float *w, const float *mean,
                           const float *rstd, int N) {
-    if (m->family == FAM_GPT2)
+    if (m->arch.gpt2)
         layer_layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, m->cfg.d_model);
     else
         layer_rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, m->cfg.d_model);
@@ -574,51 +574,70 @@ static void use_threads(const model *m) {
     if (omp_get_max_threads() != m->threads) model_set_threads(m->threads);
 }
 
+void model_qkv_forward(const model_arch *a, const model_layer_weights *w, const float *inv_freq,
+                       const int *pos, const float *x, const model_qkv *o, int n) {
+    int C = a->C, H = a->H, KV = a->KV, D = a->D, lay = a->layout;
+    float *ql = a->qk_norm ? o->q_lin : o->q, *kl = a->qk_norm ? o->k_lin : o->k;
+    layer_linear_forward(ql, x, w->q_w, a->ldq, lay, w->q_b, n, C, H * D);
+    layer_linear_forward(kl, x, w->k_w, a->ldkv, lay, w->k_b, n, C, KV * D);
+    layer_linear_forward(o->v, x, w->v_w, a->ldkv, lay, w->v_b, n, C, KV * D);
+    if (a->qk_norm) {
+        layer_rmsnorm_forward(o->q, o->q_rstd, o->q_lin, w->q_norm, n * H, D, a->eps);
+        layer_rmsnorm_forward(o->k, o->k_rstd, o->k_lin, w->k_norm, n * KV, D, a->eps);
+    }
+    if (!a->gpt2) {
+        layer_rope_forward(o->q, o->q, pos, inv_freq, n, H, D);
+        layer_rope_forward(o->k, o->k, pos, inv_freq, n, KV, D);
+    }
+}
+
+void model_mlp_forward(const model_arch *a, const model_layer_weights *w, const float *x,
+                       float *fc, float *up, float *act, float *out, int n) {
+    int C = a->C, F = a->F, lay = a->layout;
+    layer_linear_forward(fc, x, w->fc_w, a->ldfc, lay, w->fc_b, n, C, F);
+    if (!a->gpt2) layer_linear_forward(up, x, w->up_w, a->ldfc, lay, w->up_b, n, C, F);
+    if (!out) return;
+    if (a->gpt2)
+        layer_gelu_forward(act, fc, (size_t)n * F);
+    else
+        layer_swiglu_forward(act, fc, up, (size_t)n * F);
+    layer_linear_forward(out, act, w->down_w, a->lddown, lay, w->down_b, n, F, C);
+}
+
+/* Runs layer l over the planned batch: res_next[T, C] = the layer applied
+ * to res, its activations into *a. With res_next == NULL it stops once
+ * backward has all it needs (fc, up): recompute's replay of the layer. */
+static void forward_layer(model *m, int l, layer_acts *a, const float *res, float *res_next,
+                          const layer_attn_mask *mask) {
+    const model_arch *A = &m->arch;
+    const model_layer_weights *w = &m->w.layer[l];
+    int T = m->T, H = A->H, KV = A->KV, D = A->D;
+    size_t TC = (size_t)T * A->C;
+    model_norm_forward(A, a->ln1, a->ln1_mean, a->ln1_rstd, res, w->ln1_w, w->ln1_b, T);
+    model_qkv forms = {a->q, a->k, a->v, a->q_lin, a->k_lin, a->q_rstd, a->k_rstd};
+    model_qkv_forward(A, w, m->inv_freq, m->pos, a->ln1, &forms, T);
+    layer_attention_forward(a->att, a->lse, a->q, H * D, a->k, KV * D, a->v, KV * D, mask, H,
+                            KV, D, m->attn_scratch);
+    layer_linear_forward(m->proj, a->att, w->o_w, A->ldo, A->layout, w->o_b, T, H * D, A->C);
+    add_arrays(a->res_mid, res, m->proj, TC);
+    model_norm_forward(A, a->ln2, a->ln2_mean, a->ln2_rstd, a->res_mid, w->ln2_w, w->ln2_b, T);
+    model_mlp_forward(A, w, a->ln2, a->fc, a->up, a->act, res_next ? m->proj : NULL, T);
+    if (res_next) add_arrays(res_next, a->res_mid, m->proj, TC);
+}
+
 /* Plans the batch and runs embedding and every layer: the last residual
  * stream is left in m->res[L] (or its alternate when !training). */
 static const float *run_layers(model *m, const model_batch *b, dp_err *err) {
     m->have_forward = 0;
     use_threads(m);
     if (build_plan(m, b, err)) return NULL;
-    const model_config *c = &m->cfg;
-    int T = m->T, C = c->d_model, F = c->d_ff, H = c->n_head, KV = c->n_kv_head,
-        D = c->head_dim, L = c->n_layer, lay = m->layout, train = m->opt.training;
-    int gpt2 = m->family == FAM_GPT2;
+    int L = m->cfg.n_layer, train = m->opt.training;
     layer_attn_mask mask = plan_mask(m);
-    size_t TC = (size_t)T * C;
-
-    layer_embedding_forward(m->res[0], m->tok, m->pos, m->w.wte, m->w.wpe, T, C);
+    layer_embedding_forward(m->res[0], m->tok, m->pos, m->w.wte, m->w.wpe, m->T, m->cfg.d_model);
     for (int l = 0; l < L; l++) {
-        const layer_weights *w = &m->w.layer[l];
-        layer_acts *a = &m->la[train ? l : 0];
+        layer_acts *a = &m->la[train && !m->opt.recompute ? l : 0];
         float *res = m->res[train ? l : l % 2], *res_next = m->res[train ? l + 1 : (l + 1) % 2];
-        norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, res, w->ln1_w, w->ln1_b, T);
-        float *ql = c->qk_norm ? a->q_lin : a->q, *kl = c->qk_norm ? a->k_lin : a->k;
-        layer_linear_forward(ql, a->ln1, w->q_w, m->ldq, lay, w->q_b, T, C, H * D);
-        layer_linear_forward(kl, a->ln1, w->k_w, m->ldkv, lay, w->k_b, T, C, KV * D);
-        layer_linear_forward(a->v, a->ln1, w->v_w, m->ldkv, lay, w->v_b, T, C, KV * D);
-        if (c->qk_norm) {
-            layer_rmsnorm_forward(a->q, a->q_rstd, a->q_lin, w->q_norm, T * H, D, c->norm_eps);
-            layer_rmsnorm_forward(a->k, a->k_rstd, a->k_lin, w->k_norm, T * KV, D, c->norm_eps);
-        }
-        if (!gpt2) {
-            layer_rope_forward(a->q, a->q, m->pos, m->inv_freq, T, H, D);
-            layer_rope_forward(a->k, a->k, m->pos, m->inv_freq, T, KV, D);
-        }
-        layer_attention_forward(a->att, a->lse, a->q, H * D, a->k, KV * D, a->v, KV * D, &mask,
-                                H, KV, D, m->attn_scratch);
-        layer_linear_forward(m->proj, a->att, w->o_w, m->ldo, lay, w->o_b, T, H * D, C);
-        add_arrays(a->res_mid, res, m->proj, TC);
-        norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res_mid, w->ln2_w, w->ln2_b, T);
-        layer_linear_forward(a->fc, a->ln2, w->fc_w, m->ldfc, lay, w->fc_b, T, C, F);
-        if (gpt2) {
-            layer_gelu_forward(a->act, a->fc, (size_t)T * F);
-        } else {
-            layer_linear_forward(a->up, a->ln2, w->up_w, m->ldfc, lay, w->up_b, T, C, F);
-            layer_swiglu_forward(a->act, a->fc, a->up, (size_t)T * F);
-        }
-        layer_linear_forward(m->proj, a->act, w->down_w, m->lddown, lay, w->down_b, T, F, C);
-        add_arrays(res_next, a->res_mid, m->proj, TC);
+        forward_layer(m, l, a, res, res_next, &mask);
     }
     return m->res[train ? L : L % 2];
 }
@@ -632,7 +651,8 @@ int model_forward(model *m, const model_batch *b, float *logps, float *mean_logi
     /* Only the rows that predict a response token go through the head. */
     for (int r = 0; r < m->R; r++)
         memcpy(m->hR_in + (size_t)r * C, res_L + (size_t)m->pred[r] * C, (size_t)C * sizeof(float));
-    norm_forward(m, m->hR, m->lnf_mean, m->lnf_rstd, m->hR_in, m->w.lnf_w, m->w.lnf_b, m->R);
+    model_norm_forward(&m->arch, m->hR, m->lnf_mean, m->lnf_rstd, m->hR_in, m->w.lnf_w,
+                       m->w.lnf_b, m->R);
     layer_logprob_forward(logps, mean_logits, m->out_lse, m->hR, m->w.lm_head, m->target, m->R, C,
                           c->vocab, m->logit_scratch, m->chunk_rows);
     m->have_forward = 1;
@@ -647,8 +667,8 @@ int model_next_logits(model *m, const int32_t *tokens, int n, float *logits, dp_
     const float *res_L = run_layers(m, &b, err);
     if (!res_L) return -1;
     int C = m->cfg.d_model;
-    norm_forward(m, m->hR, m->lnf_mean, m->lnf_rstd, res_L + (size_t)(n - 1) * C, m->w.lnf_w,
-                 m->w.lnf_b, 1);
+    model_norm_forward(&m->arch, m->hR, m->lnf_mean, m->lnf_rstd, res_L + (size_t)(n - 1) * C,
+                       m->w.lnf_w, m->w.lnf_b, 1);
     cblas_sgemv(CblasRowMajor, CblasNoTrans, m->cfg.vocab, C, 1.0f, m->w.lm_head, C, m->hR, 1,
                 0.0f, logits, 1);
     m->have_forward = 0; /* nothing for backward to go through */
@@ -665,9 +685,9 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
     if (!m->have_forward) return dp_fail(err, "model_backward: no forward pass to go back through");
     use_threads(m);
     const model_config *c = &m->cfg;
-    int T = m->T, R = m->R, C = c->d_model, F = c->d_ff, H = c->n_head, KV = c->n_kv_head,
-        D = c->head_dim, L = c->n_layer, lay = m->layout;
-    int gpt2 = m->family == FAM_GPT2;
+    const model_arch *A = &m->arch;
+    int T = m->T, R = m->R, C = A->C, F = A->F, H = A->H, KV = A->KV, D = A->D, L = c->n_layer,
+        lay = A->layout, gpt2 = A->gpt2;
     layer_attn_mask mask = plan_mask(m);
     size_t TC = (size_t)T * C;
 
@@ -684,19 +704,21 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
         for (int k = 0; k < C; k++) d[k] += s[k];
     }
     for (int l = L - 1; l >= 0; l--) {
-        const layer_weights *w = &m->w.layer[l];
-        layer_weights *g = &m->g.layer[l];
-        layer_acts *a = &m->la[l];
+        const model_layer_weights *w = &m->w.layer[l];
+        model_layer_weights *g = &m->g.layer[l];
+        layer_acts *a = &m->la[m->opt.recompute ? 0 : l];
+        /* Recompute: the one slot still holds the top layer from forward. */
+        if (m->opt.recompute && l < L - 1) forward_layer(m, l, a, m->res[l], NULL, &mask);
         /* MLP: res_next = res_mid + down(act(ln2)); ln2 and act first come
          * back into their shared buffers. */
-        norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res_mid, w->ln2_w, w->ln2_b, T);
+        model_norm_forward(A, a->ln2, a->ln2_mean, a->ln2_rstd, a->res_mid, w->ln2_w, w->ln2_b, T);
         if (gpt2)
             layer_gelu_forward(a->act, a->fc, (size_t)T * F);
         else
             layer_swiglu_forward(a->act, a->fc, a->up, (size_t)T * F);
         zero(m->dact, (size_t)T * F);
         layer_linear_backward(m->dact, g->down_w, g->down_b, m->dres, a->act, w->down_w,
-                              m->lddown, lay, T, F, C);
+                              A->lddown, lay, T, F, C);
         zero(m->dfc, (size_t)T * F);
         zero(m->dln, TC);
         if (gpt2) {
@@ -704,17 +726,17 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
         } else {
             zero(m->dup, (size_t)T * F);
             layer_swiglu_backward(m->dfc, m->dup, m->dact, a->fc, a->up, (size_t)T * F);
-            layer_linear_backward(m->dln, g->up_w, g->up_b, m->dup, a->ln2, w->up_w, m->ldfc,
+            layer_linear_backward(m->dln, g->up_w, g->up_b, m->dup, a->ln2, w->up_w, A->ldfc,
                                   lay, T, C, F);
         }
-        layer_linear_backward(m->dln, g->fc_w, g->fc_b, m->dfc, a->ln2, w->fc_w, m->ldfc, lay, T,
-                              C, F);
+        layer_linear_backward(m->dln, g->fc_w, g->fc_b, m->dfc, a->ln2, w->fc_w, A->ldfc, lay,
+                              T, C, F);
         norm_backward(m, m->dres, g->ln2_w, g->ln2_b, m->dln, a->res_mid, w->ln2_w, a->ln2_mean,
                       a->ln2_rstd, T);
         /* attention: res_mid = res + o(att(q, k, v)) */
         zero(m->datt, (size_t)T * H * D);
-        layer_linear_backward(m->datt, g->o_w, g->o_b, m->dres, a->att, w->o_w, m->ldo, lay, T,
-                              H * D, C);
+        layer_linear_backward(m->datt, g->o_w, g->o_b, m->dres, a->att, w->o_w, A->ldo, lay,
+                              T, H * D, C);
         zero(m->dq, (size_t)T * H * D);
         zero(m->dk, (size_t)T * KV * D);
         zero(m->dv, (size_t)T * KV * D);
@@ -728,7 +750,7 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
             layer_rope_backward(m->dk2, dk, m->pos, m->inv_freq, T, KV, D);
             dq = m->dq2, dk = m->dk2;
         }
-        if (c->qk_norm) {
+        if (A->qk_norm) {
             zero(m->dq, (size_t)T * H * D);
             zero(m->dk, (size_t)T * KV * D);
             layer_rmsnorm_backward(m->dq, g->q_norm, dq, a->q_lin, w->q_norm, a->q_rstd, T * H, D);
@@ -736,12 +758,13 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
             dq = m->dq, dk = m->dk;
         }
         zero(m->dln, TC);
-        norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, m->res[l], w->ln1_w, w->ln1_b, T);
-        layer_linear_backward(m->dln, g->q_w, g->q_b, dq, a->ln1, w->q_w, m->ldq, lay, T, C, H * D);
-        layer_linear_backward(m->dln, g->k_w, g->k_b, dk, a->ln1, w->k_w, m->ldkv, lay, T, C,
+        model_norm_forward(A, a->ln1, a->ln1_mean, a->ln1_rstd, m->res[l], w->ln1_w, w->ln1_b, T);
+        layer_linear_backward(m->dln, g->q_w, g->q_b, dq, a->ln1, w->q_w, A->ldq, lay, T, C,
+                              H * D);
+        layer_linear_backward(m->dln, g->k_w, g->k_b, dk, a->ln1, w->k_w, A->ldkv, lay, T, C,
                               KV * D);
-        layer_linear_backward(m->dln, g->v_w, g->v_b, m->dv, a->ln1, w->v_w, m->ldkv, lay, T, C,
-                              KV * D);
+        layer_linear_backward(m->dln, g->v_w, g->v_b, m->dv, a->ln1, w->v_w, A->ldkv, lay, T,
+                              C, KV * D);
         norm_backward(m, m->dres, g->ln1_w, g->ln1_b, m->dln, m->res[l], w->ln1_w, a->ln1_mean,
                       a->ln1_rstd, T);
     }
@@ -775,8 +798,10 @@ model_memory model_memory_estimate(const model_config *c, int tokens) {
     mm.adam = 2 * n * sizeof(float);
     /* The activation buffers model_new allocates for training. */
     model probe = {.cfg = *c, .opt = {.training = 1, .max_tokens = tokens > 0 ? tokens : 1}};
-    probe.family = gpt2 ? FAM_GPT2 : FAM_LLAMA;
+    model_arch_init(&probe.arch, c);
     probe.chunk_rows = chunk_rows_for(c->vocab, probe.opt.max_tokens);
     mm.activations = carve_acts(&probe, NULL) * sizeof(float);
+    probe.opt.recompute = 1;
+    mm.activations_recompute = carve_acts(&probe, NULL) * sizeof(float);
     return mm;
 }

@@ -40,6 +40,11 @@ typedef struct model_options {
     int prefix_sharing;      /* 1 (default) or 0 */
     int threads;             /* OpenMP and BLAS threads; 0 = all cores */
     int max_tokens;          /* largest packed batch (tokens) forward will see */
+    int recompute;           /* training: keep only each layer's input (residual
+                              * stream) and run the layer's forward again inside
+                              * backward, so activations cost one layer instead
+                              * of n_layer; same kernels, same order, the same
+                              * bits, about one more forward of compute */
 } model_options;
 
 typedef struct model model;
@@ -139,9 +144,10 @@ void model_zero_grads(model *m);
 int model_save(model *m, const char *dir, int bf16, dp_err *err);
 
 /* Bytes training would need: weights, gradients, AdamW state, and
- * activations for a batch of `tokens` tokens. */
+ * activations for a batch of `tokens` tokens, as model_new allocates them
+ * without (activations) and with (activations_recompute) options.recompute. */
 typedef struct model_memory {
-    size_t n_params, weights, grads, adam, activations;
+    size_t n_params, weights, grads, adam, activations, activations_recompute;
 } model_memory;
 model_memory model_memory_estimate(const model_config *c, int tokens);
 

@@ -1,9 +1,8 @@
 /* model_decode — incremental decoding with a KV cache (see model.h).
  *
- * The cache finds the model's tensors by their Hugging Face names through
- * the public accessors, so it needs nothing of model.c's internals, and runs
- * each layer with the kernels of layers.h over the new rows only. The one
- * thing of its own is attention of the new queries against the cached keys:
+ * Each layer runs over the new rows only, with the engine's own weights and
+ * layer steps (model_internal.h: norm, attention inputs, MLP). The one thing
+ * of its own is attention of the new queries against the cached keys:
  * a row-by-row softmax, since a few query rows make no use of sgemm blocks.
  * New tokens go through in chunks of KV_CHUNK rows, so scratch memory does
  * not grow with the prompt. */
@@ -16,23 +15,22 @@
 
 #include "layers.h"
 #include "model.h"
+#include "model_internal.h"
 
 #define KV_CHUNK 64
 
 typedef struct kv_layer {
-    const float *ln1_w, *ln1_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
-    const float *q_norm, *k_norm, *ln2_w, *ln2_b, *fc_w, *fc_b, *up_w, *up_b, *down_w, *down_b;
     float *k_cache, *v_cache; /* [max_seq, KV·D] each, after qk-norm and RoPE */
 } kv_layer;
 
 struct model_kv {
     const model *m;
     model_config c;
-    int gpt2, layout, ldq, ldkv, ldo, ldfc, lddown; /* as model.c lays the weights out */
+    model_arch arch;
+    const model_weights *w; /* the model's, so they follow model_attach_tensor */
+    const float *inv_freq;
     int max_seq, len;
-    const float *wte, *wpe, *lnf_w, *lnf_b, *lm_head;
     kv_layer *layer;
-    float *inv_freq;
     /* scratch for one chunk of new rows */
     float *x, *ln, *mean, *rstd, *q, *k, *v, *qlin, *klin, *qrstd, *krstd, *att, *proj;
     float *fc, *up, *act, *scores, *last;
@@ -40,108 +38,23 @@ struct model_kv {
     float *mem; /* the one allocation everything above is carved from */
 };
 
-/* The tensor NAME (printf format over the layer index), or NULL if the model
- * has none. */
-static const float *find(const model *m, const char *fmt, int layer) {
-    char name[128];
-    snprintf(name, sizeof name, fmt, layer);
-    for (int i = 0; i < model_n_tensors(m); i++)
-        if (!strcmp(model_tensor_at(m, i)->name, name)) return model_tensor_data(m, i);
-    return NULL;
-}
-
-static int bind(model_kv *kv, const model *m, dp_err *err) {
-    const model_config *c = &kv->c;
-    int C = c->d_model;
-    if (kv->gpt2) {
-        kv->wte = find(m, "transformer.wte.weight", 0);
-        kv->wpe = find(m, "transformer.wpe.weight", 0);
-        kv->lnf_w = find(m, "transformer.ln_f.weight", 0);
-        kv->lnf_b = find(m, "transformer.ln_f.bias", 0);
-        kv->lm_head = kv->wte;
-        for (int l = 0; l < c->n_layer; l++) {
-            kv_layer *a = &kv->layer[l];
-            const float *qkv_w = find(m, "transformer.h.%d.attn.c_attn.weight", l);
-            const float *qkv_b = find(m, "transformer.h.%d.attn.c_attn.bias", l);
-            /* c_attn [C, 3C]: q, k, v are column blocks of the fused matrix */
-            a->q_w = qkv_w, a->k_w = qkv_w ? qkv_w + C : NULL, a->v_w = qkv_w ? qkv_w + 2 * C : NULL;
-            a->q_b = qkv_b, a->k_b = qkv_b ? qkv_b + C : NULL, a->v_b = qkv_b ? qkv_b + 2 * C : NULL;
-            a->ln1_w = find(m, "transformer.h.%d.ln_1.weight", l);
-            a->ln1_b = find(m, "transformer.h.%d.ln_1.bias", l);
-            a->o_w = find(m, "transformer.h.%d.attn.c_proj.weight", l);
-            a->o_b = find(m, "transformer.h.%d.attn.c_proj.bias", l);
-            a->ln2_w = find(m, "transformer.h.%d.ln_2.weight", l);
-            a->ln2_b = find(m, "transformer.h.%d.ln_2.bias", l);
-            a->fc_w = find(m, "transformer.h.%d.mlp.c_fc.weight", l);
-            a->fc_b = find(m, "transformer.h.%d.mlp.c_fc.bias", l);
-            a->down_w = find(m, "transformer.h.%d.mlp.c_proj.weight", l);
-            a->down_b = find(m, "transformer.h.%d.mlp.c_proj.bias", l);
-            if (!a->q_w || !a->ln1_w || !a->o_w || !a->ln2_w || !a->fc_w || !a->down_w)
-                return dp_fail(err, "model_kv_new: layer %d: missing a GPT-2 weight tensor", l);
-        }
-        if (!kv->wte || !kv->wpe || !kv->lnf_w)
-            return dp_fail(err, "model_kv_new: missing a GPT-2 embedding or final norm tensor");
-        return 0;
-    }
-    kv->wte = find(m, "model.embed_tokens.weight", 0);
-    kv->lnf_w = find(m, "model.norm.weight", 0);
-    kv->lm_head = c->tie_embeddings ? kv->wte : find(m, "lm_head.weight", 0);
-    for (int l = 0; l < c->n_layer; l++) {
-        kv_layer *a = &kv->layer[l];
-#define F(field, n) a->field = find(m, "model.layers.%d." n, l)
-        F(ln1_w, "input_layernorm.weight");
-        F(q_w, "self_attn.q_proj.weight");
-        F(q_b, "self_attn.q_proj.bias");
-        F(k_w, "self_attn.k_proj.weight");
-        F(k_b, "self_attn.k_proj.bias");
-        F(v_w, "self_attn.v_proj.weight");
-        F(v_b, "self_attn.v_proj.bias");
-        F(o_w, "self_attn.o_proj.weight");
-        F(o_b, "self_attn.o_proj.bias");
-        F(q_norm, "self_attn.q_norm.weight");
-        F(k_norm, "self_attn.k_norm.weight");
-        F(ln2_w, "post_attention_layernorm.weight");
-        F(fc_w, "mlp.gate_proj.weight");
-        F(fc_b, "mlp.gate_proj.bias");
-        F(up_w, "mlp.up_proj.weight");
-        F(up_b, "mlp.up_proj.bias");
-        F(down_w, "mlp.down_proj.weight");
-        F(down_b, "mlp.down_proj.bias");
-#undef F
-        if (!a->ln1_w || !a->q_w || !a->k_w || !a->v_w || !a->o_w || !a->ln2_w || !a->fc_w ||
-            !a->up_w || !a->down_w || (c->qk_norm && (!a->q_norm || !a->k_norm)))
-            return dp_fail(err, "model_kv_new: layer %d: missing a weight tensor", l);
-    }
-    if (!kv->wte || !kv->lnf_w || !kv->lm_head)
-        return dp_fail(err, "model_kv_new: missing the embedding, final norm or lm_head tensor");
-    return 0;
-}
-
 /* Carves (or, with base == NULL, counts) the cache and scratch buffers. */
 static size_t carve(model_kv *kv, float *base) {
     const model_config *c = &kv->c;
     size_t S = (size_t)kv->max_seq, N = KV_CHUNK, C = c->d_model, F = c->d_ff,
            H = c->n_head, KVH = c->n_kv_head, D = c->head_dim;
     size_t off = 0;
-#define TAKE(ptr, n)                              \
-    do {                                          \
-        if (base) (ptr) = base + off;             \
-        off += ((size_t)(n) + 15) & ~(size_t)15;  \
-    } while (0)
+#define TAKE(ptr, n) model_carve(&(ptr), base, &off, (size_t)(n))
     for (int l = 0; l < c->n_layer; l++) {
-        float *kc = NULL, *vc = NULL;
-        TAKE(kc, S * KVH * D);
-        TAKE(vc, S * KVH * D);
-        if (base) kv->layer[l].k_cache = kc, kv->layer[l].v_cache = vc;
+        kv_layer scratch, *a = base ? &kv->layer[l] : &scratch;
+        TAKE(a->k_cache, S * KVH * D);
+        TAKE(a->v_cache, S * KVH * D);
     }
-    TAKE(kv->inv_freq, D / 2 + 1);
     TAKE(kv->x, N * C);
     TAKE(kv->ln, N * C);
     TAKE(kv->mean, N);
     TAKE(kv->rstd, N);
-    TAKE(kv->q, N * H * D);
-    TAKE(kv->k, N * KVH * D);
-    TAKE(kv->v, N * KVH * D);
+    model_carve_qkv(&kv->q, &kv->k, &kv->v, &kv->arch, N, base, &off);
     TAKE(kv->qlin, N * H * D);
     TAKE(kv->klin, N * KVH * D);
     TAKE(kv->qrstd, N * H);
@@ -169,30 +82,18 @@ model_kv *model_kv_new(model *m, int max_seq, dp_err *err) {
     if (!kv) return NULL;
     kv->m = m;
     kv->c = *c;
-    kv->gpt2 = gpt2;
+    model_arch_init(&kv->arch, c);
+    kv->w = model_weights_of(m);
+    kv->inv_freq = model_inv_freq(m);
     kv->max_seq = max_seq;
-    int C = c->d_model, F = c->d_ff;
-    if (gpt2)
-        kv->layout = LAYER_W_IN_OUT, kv->ldq = 3 * C, kv->ldkv = 3 * C, kv->ldo = C,
-        kv->ldfc = F, kv->lddown = C;
-    else
-        kv->layout = LAYER_W_OUT_IN, kv->ldq = C, kv->ldkv = C, kv->ldo = c->n_head * c->head_dim,
-        kv->ldfc = C, kv->lddown = F;
     kv->layer = dp_calloc((size_t)c->n_layer, sizeof *kv->layer, err);
     kv->pos = kv->layer ? dp_calloc(KV_CHUNK, sizeof *kv->pos, err) : NULL;
-    if (!kv->pos || bind(kv, m, err)) {
-        model_kv_free(kv);
-        return NULL;
-    }
-    kv->mem = dp_malloc(carve(kv, NULL) * sizeof(float), err);
+    kv->mem = kv->pos ? dp_malloc(carve(kv, NULL) * sizeof(float), err) : NULL;
     if (!kv->mem) {
         model_kv_free(kv);
         return NULL;
     }
     carve(kv, kv->mem);
-    if (!gpt2)
-        layer_rope_inv_freq(kv->inv_freq, c->head_dim, c->rope_theta, c->rope_type, c->rope_factor,
-                            c->rope_low_freq, c->rope_high_freq, c->rope_original_max_pos);
     return kv;
 }
 
@@ -212,15 +113,6 @@ static double kv_madds_per_token(const model_config *c) {
     double C = c->d_model, F = c->d_ff, QD = (double)c->n_head * c->head_dim,
            KD = (double)c->n_kv_head * c->head_dim;
     return c->n_layer * (2 * C * QD + 2 * C * KD + 3 * C * F) + (double)c->vocab * C;
-}
-
-static void norm(const model_kv *kv, float *out, const float *inp, const float *w,
-                 const float *b, int n) {
-    if (kv->gpt2)
-        layer_layernorm_forward(out, kv->mean, kv->rstd, inp, w, b, n, kv->c.d_model,
-                                kv->c.norm_eps);
-    else
-        layer_rmsnorm_forward(out, kv->rstd, inp, w, n, kv->c.d_model, kv->c.norm_eps);
 }
 
 /* att[n, H·D] for the n new queries q (positions kv->pos) against cached
@@ -266,41 +158,25 @@ static void add_into(float *x, const float *y, size_t n) {
 /* Runs n ≤ KV_CHUNK new tokens through every layer, leaving the last row's
  * residual stream in kv->last. */
 static void run_chunk(model_kv *kv, const int32_t *tok, int n) {
-    const model_config *c = &kv->c;
-    int C = c->d_model, F = c->d_ff, H = c->n_head, KVH = c->n_kv_head, D = c->head_dim;
-    int lay = kv->layout;
+    const model_arch *A = &kv->arch;
+    const model_weights *w = kv->w;
+    int C = A->C, HD = A->H * A->D;
     for (int i = 0; i < n; i++) kv->pos[i] = kv->len + i;
-    layer_embedding_forward(kv->x, tok, kv->pos, kv->wte, kv->gpt2 ? kv->wpe : NULL, n, C);
-    for (int l = 0; l < c->n_layer; l++) {
-        const kv_layer *a = &kv->layer[l];
-        norm(kv, kv->ln, kv->x, a->ln1_w, a->ln1_b, n);
-        float *ql = c->qk_norm ? kv->qlin : kv->q, *kl = c->qk_norm ? kv->klin : kv->k;
-        layer_linear_forward(ql, kv->ln, a->q_w, kv->ldq, lay, a->q_b, n, C, H * D);
-        layer_linear_forward(kl, kv->ln, a->k_w, kv->ldkv, lay, a->k_b, n, C, KVH * D);
-        layer_linear_forward(kv->v, kv->ln, a->v_w, kv->ldkv, lay, a->v_b, n, C, KVH * D);
-        if (c->qk_norm) {
-            layer_rmsnorm_forward(kv->q, kv->qrstd, kv->qlin, a->q_norm, n * H, D, c->norm_eps);
-            layer_rmsnorm_forward(kv->k, kv->krstd, kv->klin, a->k_norm, n * KVH, D, c->norm_eps);
-        }
-        if (!kv->gpt2) {
-            layer_rope_forward(kv->q, kv->q, kv->pos, kv->inv_freq, n, H, D);
-            layer_rope_forward(kv->k, kv->k, kv->pos, kv->inv_freq, n, KVH, D);
-        }
-        size_t row = (size_t)KVH * D;
+    layer_embedding_forward(kv->x, tok, kv->pos, w->wte, w->wpe, n, C);
+    model_qkv qkv = {kv->q, kv->k, kv->v, kv->qlin, kv->klin, kv->qrstd, kv->krstd};
+    for (int l = 0; l < kv->c.n_layer; l++) {
+        const model_layer_weights *lw = &w->layer[l];
+        kv_layer *a = &kv->layer[l];
+        model_norm_forward(A, kv->ln, kv->mean, kv->rstd, kv->x, lw->ln1_w, lw->ln1_b, n);
+        model_qkv_forward(A, lw, kv->inv_freq, kv->pos, kv->ln, &qkv, n);
+        size_t row = (size_t)A->KV * A->D;
         memcpy(a->k_cache + (size_t)kv->len * row, kv->k, (size_t)n * row * sizeof(float));
         memcpy(a->v_cache + (size_t)kv->len * row, kv->v, (size_t)n * row * sizeof(float));
         attend(kv, a, n);
-        layer_linear_forward(kv->proj, kv->att, a->o_w, kv->ldo, lay, a->o_b, n, H * D, C);
+        layer_linear_forward(kv->proj, kv->att, lw->o_w, A->ldo, A->layout, lw->o_b, n, HD, C);
         add_into(kv->x, kv->proj, (size_t)n * C);
-        norm(kv, kv->ln, kv->x, a->ln2_w, a->ln2_b, n);
-        layer_linear_forward(kv->fc, kv->ln, a->fc_w, kv->ldfc, lay, a->fc_b, n, C, F);
-        if (kv->gpt2) {
-            layer_gelu_forward(kv->act, kv->fc, (size_t)n * F);
-        } else {
-            layer_linear_forward(kv->up, kv->ln, a->up_w, kv->ldfc, lay, a->up_b, n, C, F);
-            layer_swiglu_forward(kv->act, kv->fc, kv->up, (size_t)n * F);
-        }
-        layer_linear_forward(kv->proj, kv->act, a->down_w, kv->lddown, lay, a->down_b, n, F, C);
+        model_norm_forward(A, kv->ln, kv->mean, kv->rstd, kv->x, lw->ln2_w, lw->ln2_b, n);
+        model_mlp_forward(A, lw, kv->ln, kv->fc, kv->up, kv->act, kv->proj, n);
         add_into(kv->x, kv->proj, (size_t)n * C);
     }
     memcpy(kv->last, kv->x + (size_t)(n - 1) * C, (size_t)C * sizeof(float));
@@ -324,11 +200,13 @@ int model_kv_append(model *m, model_kv *kv, const int32_t *tokens, int n, float 
     int saved = omp_get_max_threads();
     int alone = (double)n * kv_madds_per_token(c) < 4e6;
     if (alone && saved > 1) omp_set_num_threads(1);
-    for (int i = 0; i < n; i += KV_CHUNK) run_chunk(kv, tokens + i, n - i < KV_CHUNK ? n - i : KV_CHUNK);
+    for (int i = 0; i < n; i += KV_CHUNK)
+        run_chunk(kv, tokens + i, n - i < KV_CHUNK ? n - i : KV_CHUNK);
     if (last_logits) {
         int C = c->d_model;
-        norm(kv, kv->ln, kv->last, kv->lnf_w, kv->lnf_b, 1);
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, c->vocab, C, 1.0f, kv->lm_head, C, kv->ln, 1,
+        model_norm_forward(&kv->arch, kv->ln, kv->mean, kv->rstd, kv->last, kv->w->lnf_w,
+                           kv->w->lnf_b, 1);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, c->vocab, C, 1.0f, kv->w->lm_head, C, kv->ln, 1,
                     0.0f, last_logits, 1);
     }
     if (alone && saved > 1) omp_set_num_threads(saved);

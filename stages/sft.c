@@ -261,6 +261,7 @@ static int setup(sft *s, dp_err *err) {
     model_options mo = {.training = 1,
                         .prefix_sharing = 1,
                         .threads = (int)cfg_int(c, "sft.threads"),
+                        .recompute = cfg_bool(c, "sft.recompute"),
                         .max_tokens = s->batch_size * (int)cfg_int(c, "data.max_length")};
     char ckpt[4200];
     int found = !strcmp(cfg_str(c, "sft.resume"), "auto") &&

@@ -351,6 +351,7 @@ static int setup(trainer *t, dp_err *err) {
     model_options mo = {.training = 1,
                         .prefix_sharing = cfg_bool(c, "train.prefix_sharing"),
                         .threads = (int)cfg_int(c, "train.threads"),
+                        .recompute = cfg_bool(c, "train.recompute"),
                         .max_tokens = (int)((long)t->micro * (2 * max_len + 2))};
     if (model_load(&t->pol, init, &mo, err)) return -1;
     size_t n_params;
@@ -517,47 +518,49 @@ static int train_run(config *c, metrics *eval, int *have_eval, double *seconds, 
     return rc;
 }
 
-int cmd_train(int argc, char **argv) {
+/* A subcommand over the pipeline configuration: parses the command line
+ * (USAGE is its first help line), runs BODY on the config and prints BODY's
+ * error as the one error line. Returns the exit status. */
+static int run_command(int argc, char **argv, const char *usage,
+                       int (*body)(config *c, dp_err *err)) {
     config *c;
-    int rc = cli_parse(argc, argv,
-                       "Stage two: train the policy with DPO against the reference values cached\n"
-                       "in the store; the reference model is never loaded.",
-                       NULL, 0, &c);
+    int rc = cli_parse(argc, argv, usage, NULL, 0, &c);
     if (rc || !c) return rc;
     dp_err err;
-    rc = train_run(c, NULL, NULL, NULL, &err);
+    rc = body(c, &err);
     if (rc) cli_error(err.msg);
     cfg_free(c);
     return rc ? 1 : 0;
 }
 
+static int train_once(config *c, dp_err *err) { return train_run(c, NULL, NULL, NULL, err); }
+
+int cmd_train(int argc, char **argv) {
+    return run_command(argc, argv,
+                       "Stage two: train the policy with DPO against the reference values cached\n"
+                       "in the store; the reference model is never loaded.",
+                       train_once);
+}
+
 /* ---- sweeps --------------------------------------------------------------- */
 
-int cmd_sweep(int argc, char **argv) {
-    config *c;
-    int rc = cli_parse(argc, argv,
-                       "Train every combination of the sweep grid against the same cache, each in\n"
-                       "<train.output>/<name>/, and print a table of the runs.",
-                       NULL, 0, &c);
-    if (rc || !c) return rc;
+/* Trains every point of C's sweep grid and prints the table of runs. */
+static int sweep_run(config *c, dp_err *err) {
     int keys = cfg_sweep_keys(c);
     long combos = 1;
     for (int k = 0; k < keys; k++) combos *= cfg_sweep_len(c, k);
-    if (keys == 0 || keys > 64) {
-        cli_error(keys ? "sweep: at most 64 keys" : "sweep: the configuration has no sweep grid (sweep: {key: [values]})");
-        cfg_free(c);
-        return 1;
-    }
+    if (keys == 0)
+        return dp_fail(err, "sweep: the configuration has no sweep grid (sweep: {key: [values]})");
+    if (keys > 64) return dp_fail(err, "sweep: at most 64 keys");
     char base[4096];
     snprintf(base, sizeof base, "%s", cfg_str(c, "train.output"));
     typedef struct { char name[512]; metrics eval; int have; double secs; } row;
     row *rows = calloc((size_t)combos, sizeof *rows);
-    dp_err err;
-    rc = rows ? 0 : dp_fail(&err, "out of memory");
+    int rc = rows ? 0 : dp_fail(err, "out of memory");
     for (long i = 0; !rc && i < combos; i++) {
         config *d = cfg_clone(c);
         if (!d) {
-            rc = dp_fail(&err, "out of memory");
+            rc = dp_fail(err, "out of memory");
             break;
         }
         /* point i in mixed radix, the last key fastest; named in key order */
@@ -572,7 +575,7 @@ int cmd_sweep(int argc, char **argv) {
         for (int k = 0; k < keys && !rc; k++) {
             char set[512];
             snprintf(set, sizeof set, "%s=%s", cfg_sweep_key(c, k), cfg_sweep_value(c, k, idx[k]));
-            rc = cfg_set(d, set, "sweep", &err);
+            rc = cfg_set(d, set, "sweep", err);
             const char *leaf = strrchr(cfg_sweep_key(c, k), '.');
             k0 += (size_t)snprintf(name + k0, sizeof rows[i].name - k0, "%s%s=%s", k0 ? "," : "",
                                    leaf ? leaf + 1 : cfg_sweep_key(c, k),
@@ -581,10 +584,10 @@ int cmd_sweep(int argc, char **argv) {
         char out[4700], set[4800];
         snprintf(out, sizeof out, "%s/%s", base, name);
         snprintf(set, sizeof set, "train.output=%s", out);
-        if (!rc) rc = cfg_set(d, set, "sweep", &err);
+        if (!rc) rc = cfg_set(d, set, "sweep", err);
         if (!rc) {
             su_log("sweep: run %ld/%ld: %s", i + 1, combos, name);
-            rc = train_run(d, &rows[i].eval, &rows[i].have, &rows[i].secs, &err);
+            rc = train_run(d, &rows[i].eval, &rows[i].have, &rows[i].secs, err);
         }
         cfg_free(d);
     }
@@ -601,8 +604,13 @@ int cmd_sweep(int argc, char **argv) {
                 printf("| %s | - | - | - | %.1f |\n", rows[i].name, rows[i].secs);
         }
     }
-    if (rc) cli_error(err.msg);
     free(rows);
-    cfg_free(c);
-    return rc ? 1 : 0;
+    return rc ? -1 : 0;
+}
+
+int cmd_sweep(int argc, char **argv) {
+    return run_command(argc, argv,
+                       "Train every combination of the sweep grid against the same cache, each in\n"
+                       "<train.output>/<name>/, and print a table of the runs.",
+                       sweep_run);
 }

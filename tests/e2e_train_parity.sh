@@ -27,7 +27,8 @@ JSON
 head -n 16 examples/data/train.jsonl >"$TMP/data/train.jsonl"
 
 # The runs: NAME then the --set overrides, given alike to dpoc and the oracle
-# (oracle.* keys only to the oracle). Common to all: 4 pairs per step in store
+# (oracle.* keys only to the oracle; dpoc:KEY only to dpoc, for switches that
+# must not change a bit, which the oracle has no notion of). Common to all: 4 pairs per step in store
 # order, 3 steps, metrics every step; adam_eps 1e-6 keeps AdamW's update of
 # near-zero gradients from depending on float32 rounding (torch_dpo.py).
 COMMON="train.batch_size=4 train.max_steps=3 train.learning_rate=0.001 train.adam_eps=1e-6"
@@ -42,6 +43,7 @@ ld_adamw train.loss=sigmoid train.optimizer=adamw train.ld_alpha=0.5
 decay_adamw train.loss=sigmoid train.optimizer=adamw train.weight_decay=0.5 train.lr_schedule=constant
 noclip_sgd train.loss=sigmoid train.optimizer=sgd train.learning_rate=0.1 train.max_grad_norm=0
 sft_accum2_adamw train.loss=[sigmoid,sft] train.loss_weights=[1,0.5] train.grad_accum=2 oracle.sft_mean=batch
+recompute_accum2_adamw train.loss=sigmoid train.optimizer=adamw train.grad_accum=2 dpoc:train.recompute=true
 RUNS
 
 : >"$TMP/cases"
@@ -68,16 +70,24 @@ YAML
     "$DPOC" store dump "$TMP/$m.sqlite" --per-token >"$TMP/$m.dump"
     echo "model $m $TMP/$m $TMP/$m.dump $TMP/data/train.jsonl" >>"$TMP/cases"
     while read -r name sets; do
-        args=""
+        args="" oracle_sets=""
         for kv in $COMMON $sets; do
-            case $kv in oracle.*) ;; *) args="$args --set $kv" ;; esac
+            case $kv in
+                oracle.*) oracle_sets="$oracle_sets $kv" ;;
+                dpoc:*) args="$args --set ${kv#dpoc:}" ;;
+                *) args="$args --set $kv" oracle_sets="$oracle_sets $kv" ;;
+            esac
         done
         # shellcheck disable=SC2086
         "$DPOC" train -c "$TMP/$m.yaml" --set train.output="$TMP/$m-$name" $args \
             2>"$TMP/$m-$name.log"
         expect_eq "$m $name: train exits 0 ($(tail -n 1 "$TMP/$m-$name.log"))" $? 0
-        echo "run $m/$name $TMP/$m-$name $COMMON $sets" >>"$TMP/cases"
+        echo "run $m/$name $TMP/$m-$name$oracle_sets" >>"$TMP/cases"
     done <"$TMP/runs"
+    # Activation recomputation changes no bit: the same weights as its twin.
+    cmp -s "$TMP/$m-accum2_adamw/model/model.safetensors" \
+        "$TMP/$m-recompute_accum2_adamw/model/model.safetensors"
+    expect_eq "$m: train.recompute gives bit-identical weights" $? 0
     # Negative control, in the same oracle run: beta 0.11 in the oracle for
     # a run made with 0.1 must fail the comparison.
     [ $m = gpt2 ] && echo "run neg/gpt2 $TMP/gpt2-sigmoid_sft_adamw $COMMON" \

@@ -45,11 +45,10 @@ static model_batch batch_all(void) {
     return (model_batch){3, TOKS, NP, NC, NR};
 }
 
-static model *make(const char *json, int training, int sharing, float scale) {
-    model_options o = {.training = training, .prefix_sharing = sharing, .threads = 2, .max_tokens = 64};
+static model *make_with(const char *json, const model_options *o, float scale) {
     model *m = NULL;
     dp_err e = {0};
-    if (model_init_random(&m, json, 1234, &o, &e)) {
+    if (model_init_random(&m, json, 1234, o, &e)) {
         fprintf(stderr, "init: %s\n", e.msg);
         return NULL;
     }
@@ -63,6 +62,11 @@ static model *make(const char *json, int training, int sharing, float scale) {
             p[k] = p[k] * s + 0.05f * (float)sin(0.37 * (double)k);
     }
     return m;
+}
+
+static model *make(const char *json, int training, int sharing, float scale) {
+    model_options o = {.training = training, .prefix_sharing = sharing, .threads = 2, .max_tokens = 64};
+    return make_with(json, &o, scale);
 }
 
 static float WT[64]; /* loss weights per response token */
@@ -192,6 +196,59 @@ static void test_sharing_gpt2(void) { sharing_case(GPT2); }
 static void test_sharing_llama(void) { sharing_case(LLAMA); }
 static void test_sharing_qwen3(void) { sharing_case(QWEN3); }
 static void test_sharing_mistral(void) { sharing_case(MISTRAL); }
+
+/* Recomputation changes where activations live, never a bit of the result:
+ * logps, mean logits and every gradient memcmp-equal with it on and off,
+ * with prefix sharing on and off, over two steps (gradients accumulate) and
+ * after an unrelated forward (the slot is refilled from the right batch). */
+static void recompute_case(const char *json) {
+    for (int share = 0; share < 2; share++) {
+        model_options o = {.training = 1, .prefix_sharing = share, .threads = 2, .max_tokens = 64};
+        model *plain = make_with(json, &o, 5.0f);
+        o.recompute = 1;
+        model *rec = make_with(json, &o, 5.0f);
+        CHECK(plain && rec);
+        if (!plain || !rec) return;
+        model *ms[2] = {plain, rec};
+        model_batch b = batch_all();
+        int np1 = 4, nc1 = 3, nr1 = 2;
+        model_batch other = {1, TOKS + 20, &np1, &nc1, &nr1};
+        float lp[2][2][64], ml[2][2][64], junk[8];
+        dp_err e;
+        for (int k = 0; k < 2; k++) {
+            for (int step = 0; step < 2; step++) {
+                CHECK_MSG(model_forward(ms[k], &b, lp[k][step], ml[k][step], &e) == 0, "%s", e.msg);
+                CHECK(model_backward(ms[k], WT, &e) == 0);
+            }
+            CHECK(model_forward(ms[k], &other, junk, NULL, &e) == 0);
+            CHECK(model_forward(ms[k], &b, lp[k][0], NULL, &e) == 0);
+            CHECK(model_backward(ms[k], WT, &e) == 0);
+        }
+        size_t R = (size_t)n_resp(3), n;
+        for (int step = 0; step < 2; step++) {
+            CHECK(memcmp(lp[0][step], lp[1][step], R * sizeof(float)) == 0);
+            CHECK(memcmp(ml[0][step], ml[1][step], R * sizeof(float)) == 0);
+        }
+        const float *g0 = model_grads(plain, &n), *g1 = model_grads(rec, NULL);
+        size_t diff = 0;
+        for (size_t i = 0; i < n; i++) diff += memcmp(&g0[i], &g1[i], sizeof *g0) != 0;
+        CHECK_MSG(diff == 0, "%s, sharing %d: %zu of %zu gradients differ",
+                  model_get_config(plain)->model_type, share, diff, n);
+        double mag = 0;
+        for (size_t i = 0; i < n; i++) mag += fabs(g0[i]);
+        CHECK(mag > 0); /* the comparison saw real gradients */
+        model_free(plain);
+        model_free(rec);
+    }
+}
+static void test_recompute_gpt2(void) { recompute_case(GPT2); }
+static void test_recompute_llama(void) { recompute_case(LLAMA); }
+static void test_recompute_qwen3(void) {
+    /* three layers: one replayed between the kept top and the bottom */
+    recompute_case("{\"model_type\":\"qwen3\",\"num_hidden_layers\":3,\"num_attention_heads\":2,"
+                   "\"num_key_value_heads\":1,\"hidden_size\":16,\"head_dim\":8,"
+                   "\"intermediate_size\":20,\"vocab_size\":37}");
+}
 
 /* A batch equals its examples run one by one (logps; summed gradients). */
 static void test_batch_vs_single(void) {
@@ -411,6 +468,10 @@ static void test_memory_estimate(void) {
         CHECK_MSG(mm.n_params == n, "%s: estimate %zu, model %zu", model_get_config(m)->model_type,
                   mm.n_params, n);
         CHECK(mm.adam == 2 * mm.weights && mm.activations > 0);
+        /* recompute keeps one layer's activations instead of n_layer */
+        int L = model_get_config(m)->n_layer;
+        CHECK(L > 1 ? mm.activations_recompute < mm.activations
+                    : mm.activations_recompute == mm.activations);
         model_free(m);
     }
 }
@@ -473,6 +534,9 @@ int main(void) {
     RUN(test_sharing_qwen3);
     RUN(test_sharing_mistral);
     RUN(test_sharing_edges);
+    RUN(test_recompute_gpt2);
+    RUN(test_recompute_llama);
+    RUN(test_recompute_qwen3);
     RUN(test_batch_vs_single);
     RUN(test_next_logits);
     RUN(test_deterministic);

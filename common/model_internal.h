@@ -1,0 +1,78 @@
+/* model_internal.h — what the KV-cache decoder (model_decode.c) shares with
+ * the engine (model.c): the weights as the engine binds them, how they are
+ * laid out, and the steps of a layer both run (norm, attention inputs, MLP),
+ * so incremental decoding computes with the very code model_forward does.
+ * Private to those two files; the public contract is model.h. */
+#ifndef DP_MODEL_INTERNAL_H
+#define DP_MODEL_INTERNAL_H
+
+#include <stddef.h>
+
+#include "model.h"
+
+/* One layer's weights. GPT-2's fused c_attn is qkv_w/qkv_b, with q, k, v
+ * pointing at its column blocks; fc is c_fc or gate_proj. NULL where the
+ * family or config has no such tensor. */
+typedef struct model_layer_weights {
+    float *ln1_w, *ln1_b, *qkv_w, *qkv_b;
+    float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b, *q_norm, *k_norm;
+    float *ln2_w, *ln2_b, *fc_w, *fc_b, *up_w, *up_b, *down_w, *down_b;
+} model_layer_weights;
+
+typedef struct model_weights {
+    float *wte, *wpe, *lnf_w, *lnf_b, *lm_head; /* lm_head aliases wte when tied */
+    model_layer_weights *layer;                 /* [n_layer] */
+} model_weights;
+
+/* The dimensions a layer's kernels need, and how its weights are stored:
+ * layout LAYER_W_IN_OUT (GPT-2 Conv1D) or LAYER_W_OUT_IN (nn.Linear), with
+ * the row stride of each projection (GPT-2's q, k, v read c_attn in place). */
+typedef struct model_arch {
+    int gpt2, qk_norm, C, F, H, KV, D;
+    float eps;
+    int layout, ldq, ldkv, ldo, ldfc, lddown;
+} model_arch;
+void model_arch_init(model_arch *a, const model_config *c);
+
+/* The model's weights (they follow model_attach_tensor) and its RoPE
+ * inverse frequencies [head_dim/2]; valid until model_free. */
+const model_weights *model_weights_of(const model *m);
+const float *model_inv_freq(const model *m);
+
+/* out[n, C] = the family's norm of inp[n, C] (LayerNorm, keeping mean and
+ * rstd [n]; RMSNorm, keeping rstd and ignoring mean and b). */
+void model_norm_forward(const model_arch *a, float *out, float *mean, float *rstd,
+                        const float *inp, const float *w, const float *b, int n);
+
+/* Attention inputs of one layer for n rows x[n, C] (the normed residual):
+ * q[n, H·D], k and v [n, KV·D], after qk-norm (which keeps its inputs in
+ * q_lin/k_lin [n, H·D]/[n, KV·D] and q_rstd/k_rstd [n·H]/[n·KV]; unused
+ * without it) and RoPE at positions pos[n] (GPT-2: none). */
+typedef struct model_qkv {
+    float *q, *k, *v, *q_lin, *k_lin, *q_rstd, *k_rstd;
+} model_qkv;
+void model_qkv_forward(const model_arch *a, const model_layer_weights *w, const float *inv_freq,
+                       const int *pos, const float *x, const model_qkv *out, int n);
+
+/* MLP of one layer for n rows x[n, C] (the normed residual): fc[n, F] (and
+ * up[n, F] for SwiGLU); then, unless out is NULL, act[n, F] and
+ * out[n, C] = down(act). */
+void model_mlp_forward(const model_arch *a, const model_layer_weights *w, const float *x,
+                       float *fc, float *up, float *act, float *out, int n);
+
+/* Carving one allocation into buffers: *ptr = base + *off (only when base
+ * is not NULL, so a first pass with base NULL just counts), then *off moves
+ * past n floats rounded up to 16 (64-byte alignment). */
+static inline void model_carve(float **ptr, float *base, size_t *off, size_t n) {
+    if (base) *ptr = base + *off;
+    *off += (n + 15) & ~(size_t)15;
+}
+/* Carves q[rows, H·D], k and v [rows, KV·D] the same way. */
+static inline void model_carve_qkv(float **q, float **k, float **v, const model_arch *a,
+                                   size_t rows, float *base, size_t *off) {
+    model_carve(q, base, off, rows * (size_t)a->H * (size_t)a->D);
+    model_carve(k, base, off, rows * (size_t)a->KV * (size_t)a->D);
+    model_carve(v, base, off, rows * (size_t)a->KV * (size_t)a->D);
+}
+
+#endif
