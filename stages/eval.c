@@ -237,14 +237,13 @@ static int write_figures(const figures *f, const char *path, dp_err *err) {
                           "eval_accuracy", f->acc, "eval_margin", f->margin,
                           "n_prompts", (json_int_t)f->n_prompts, "n_samples",
                           (json_int_t)f->n_samples);
-    if (!o) return dp_fail(err, "out of memory");
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int rc = su_mkdirs_for(path, err);
-    if (!rc && json_dump_file(o, tmp, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)))
-        rc = dp_fail(err, "%s: cannot write: %s", tmp, strerror(errno));
-    if (!rc && rename(tmp, path)) rc = dp_fail(err, "%s: cannot write: %s", path, strerror(errno));
+    size_t flags = JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17);
+    char *text = o ? json_dumps(o, flags) : NULL;
     json_decref(o);
+    if (!text) return dp_fail(err, "out of memory");
+    int rc = su_mkdirs_for(path, err);
+    if (!rc) rc = su_write_file_atomic(path, text, strlen(text), err);
+    free(text);
     return rc;
 }
 
@@ -428,20 +427,27 @@ static int run(evaluator *ev, const char *model_dir, const char *output, dp_err 
     return rc;
 }
 
+enum { OPT_MODEL, OPT_OUTPUT, OPT_DUMP, N_OPTS }; /* cmd_eval's options, in order */
+
 int cmd_eval(int argc, char **argv) {
-    cli_option extra[] = {
-        {"--model", 1, "evaluate this model directory as the policy (instead of the runs)", NULL},
-        {"--output", 1, "eval.json path for --model (default: beside DIR if it is .../model)", NULL},
-        {"--dump-samples", 1, "write every sample as a JSON line (ids, text, judge, logps) to FILE", NULL},
+    cli_option opt[N_OPTS] = {
+        [OPT_MODEL] = {"--model", 1,
+                       "evaluate this model directory as the policy (instead of the runs)", NULL},
+        [OPT_OUTPUT] = {"--output", 1,
+                        "eval.json path for --model (default: beside DIR if it is .../model)", NULL},
+        [OPT_DUMP] = {"--dump-samples", 1,
+                      "write every sample as a JSON line (ids, text, judge, logps) to FILE", NULL},
     };
+    static const char usage[] =
+        "Evaluate the reference and the trained policies on the eval split: DPO\n"
+        "loss, reward accuracy and margin from the cache, and the judge's mean\n"
+        "score and KL(policy || reference) of sampled completions (eval.* keys).";
     config *c;
-    int rc = cli_parse(argc, argv,
-                       "Evaluate the reference and the trained policies on the eval split: DPO\n"
-                       "loss, reward accuracy and margin from the cache, and the judge's mean\n"
-                       "score and KL(policy || reference) of sampled completions (eval.* keys).",
-                       extra, 3, &c);
+    int rc = cli_parse(argc, argv, usage, opt, N_OPTS, &c);
     if (rc || !c) return rc;
-    if (extra[1].value && !extra[0].value) {
+    const char *model_dir = opt[OPT_MODEL].value, *output = opt[OPT_OUTPUT].value,
+               *dump = opt[OPT_DUMP].value;
+    if (output && !model_dir) {
         fprintf(stderr, "dpoc eval: --output needs --model\n");
         cfg_free(c);
         return 2;
@@ -451,11 +457,11 @@ int cmd_eval(int argc, char **argv) {
     ev.cfg = c;
     dp_err err;
     rc = 0;
-    if (extra[2].value && !(ev.dump = fopen(extra[2].value, "w")))
-        rc = dp_fail(&err, "%s: cannot open: %s", extra[2].value, strerror(errno));
-    if (!rc) rc = run(&ev, extra[0].value, extra[1].value, &err);
+    if (dump && !(ev.dump = fopen(dump, "w")))
+        rc = dp_fail(&err, "%s: cannot open: %s", dump, strerror(errno));
+    if (!rc) rc = run(&ev, model_dir, output, &err);
     if (ev.dump && fclose(ev.dump) && !rc)
-        rc = dp_fail(&err, "%s: write error: %s", extra[2].value, strerror(errno));
+        rc = dp_fail(&err, "%s: write error: %s", dump, strerror(errno));
     if (rc) cli_error(err.msg);
     for (size_t i = 0; i < ev.n_recs; i++) store_record_free(&ev.recs[i]);
     free(ev.recs);

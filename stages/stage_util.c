@@ -162,30 +162,35 @@ char *su_read_file(const char *path, size_t max, size_t *len, dp_err *err) {
     return buf;
 }
 
+int su_write_file_atomic(const char *path, const void *data, size_t n, dp_err *err) {
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return dp_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+    int bad = fwrite(data, 1, n, f) != n || fflush(f) || fsync(fileno(f));
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path)) return dp_fail(err, "%s: write error: %s", path, strerror(errno));
+    return 0;
+}
+
 int su_truncate_metrics(const char *path, long keep_through_step, dp_err *err) {
     if (access(path, F_OK) != 0) return 0;
     size_t n;
     char *text = su_read_file(path, (size_t)1 << 34, &n, err);
     if (!text) return -1;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        free(text);
-        return dp_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    }
+    size_t kept = 0; /* the kept lines, moved to the front of text */
     for (char *line = text, *next; line < text + n && *line; line = next) {
         char *nl = strchr(line, '\n');
         next = nl ? nl + 1 : line + strlen(line);
         long step;
-        if (sscanf(line, "{\"step\": %ld", &step) == 1 && step <= keep_through_step)
-            fwrite(line, 1, (size_t)(next - line), f);
+        if (sscanf(line, "{\"step\": %ld", &step) == 1 && step <= keep_through_step) {
+            memmove(text + kept, line, (size_t)(next - line));
+            kept += (size_t)(next - line);
+        }
     }
+    int rc = su_write_file_atomic(path, text, kept, err);
     free(text);
-    int bad = fflush(f) || fsync(fileno(f));
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) return dp_fail(err, "%s: write error: %s", path, strerror(errno));
-    return 0;
+    return rc;
 }
 
 int su_copy_tokenizer_files(const char *from_dir, const char *to_dir, dp_err *err) {
@@ -200,13 +205,9 @@ int su_copy_tokenizer_files(const char *from_dir, const char *to_dir, dp_err *er
         size_t n;
         char *data = su_read_file(src, (size_t)1 << 31, &n, err);
         if (!data) return -1;
-        char tmp[4300];
-        snprintf(tmp, sizeof tmp, "%s.tmp", dst);
-        FILE *f = fopen(tmp, "wb");
-        int bad = !f || fwrite(data, 1, n, f) != n || fflush(f) || fsync(fileno(f));
-        if (f) bad |= fclose(f) != 0;
+        int rc = su_write_file_atomic(dst, data, n, err);
         free(data);
-        if (bad || rename(tmp, dst)) return dp_fail(err, "%s: write error: %s", dst, strerror(errno));
+        if (rc) return -1;
     }
     return 0;
 }

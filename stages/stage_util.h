@@ -42,6 +42,10 @@ int su_fsync_dir(const char *dir, dp_err *err);
  * by the caller; *len (may be NULL) gets the size. */
 char *su_read_file(const char *path, size_t max, size_t *len, dp_err *err);
 
+/* Writes DATA[0..n) to PATH whole or not at all: to PATH.tmp, synced, then
+ * renamed over PATH. Errors name PATH.tmp (cannot create) or PATH. */
+int su_write_file_atomic(const char *path, const void *data, size_t n, dp_err *err);
+
 /* Rewrites metrics.jsonl keeping the lines whose step <= keep_through_step
  * (a resumed run repeats nothing). Absent is fine. */
 int su_truncate_metrics(const char *path, long keep_through_step, dp_err *err);

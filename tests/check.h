@@ -9,6 +9,7 @@
 #define DP_CHECK_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -69,6 +70,16 @@ static const char *check_current_name;
             check_passed++;                                                               \
         }                                                                                 \
     } while (0)
+
+/* Random test inputs: the next double in [0, 1) (53 bits) of the splitmix64
+ * stream whose state is *STATE, so a test's inputs are the same every run. */
+static inline double check_urand(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) / 9007199254740992.0;
+}
 
 static inline int check_summary(void) {
     printf("%d passed, %d failed\n", check_passed, check_failed);

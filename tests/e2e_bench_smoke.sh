@@ -4,7 +4,6 @@
 # field, each measured (a number) where the smoke run measures it. Asserts
 # nothing about speed: benchmarks are never timed tests.
 . tests/lib.sh
-PYTHON=${PYTHON:-/usr/bin/python3}
 BUILD=${BUILD:-build}
 
 BENCH_OUT="$TMP/bench" BUILD="$BUILD" PYTHON="$PYTHON" sh tests/bench/run.sh --smoke \

@@ -6,41 +6,12 @@
 # judge figures recomputed by the PyTorch oracle from the dumped samples;
 # reproducible; errors.
 . tests/lib.sh
-PYTHON=${PYTHON:-/usr/bin/python3}
-
-if ! "$PYTHON" -c 'import torch, numpy' 2>/dev/null; then
-    bad "oracle missing: $PYTHON with torch and numpy is required"
-    summary
-    exit 1
-fi
-
-MODEL="$TMP/model"
-mkdir -p "$MODEL" "$TMP/data"
-cp examples/tiny/model/config.json examples/tiny/model/tokenizer.json \
-   examples/tiny/model/tokenizer_config.json "$MODEL/"
-"$DPOC" model init "$MODEL" --seed 7 >/dev/null 2>&1; expect_eq "model init" $? 0
-head -n 48 examples/data/train.jsonl >"$TMP/data/train.jsonl"
-head -n 16 examples/data/eval.jsonl >"$TMP/data/eval.jsonl"
+need_torch
+tiny_pipeline "threads: 1"
 # A judge that counts single letters, so random text scores non-zero.
 for c in a b c d e f g h i j k l m; do echo "+ $c"; done >"$TMP/letters.words"
 for c in n o p q r s t u v w x y z; do echo "- $c"; done >>"$TMP/letters.words"
-cat >"$TMP/p.yaml" <<YAML
-store: store.sqlite
-reference:
-  model: model
-data:
-  train: data/train.jsonl
-  eval: data/eval.jsonl
-  max_length: 96
-  max_prompt_length: 48
-train:
-  output: run
-  batch_size: 8
-  learning_rate: 0.001
-  lr_schedule: constant
-  max_steps: 3
-  shuffle: false
-  threads: 1
+cat >>"$P" <<YAML
 eval:
   samples: 3
   max_new_tokens: 12
@@ -49,7 +20,6 @@ eval:
 sweep:
   train.beta: [0.1, 0.5]
 YAML
-P="$TMP/p.yaml"
 # eval.json holds one key per line (the oracle parses it as JSON too)
 jget() { sed -n "s/^ *\"$2\": \(.*\)\$/\1/p" "$1" | sed 's/,$//'; }
 # near A B TOL: |A - B| <= TOL

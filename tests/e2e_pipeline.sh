@@ -4,36 +4,13 @@
 # accumulation, kill -9 and resume, export.
 . tests/lib.sh
 
-MODEL="$TMP/model"
-mkdir -p "$MODEL" "$TMP/data"
-cp examples/tiny/model/config.json examples/tiny/model/tokenizer.json \
-   examples/tiny/model/tokenizer_config.json "$MODEL/"
-"$DPOC" model init "$MODEL" --seed 7 >/dev/null 2>&1; expect_eq "model init" $? 0
-head -n 48 examples/data/train.jsonl >"$TMP/data/train.jsonl"
-head -n 16 examples/data/eval.jsonl >"$TMP/data/eval.jsonl"
-cat >"$TMP/p.yaml" <<YAML
-store: store.sqlite
-reference:
-  model: model
-data:
-  train: data/train.jsonl
-  eval: data/eval.jsonl
-  max_length: 96
-  max_prompt_length: 48
+tiny_pipeline "log_every: 1"
+cat >>"$P" <<YAML
 precompute:
   batch_tokens: 512
   window_rows: 16
   commit_seconds: 0.01
-train:
-  output: run
-  batch_size: 8
-  learning_rate: 0.001
-  lr_schedule: constant
-  max_steps: 3
-  shuffle: false
-  log_every: 1
 YAML
-P="$TMP/p.yaml"
 dump() { "$DPOC" store dump "$1" --per-token | sort; }
 
 # --- precompute: counts, dump contract, stored logps = engine forward -----

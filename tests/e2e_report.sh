@@ -135,26 +135,28 @@ grep -qxF '![training curves of single](run-single.svg)' svg/report.md && ok || 
 
 # --- errors: one line naming the file and line ---------------------------
 mkdir -p bad
+# bad_metrics NAME LINE3 MESSAGE: single's metrics.jsonl with its line 3
+# replaced by LINE3 as bad/metrics.jsonl; report fails with MESSAGE.
+bad_metrics() {
+    awk -v line="$2" 'NR == 3 { $0 = line } { print }' single/metrics.jsonl >bad/metrics.jsonl
+    expect_fail "$1" "$3" "$DPOC" report -c bad.yaml
+}
+# bad_eval_json NAME TEXT MESSAGE: bad/eval.json holds TEXT (printf %b
+# escapes); report fails with MESSAGE.
+bad_eval_json() {
+    printf '%b' "$2" >bad/eval.json
+    expect_fail "$1" "$3" "$DPOC" report -c bad.yaml
+}
+bad_metrics "invalid JSON line" '{"step": 3, "loss": }' "bad/metrics.jsonl:3:21: invalid JSON: unexpected token near '}'"
+bad_metrics "not an object" '[1, 2]' "bad/metrics.jsonl:3: expected a JSON object, got an array"
+bad_metrics "no step" '{"loss": 0.5}' "bad/metrics.jsonl:3: step: expected an integer, got nothing"
+bad_metrics "metric not a number" '{"step": 3, "eval_rewards/margins": "wide"}' \
+    "bad/metrics.jsonl:3: eval_rewards/margins: expected a number, got a string"
 cp single/metrics.jsonl bad/metrics.jsonl
-sed -i '3s/.*/{"step": 3, "loss": }/' bad/metrics.jsonl
-expect_fail "invalid JSON line" "bad/metrics.jsonl:3:21: invalid JSON: unexpected token near '}'" \
-    "$DPOC" report -c bad.yaml
-sed -i '3s/.*/[1, 2]/' bad/metrics.jsonl
-expect_fail "not an object" "bad/metrics.jsonl:3: expected a JSON object, got an array" \
-    "$DPOC" report -c bad.yaml
-sed -i '3s/.*/{"loss": 0.5}/' bad/metrics.jsonl
-expect_fail "no step" "bad/metrics.jsonl:3: step: expected an integer, got nothing" \
-    "$DPOC" report -c bad.yaml
-sed -i '3s/.*/{"step": 3, "eval_rewards\/margins": "wide"}/' bad/metrics.jsonl
-expect_fail "metric not a number" "bad/metrics.jsonl:3: eval_rewards/margins: expected a number, got a string" \
-    "$DPOC" report -c bad.yaml
-cp single/metrics.jsonl bad/metrics.jsonl
-printf '{"model": "m", "kl": 1}\n' >bad/eval.json
-expect_fail "eval.json without judge_score" "bad/eval.json: judge_score: expected a number, got nothing" \
-    "$DPOC" report -c bad.yaml
-printf '{"model": "m",\n "kl": 1,,}\n' >bad/eval.json
-expect_fail "eval.json not JSON" "bad/eval.json:2:10: invalid JSON: string or '}' expected near ','" \
-    "$DPOC" report -c bad.yaml
+bad_eval_json "eval.json without judge_score" '{"model": "m", "kl": 1}\n' \
+    "bad/eval.json: judge_score: expected a number, got nothing"
+bad_eval_json "eval.json not JSON" '{"model": "m",\n "kl": 1,,}\n' \
+    "bad/eval.json:2:10: invalid JSON: string or '}' expected near ','"
 rm bad/eval.json
 printf 'train:\n  output: nothing\nsweep:\n  train.beta: [0.1]\n' >none.yaml
 expect_fail "no runs" "nothing: no runs found (no metrics.jsonl there or in a sweep point's directory); run \`dpoc train\` or \`dpoc sweep\` first" \

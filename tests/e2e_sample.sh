@@ -3,19 +3,9 @@
 # greedy decode, the JSON Lines contract, seeds, top-k 1 = greedy, stopping
 # at EOS and at the token budget, --special, and errors.
 . tests/lib.sh
-PYTHON=${PYTHON:-/usr/bin/python3}
-
-if ! "$PYTHON" -c 'import torch, numpy' 2>/dev/null; then
-    bad "oracle missing: $PYTHON with torch and numpy is required"
-    summary
-    exit 1
-fi
-
+need_torch
 M="$TMP/model"
-mkdir -p "$M"
-cp examples/tiny/model/config.json examples/tiny/model/tokenizer.json \
-   examples/tiny/model/tokenizer_config.json "$M/"
-"$DPOC" model init "$M" --seed 7 >/dev/null 2>&1; expect_eq "model init" $? 0
+tiny_model "$M"
 
 # --- greedy against torch ----------------------------------------------------
 "$DPOC" sample --threads 1 --model "$M" --prompt "Review: the film was" --temperature 0 --max-new-tokens 24 \

@@ -6,17 +6,15 @@
 # prompt would fail; the loss falls; the written model loads; resume
 # continues bit-identically; bad configs get one clear line.
 . tests/lib.sh
-PYTHON=${PYTHON:-/usr/bin/python3}
 
-mkdir -p "$TMP/cfg" "$TMP/data"
+mkdir -p "$TMP/cfg"
 cp examples/tiny/model/tokenizer.json examples/tiny/model/tokenizer_config.json "$TMP/cfg/"
 cat >"$TMP/cfg/config.json" <<'JSON'
 {"model_type": "gpt2", "vocab_size": 257, "n_positions": 128, "n_embd": 32, "n_layer": 2,
  "n_head": 2, "n_inner": null, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
  "bos_token_id": 256, "eos_token_id": 256, "tie_word_embeddings": true}
 JSON
-head -n 16 examples/data/train.jsonl >"$TMP/data/train.jsonl"
-head -n 8 examples/data/eval.jsonl >"$TMP/data/eval.jsonl"
+tiny_data 16 8
 cat >"$TMP/p.yaml" <<YAML
 data:
   train: data/train.jsonl
@@ -47,13 +45,13 @@ oracle() {
 import json, math, sys
 sys.path.insert(0, "tests/oracles")
 import torch
-from compare_safetensors import load
+from oracle_io import read_safetensors
 from torch_model import gpt2_logits
 torch.set_default_dtype(torch.float64)
 model_dir, data, on, got_loss, got_norm = sys.argv[1:6]
 check_prompt = "--check-prompt" in sys.argv
 cfg = json.load(open(model_dir + "/config.json"))
-P = {k: torch.tensor(v, requires_grad=True) for k, v in load(model_dir + "/model.safetensors").items()}
+P = {k: torch.tensor(v, requires_grad=True) for k, v in read_safetensors(model_dir + "/model.safetensors").items()}
 nll, n, all_nll, all_n = 0, 0, 0.0, 0
 for line in open(data):
     row = json.loads(line)

@@ -12,9 +12,28 @@
 static double fake_now;
 static double fake_clock(void) { return fake_now; }
 
-/* A reporter writing to a memory stream, timed by fake_clock from T0. */
-static void progress_on_memstream(log_progress *p, const char *label, int64_t total, int tty,
-                                  double t0, FILE *out) {
+/* What is written to a memory stream: capture_open opens it, capture_text
+ * closes it and returns the text (the caller frees c->text). */
+typedef struct capture {
+    char *text;
+    size_t len;
+    FILE *f;
+} capture;
+
+static FILE *capture_open(capture *c) {
+    c->text = NULL;
+    c->len = 0;
+    return c->f = open_memstream(&c->text, &c->len);
+}
+
+static const char *capture_text(capture *c) {
+    fclose(c->f);
+    return c->text;
+}
+
+/* A reporter writing to OUT, timed by fake_clock from T0. */
+static void progress_on_stream(log_progress *p, const char *label, int64_t total, int tty,
+                               double t0, FILE *out) {
     log_progress_init(p, label, total);
     fake_now = t0;
     p->clock = fake_clock;
@@ -23,53 +42,59 @@ static void progress_on_memstream(log_progress *p, const char *label, int64_t to
     p->tty = tty;
 }
 
-static void test_format_bytes(void) {
+/* A formatter and its cases: each value, and the text it must give. */
+typedef char *(*format_fn)(char *buf, size_t cap, double value);
+typedef struct format_case {
+    double value;
+    const char *want;
+} format_case;
+
+static void check_formats(format_fn format, const format_case *cases, size_t n) {
     char b[32];
-    CHECK_STR(log_format_bytes(b, sizeof b, 0), "0 B");
-    CHECK_STR(log_format_bytes(b, sizeof b, 512), "512 B");
-    CHECK_STR(log_format_bytes(b, sizeof b, 1023), "1023 B");
-    CHECK_STR(log_format_bytes(b, sizeof b, 1024), "1.0 KiB");
-    CHECK_STR(log_format_bytes(b, sizeof b, 1536), "1.5 KiB");
-    CHECK_STR(log_format_bytes(b, sizeof b, 1048575), "1.0 MiB");
-    CHECK_STR(log_format_bytes(b, sizeof b, 124.0 * 1024 * 1024 * 1024 / 10), "12.4 GiB");
-    CHECK_STR(log_format_bytes(b, sizeof b, 3.0 * (1ULL << 30)), "3.0 GiB");
-    CHECK_STR(log_format_bytes(b, sizeof b, 1.5 * (1ULL << 40)), "1.5 TiB");
-    CHECK_STR(log_format_bytes(b, sizeof b, -2048), "-2.0 KiB");
+    for (size_t i = 0; i < n; i++) CHECK_STR(format(b, sizeof b, cases[i].value), cases[i].want);
+}
+
+static void test_format_bytes(void) {
+    static const format_case cases[] = {
+        {0, "0 B"},
+        {512, "512 B"},
+        {1023, "1023 B"},
+        {1024, "1.0 KiB"},
+        {1536, "1.5 KiB"},
+        {1048575, "1.0 MiB"},
+        {124.0 * 1024 * 1024 * 1024 / 10, "12.4 GiB"},
+        {3.0 * (1ULL << 30), "3.0 GiB"},
+        {1.5 * (1ULL << 40), "1.5 TiB"},
+        {-2048, "-2.0 KiB"},
+    };
+    check_formats(log_format_bytes, cases, sizeof cases / sizeof cases[0]);
+    char b[32];
     CHECK_STR(log_format_bytes(b, 6, 1536), "1.5 K"); /* truncated, still terminated */
 }
 
 static void test_format_duration(void) {
-    char b[32];
-    CHECK_STR(log_format_duration(b, sizeof b, 0), "0s");
-    CHECK_STR(log_format_duration(b, sizeof b, 59.9), "59s");
-    CHECK_STR(log_format_duration(b, sizeof b, 65), "1m05s");
-    CHECK_STR(log_format_duration(b, sizeof b, 3599), "59m59s");
-    CHECK_STR(log_format_duration(b, sizeof b, 3600), "1h00m");
-    CHECK_STR(log_format_duration(b, sizeof b, 7380), "2h03m");
-    CHECK_STR(log_format_duration(b, sizeof b, -1), "?");
-    CHECK_STR(log_format_duration(b, sizeof b, NAN), "?");
+    static const format_case cases[] = {
+        {0, "0s"}, {59.9, "59s"}, {65, "1m05s"}, {3599, "59m59s"},
+        {3600, "1h00m"}, {7380, "2h03m"}, {-1, "?"}, {NAN, "?"},
+    };
+    check_formats(log_format_duration, cases, sizeof cases / sizeof cases[0]);
 }
 
 static void test_info(void) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&text, &len);
-    log_set_stream(m);
+    capture c;
+    log_set_stream(capture_open(&c));
     log_info("loaded %d tensors from %s", 12, "model.safetensors");
     log_warn("clipping %s", "grads");
     log_set_stream(NULL);
-    fclose(m);
-    CHECK_STR(text, "dpoc: loaded 12 tensors from model.safetensors\n"
+    CHECK_STR(capture_text(&c), "dpoc: loaded 12 tensors from model.safetensors\n"
                     "dpoc: warning: clipping grads\n");
-    free(text);
+    free(c.text);
 }
 
 static void test_progress_plain(void) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&text, &len);
+    capture c;
     log_progress p;
-    progress_on_memstream(&p, "precompute", 10, 0, 100.0, m);
+    progress_on_stream(&p, "precompute", 10, 0, 100.0, capture_open(&c));
     CHECK(p.interval == 10.0);
     fake_now = 105;
     log_progress_add(&p, 1, 500);   /* 5 s: too early */
@@ -82,18 +107,16 @@ static void test_progress_plain(void) {
     fake_now = 121;
     log_progress_add(&p, 5, 1000);
     log_progress_finish(&p);        /* always prints */
-    fclose(m);
-    CHECK_STR(text,
+    CHECK_STR(capture_text(&c),
               "dpoc: precompute: 2/10 items (20.0%), 100 tok/s, elapsed 10s, ETA 40s\n"
               "dpoc: precompute: 5/10 items (50.0%), 146 tok/s, elapsed 20s, ETA 20s\n"
               "dpoc: precompute: 10/10 items (100.0%), 190 tok/s, elapsed 21s\n");
-    free(text);
+    free(c.text);
 }
 
 static void test_progress_unknown_total(void) {
     log_progress p;
-    FILE *m = NULL;
-    progress_on_memstream(&p, "scan", 0, 0, 0.0, m);
+    progress_on_stream(&p, "scan", 0, 0, 0.0, NULL);
     p.done = 1234;
     p.tokens = 5000000;
     char b[256];
@@ -104,17 +127,15 @@ static void test_progress_unknown_total(void) {
 }
 
 static void test_progress_tty(void) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&text, &len);
+    capture c;
     log_progress p;
-    progress_on_memstream(&p, "train", 4, 1, 0.0, m);
+    progress_on_stream(&p, "train", 4, 1, 0.0, capture_open(&c));
     fake_now = 0.1;
     log_progress_add(&p, 1, 100);   /* within 0.2 s: no redraw */
     fake_now = 0.5;
     log_progress_add(&p, 0, 100);   /* redraw */
     CHECK(p.pending == 1);
-    log_set_stream(m);
+    log_set_stream(c.f);
     log_info("checkpoint saved");   /* clears the drawn line first */
     CHECK(p.pending == 0);
     fake_now = 1.0;
@@ -123,8 +144,7 @@ static void test_progress_tty(void) {
     CHECK(p.pending == 0);
     log_info("done");               /* nothing drawn: no clearing */
     log_set_stream(NULL);
-    fclose(m);
-    CHECK_STR(text,
+    CHECK_STR(capture_text(&c),
               "\r\033[Kdpoc: train: [#####...............] 1/4 items (25.0%), 400 tok/s, "
               "elapsed 0s, ETA 1s"
               "\r\033[Kdpoc: checkpoint saved\n"
@@ -133,29 +153,26 @@ static void test_progress_tty(void) {
               "\r\033[Kdpoc: train: [####################] 4/4 items (100.0%), 500 tok/s, "
               "elapsed 1s\n"
               "dpoc: done\n");
-    free(text);
+    free(c.text);
 }
 
 /* 10,000 updates over 10 fake seconds redraw at most 5 times a second on a
  * terminal and once per interval elsewhere. */
 static void test_progress_rate_limit(void) {
     for (int tty = 0; tty <= 1; tty++) {
-        char *text = NULL;
-        size_t len = 0;
-        FILE *m = open_memstream(&text, &len);
+        capture c;
         log_progress p;
-        progress_on_memstream(&p, "x", 10000, tty, 0.0, m);
+        progress_on_stream(&p, "x", 10000, tty, 0.0, capture_open(&c));
         p.interval = 2.0;
         for (int i = 1; i <= 10000; i++) {
             fake_now = i * 0.001;
             log_progress_add(&p, 1, 10);
         }
-        fclose(m);
         int lines = 0;
-        for (char *c = text; *c; c++) lines += tty ? *c == '\r' : *c == '\n';
+        for (const char *t = capture_text(&c); *t; t++) lines += tty ? *t == '\r' : *t == '\n';
         if (tty) CHECK_MSG(lines >= 45 && lines <= 51, "%d redraws", lines);
         else CHECK_MSG(lines == 5, "%d lines", lines);
-        free(text);
+        free(c.text);
     }
 }
 

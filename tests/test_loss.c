@@ -127,13 +127,7 @@ static void test_policy_equals_reference(void) {
 /* ---- random cases, the oracle and finite differences ---- */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static double urand(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
-}
+static double urand(void) { return check_urand(&rng_state); }
 
 #define N_EX 6
 #define MAX_CASES 40
@@ -360,45 +354,45 @@ static void test_parse_and_names(void) {
               "got \"dpo\"");
 }
 
+/* loss_validate refuses C with exactly MSG. */
+static void check_invalid(const loss_config *c, const char *msg) {
+    dp_err err = {{0}};
+    CHECK(loss_validate(c, &err) == -1);
+    CHECK_STR(err.msg, msg);
+}
+
 static void test_validation_messages(void) {
     dp_err err = {{0}};
     loss_config c = one(LOSS_ROBUST, 0.1);
     c.label_smoothing = 0.5;
-    CHECK(loss_validate(&c, &err) == -1);
-    CHECK_STR(err.msg, "train.label_smoothing: loss \"robust\" needs a value in [0, 0.5), got 0.5");
+    check_invalid(&c, "train.label_smoothing: loss \"robust\" needs a value in [0, 0.5), got 0.5");
     c.label_smoothing = 0.49;
     CHECK(loss_validate(&c, &err) == 0);
 
     c = one(LOSS_EXO_PAIR, 0.1);
-    CHECK(loss_validate(&c, &err) == -1);
-    CHECK_STR(err.msg, "train.label_smoothing: loss \"exo_pair\" needs a value in (0, 1) "
-                       "(the EXO paper suggests 1e-3), got 0");
+    check_invalid(&c, "train.label_smoothing: loss \"exo_pair\" needs a value in (0, 1) "
+                      "(the EXO paper suggests 1e-3), got 0");
     c.label_smoothing = 1e-3;
     CHECK(loss_validate(&c, &err) == 0);
 
     c = one(LOSS_SIGMOID, 0.0);
-    CHECK(loss_validate(&c, &err) == -1);
-    CHECK_STR(err.msg, "train.beta: expected a finite number > 0, got 0");
+    check_invalid(&c, "train.beta: expected a finite number > 0, got 0");
 
     c = one(LOSS_DISCOPOP, 0.1);
     c.discopop_tau = 0;
-    CHECK(loss_validate(&c, &err) == -1);
-    CHECK_STR(err.msg, "train.discopop_tau: expected a finite number > 0, got 0");
+    check_invalid(&c, "train.discopop_tau: expected a finite number > 0, got 0");
 
     c = one(LOSS_SIGMOID, 0.1);
     c.label_smoothing = -0.1;
-    CHECK(loss_validate(&c, &err) == -1);
-    CHECK_STR(err.msg, "train.label_smoothing: expected a number in [0, 1], got -0.1");
+    check_invalid(&c, "train.label_smoothing: expected a number in [0, 1], got -0.1");
 
     c = one(LOSS_SIGMOID, 0.1);
     c.n_terms = 0;
-    CHECK(loss_validate(&c, &err) == -1);
-    CHECK_STR(err.msg, "train.loss: expected 1 to 8 loss names, got 0");
+    check_invalid(&c, "train.loss: expected 1 to 8 loss names, got 0");
 
     c = one(LOSS_SIGMOID, 0.1);
     c.weight[0] = NAN;
-    CHECK(loss_validate(&c, &err) == -1);
-    CHECK_STR(err.msg, "train.loss_weights[0]: expected a finite number, got nan");
+    check_invalid(&c, "train.loss_weights[0]: expected a finite number, got nan");
 
     loss_config_default(&c);
     CHECK(loss_validate(&c, &err) == 0);

@@ -13,13 +13,7 @@
 #include "check.h"
 
 static uint64_t rng_state = 0x243f6a8885a308d3ull;
-static double urand(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
-}
+static double urand(void) { return check_urand(&rng_state); }
 
 static const char *sched_name(optim_schedule s) {
     return s == SCHED_CONSTANT ? "constant" : s == SCHED_LINEAR ? "linear" : "cosine";
@@ -152,12 +146,8 @@ static void test_optimizers_match_torch(void) {
             if (!next(&olr)) ok = 0;
             CHECK_MSG(ok && close_rel(lr, olr, 1e-15), "case %d step %d lr %.17g vs torch %.17g", k, t, lr,
                       olr);
-            for (int i = 0; i < NP && ok; i++) {
-                double ov;
-                if (!next(&ov)) {
-                    ok = 0;
-                    break;
-                }
+            double ov;
+            for (int i = 0; ok && i < NP && (ok = next(&ov)); i++) {
                 double d = fabs(params[i] - ov) / fmax(fabs(ov), 1e-30);
                 if (d > worst) worst = d;
                 CHECK_MSG(close_rel(params[i], ov, 1e-6), "case %d step %d param %d: %.9g vs torch %.9g", k,
@@ -194,15 +184,10 @@ static void test_schedules_match_torch_lambdalr(void) {
         c.lr = sched_lr, c.schedule = sched_cases[k].s;
         c.warmup_steps = sched_cases[k].warmup, c.total_steps = sched_cases[k].total;
         int ok = 1;
-        for (int s = 0; s < SCHED_COUNT && ok; s++) {
-            double o;
-            if (!next(&o)) {
-                ok = 0;
-                break;
-            }
+        double o;
+        for (int s = 0; s < SCHED_COUNT && (ok = next(&o)); s++)
             CHECK_MSG(close_rel(optim_lr(&c, s), o, 1e-13), "%s warmup %ld total %ld step %d: %.17g vs %.17g",
                       sched_name(c.schedule), c.warmup_steps, c.total_steps, s, optim_lr(&c, s), o);
-        }
         compared += ok;
     }
     CHECK(compared == NSCHED);
@@ -246,14 +231,9 @@ static void test_clipping_matches_torch(void) {
         if (!next(&on)) break;
         CHECK_MSG(close_rel(norm, on, 1e-6), "clip %d: norm %.9g vs torch %.9g", k, norm, on);
         int ok = 1;
-        for (int i = 0; i < NCLIP_N && ok; i++) {
-            double o;
-            if (!next(&o)) {
-                ok = 0;
-                break;
-            }
+        double o;
+        for (int i = 0; i < NCLIP_N && (ok = next(&o)); i++)
             CHECK_MSG(close_rel(g[i], o, 1e-6), "clip %d grad %d: %.9g vs torch %.9g", k, i, g[i], o);
-        }
         if (norm < clip_max[k]) CHECK(memcmp(before, g, sizeof before) == 0);
         else CHECK_NEAR(optim_grad_norm(g, NCLIP_N), clip_max[k], 1e-5 * clip_max[k]);
         compared += ok;

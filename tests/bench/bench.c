@@ -318,13 +318,27 @@ static int store_bytes(const int32_t *tok, int P, int C, int R, const float *lp,
 }
 
 static void set_common(json_t *o, const char *kind, const char *config, const pairs *p,
-                       const model_config *c) {
+                       const model_config *c, int sharing) {
     char name[256];
     json_object_set_new(o, "kind", json_string(kind));
     json_object_set_new(o, "model", json_string(base_name(config, name, sizeof name)));
     json_object_set_new(o, "model_type", json_string(c->model_type));
     json_object_set_new(o, "dist", json_string(p->dist));
     json_object_set_new(o, "threads", json_integer(omp_get_max_threads()));
+    json_object_set_new(o, "sharing", json_integer(sharing));
+}
+
+/* The rates both timed workloads report: SECONDS of timed work over
+ * SEQ_TOKENS tokens (counted as above) of PAIRS pairs and FLOPS flops, after
+ * INIT_SECONDS of set-up; and the peak resident memory so far. */
+static void set_rates(json_t *o, double seconds, double seq_tokens, double pairs, double flops,
+                      double init_seconds) {
+    json_object_set_new(o, "init_seconds", json_real(init_seconds));
+    json_object_set_new(o, "tokens_per_s", json_real(seq_tokens / seconds));
+    json_object_set_new(o, "pairs_per_s", json_real(pairs / seconds));
+    json_object_set_new(o, "flops", json_real(flops));
+    json_object_set_new(o, "gflops_per_s", json_real(flops / seconds / 1e9));
+    json_object_set_new(o, "peak_rss_bytes", json_integer((json_int_t)log_peak_rss_bytes()));
 }
 
 static int cmd_precompute(int argc, char **argv) {
@@ -394,8 +408,7 @@ static int cmd_precompute(int argc, char **argv) {
     double wall = log_now_seconds() - t0;
     if (!rc) {
         json_t *o = json_object();
-        set_common(o, "precompute", config, &p, &c);
-        json_object_set_new(o, "sharing", json_integer(sharing));
+        set_common(o, "precompute", config, &p, &c, sharing);
         json_object_set_new(o, "pairs", json_integer(p.n));
         json_object_set_new(o, "batches", json_integer(plan.n_batches));
         json_object_set_new(o, "max_batch_tokens", json_integer(plan.max_tokens));
@@ -404,12 +417,7 @@ static int cmd_precompute(int argc, char **argv) {
         json_object_set_new(o, "response_tokens", json_integer(resp_total));
         json_object_set_new(o, "seconds", json_real(t_fwd));
         json_object_set_new(o, "wall_seconds", json_real(wall));
-        json_object_set_new(o, "init_seconds", json_real(t_init));
-        json_object_set_new(o, "tokens_per_s", json_real((double)seq_total / t_fwd));
-        json_object_set_new(o, "pairs_per_s", json_real(p.n / t_fwd));
-        json_object_set_new(o, "flops", json_real(flops));
-        json_object_set_new(o, "gflops_per_s", json_real(flops / t_fwd / 1e9));
-        json_object_set_new(o, "peak_rss_bytes", json_integer((json_int_t)log_peak_rss_bytes()));
+        set_rates(o, t_fwd, (double)seq_total, p.n, flops, t_init);
         json_object_set_new(o, "store_logp_bytes_per_token",
                             json_real((double)logp_bytes / (double)resp_total));
         json_object_set_new(o, "store_bytes_per_token",
@@ -533,22 +541,16 @@ static int cmd_train(int argc, char **argv) {
     if (!rc) {
         model_memory mm = model_memory_estimate(&c, (int)max_tok);
         json_t *o2 = json_object();
-        set_common(o2, "train", config, &p, &c);
-        json_object_set_new(o2, "sharing", json_integer(sharing));
+        set_common(o2, "train", config, &p, &c, sharing);
         json_object_set_new(o2, "batch_pairs", json_integer(B));
         json_object_set_new(o2, "steps", json_integer(steps));
         json_object_set_new(o2, "timed_steps", json_integer(steps));
         json_object_set_new(o2, "max_batch_tokens", json_integer(max_tok));
         json_object_set_new(o2, "warmup_seconds", json_real(t_warm));
-        json_object_set_new(o2, "init_seconds", json_real(t_init));
         json_object_set_new(o2, "seconds_per_step", json_real(t_sum / steps));
-        json_object_set_new(o2, "tokens_per_s", json_real((double)seq / t_sum));
-        json_object_set_new(o2, "pairs_per_s", json_real((double)B * steps / t_sum));
-        json_object_set_new(o2, "flops", json_real(flops));
-        json_object_set_new(o2, "gflops_per_s", json_real(flops / t_sum / 1e9));
+        set_rates(o2, t_sum, (double)seq, (double)B * steps, flops, t_init);
         json_object_set_new(o2, "loss_first", json_real(loss_first));
         json_object_set_new(o2, "loss_last", json_real(loss_last));
-        json_object_set_new(o2, "peak_rss_bytes", json_integer((json_int_t)log_peak_rss_bytes()));
         json_object_set_new(o2, "n_params", json_integer((json_int_t)mm.n_params));
         json_object_set_new(o2, "est_weights_bytes", json_integer((json_int_t)mm.weights));
         json_object_set_new(o2, "est_grads_bytes", json_integer((json_int_t)mm.grads));

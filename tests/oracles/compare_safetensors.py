@@ -2,32 +2,13 @@
 """compare_safetensors.py A B TOL — exits 0 if the two safetensors files hold
 the same tensor names and shapes and every tensor agrees within TOL relative
 (norm-wise: |a - b| <= TOL * max(|b|, 1e-12)); prints the worst tensor."""
-import json
-import struct
+import os
 import sys
 
 import numpy as np
 
-DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
-
-
-def load(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = t["data_offsets"]
-        raw = data[8 + n + b:8 + n + e]
-        if t["dtype"] == "BF16":
-            arr = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
-        else:
-            arr = np.frombuffer(raw, DTYPES[t["dtype"]]).astype(np.float32)
-        out[name] = arr.reshape(t["shape"]).astype(np.float64)
-    return out
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from oracle_io import read_safetensors as load  # noqa: E402
 
 
 def main():

@@ -23,6 +23,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from oracle_io import read_jsonl  # noqa: E402
 from torch_dpo import read_safetensors, response_logps  # noqa: E402
 
 
@@ -76,7 +77,7 @@ def main():
         if line and not line.startswith("#"):
             (pos if line[0] == "+" else neg).add(line[1:].strip().lower())
     rcfg, R = load(ref_dir)
-    rows = [json.loads(l) for l in open(dump) if l.strip()]
+    rows = read_jsonl(dump)
     for k in range(4, len(sys.argv), 3):
         check_model(check, rcfg, R, rows, *sys.argv[k:k + 3], pos, neg)
     return 1 if failed else 0

@@ -17,6 +17,9 @@ import sys
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from oracle_io import write_safetensors  # noqa: E402
+
 DTYPE_SIZE = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8}
 
 
@@ -24,22 +27,7 @@ def write_file(path, tensors, pad=True):
     """tensors: list of (name, dtype, shape, raw bytes), written in the given
     order (deliberately not sorted). pad=False leaves the header length
     unaligned so the data starts at an odd offset."""
-    header, blobs, at = {}, [], 0
-    for name, dtype, shape, raw in tensors:
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [at, at + len(raw)]}
-        blobs.append(raw)
-        at += len(raw)
-    header["__metadata__"] = {"format": "pt", "writer": "oracle"}
-    text = json.dumps(header).encode("utf-8")
-    if pad:
-        text += b" " * (-len(text) % 8)
-    elif len(text) % 2 == 0:
-        text += b" "  # make the data area start at an odd address
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
+    write_safetensors(path, tensors, {"format": "pt", "writer": "oracle"}, pad)
 
 
 def f32(a):

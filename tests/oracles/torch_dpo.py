@@ -73,13 +73,12 @@ import json
 import math
 import os
 import re
-import struct
 import sys
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import oracle_io  # noqa: E402  (safetensors and JSON Lines files)
 import torch_model  # noqa: E402  (plain-torch HF architectures)
 from loss_oracle import term  # noqa: E402  (TRL's loss formulas)
 from optim_oracle import hf_lambda  # noqa: E402  (HF schedules)
@@ -116,22 +115,7 @@ METRICS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "log
 
 def read_safetensors(path):
     """name → float64 tensor (F32, BF16, F16, F64)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = t["data_offsets"]
-        raw = data[8 + n + b:8 + n + e]
-        if t["dtype"] == "BF16":
-            a = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            a = np.frombuffer(raw, {"F32": "<f4", "F16": "<f2", "F64": "<f8"}[t["dtype"]])
-        out[name] = torch.from_numpy(a.astype(np.float64).reshape(t["shape"]))
-    return out
+    return {k: torch.from_numpy(v) for k, v in oracle_io.read_safetensors(path).items()}
 
 
 def parse_value(text):
@@ -321,7 +305,7 @@ def check_order(rep, model, rows, data_path):
     """Byte-level tokenizer: ids < 256 are bytes. The store's prompts (possibly
     cut at the start) and responses (EOS appended, possibly cut at the end)
     must be row i's, so store order = dataset order."""
-    data = [json.loads(l) for l in open(data_path) if l.strip()]
+    data = oracle_io.read_jsonl(data_path)
     bad = []
     for i, r in enumerate(rows):
         d = data[i] if i < len(data) else None
@@ -355,7 +339,7 @@ def check_reference(rep, model, cfg, init, rows):
 
 def check_case(rep, cfg, init, rows, name, run_dir, o):
     steps, final = train(cfg, init, rows, o)
-    logged = [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl"))]
+    logged = oracle_io.read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
     logged = [l for l in logged if "loss" in l]
     rep.check(f"{name}: {len(steps)} steps logged", [l["step"] for l in logged] ==
               list(range(1, len(steps) + 1)), f"steps {[l['step'] for l in logged]}")
@@ -405,7 +389,7 @@ def main():
             model_dir, dump, data = parts[2:]
             cfg = json.load(open(os.path.join(model_dir, "config.json")))
             init = read_safetensors(os.path.join(model_dir, "model.safetensors"))
-            rows = [json.loads(l) for l in open(dump) if l.strip()]
+            rows = oracle_io.read_jsonl(dump)
             rows = [r for r in rows if r["split"] == "train"]
             check_order(rep, parts[1], rows, data)
             check_reference(rep, parts[1], cfg, init, rows)

@@ -24,11 +24,12 @@ predicting each), "weights" [R], and "grad.<hf name>" = d/dθ of
 import json
 import math
 import os
-import struct
 import sys
 
-import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import oracle_io  # noqa: E402  (safetensors files)
 
 torch.set_default_dtype(torch.float64)
 
@@ -273,8 +274,9 @@ def response_logps(cfg, P, prompt, resp):
 # ---- files ----
 
 def write_safetensors(path, tensors, dtype):
-    """tensors: list of (name, float64 tensor); dtype F32, BF16 or F16."""
-    header, blobs, off = {}, [], 0
+    """tensors: list of (name, float64 tensor); dtype F32, BF16 or F16; laid
+    out in name order."""
+    items = []
     for name, t in sorted(tensors, key=lambda nt: nt[0]):
         a = t.detach().float().numpy()
         if dtype == "F32":
@@ -283,17 +285,8 @@ def write_safetensors(path, tensors, dtype):
             raw = a.astype("<f2").tobytes()
         else:
             raw = (a.astype("<f4").view("<u4") >> 16).astype("<u2").tobytes()
-        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    header["__metadata__"] = {"format": "pt"}
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+        items.append((name, dtype, a.shape, raw))
+    oracle_io.write_safetensors(path, items, {"format": "pt"})
 
 
 def write_model_dir(d, cfg, params, dtype):
