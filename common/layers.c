@@ -44,7 +44,25 @@ static inline float vexp(float x) {
     return x < -87.5f ? 0.0f : p * scale;
 }
 
-float layer_exp(float x) { return vexp(x); }
+/* The element-wise hot loops are compiled twice, for AVX2+FMA (x86-64-v3)
+ * and for the baseline, and the loader picks the one this CPU runs (GCC's
+ * function multiversioning): 8 lanes with fused multiply-adds run them
+ * about 3x faster. Sanitizer builds keep the baseline only. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define VEC_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define VEC_CLONES
+#endif
+
+/* Element-wise work is split into chunks of this many elements, one OpenMP
+ * iteration each, calling the cloned range function. */
+#define EW_CHUNK 16384
+#define EW_FOR(n) _Pragma("omp parallel for schedule(static)") \
+    for (size_t lo = 0; lo < (n); lo += EW_CHUNK)
+#define EW_LEN(n) ((n) - lo < EW_CHUNK ? (n) - lo : EW_CHUNK)
+
+VEC_CLONES float layer_exp(float x) { return vexp(x); }
 
 /* ---- embedding ---------------------------------------------------------- */
 
@@ -82,22 +100,32 @@ void layer_embedding_backward(float *dwte, float *dwpe, const float *dout, const
 
 /* ---- normalisation ------------------------------------------------------ */
 
+VEC_CLONES static void layernorm_row(float *o, float *mean, float *rstd, const float *x,
+                                     const float *w, const float *b, int C, float eps) {
+    double m = 0, v = 0;
+#pragma omp simd reduction(+ : m)
+    for (int c = 0; c < C; c++) m += x[c];
+    m /= C;
+#pragma omp simd reduction(+ : v)
+    for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+    v /= C;
+    float r = (float)(1.0 / sqrt(v + eps));
+    if (b) {
+#pragma omp simd
+        for (int c = 0; c < C; c++) o[c] = ((float)(x[c] - m) * r) * w[c] + b[c];
+    } else {
+#pragma omp simd
+        for (int c = 0; c < C; c++) o[c] = ((float)(x[c] - m) * r) * w[c];
+    }
+    *mean = (float)m;
+    *rstd = r;
+}
+
 void layer_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                              const float *w, const float *b, int N, int C, float eps) {
 #pragma omp parallel for
-    for (int i = 0; i < N; i++) {
-        const float *x = inp + (size_t)i * C;
-        double m = 0, v = 0;
-        for (int c = 0; c < C; c++) m += x[c];
-        m /= C;
-        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
-        v /= C;
-        float r = (float)(1.0 / sqrt(v + eps));
-        float *o = out + (size_t)i * C;
-        for (int c = 0; c < C; c++) o[c] = ((float)(x[c] - m) * r) * w[c] + (b ? b[c] : 0.0f);
-        mean[i] = (float)m;
-        rstd[i] = r;
-    }
+    for (int i = 0; i < N; i++)
+        layernorm_row(out + (size_t)i * C, mean + i, rstd + i, inp + (size_t)i * C, w, b, C, eps);
 }
 
 void layer_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
@@ -218,16 +246,21 @@ void layer_linear_backward(float *dinp, float *dw, float *db, const float *dout,
  * a few float ulps of it in absolute terms); saturates cleanly at ±1. */
 static inline float fast_tanh(float u) { return 1.0f - 2.0f / (1.0f + vexp(2.0f * u)); }
 
-void layer_gelu_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for simd
+VEC_CLONES static void gelu_forward_range(float *out, const float *inp, size_t n) {
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         out[i] = 0.5f * x * (1.0f + fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x)));
     }
 }
 
-void layer_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
-#pragma omp parallel for simd
+void layer_gelu_forward(float *out, const float *inp, size_t n) {
+    EW_FOR(n) gelu_forward_range(out + lo, inp + lo, EW_LEN(n));
+}
+
+VEC_CLONES static void gelu_backward_range(float *dinp, const float *inp, const float *dout,
+                                           size_t n) {
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float t = fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x));
@@ -236,23 +269,37 @@ void layer_gelu_backward(float *dinp, const float *inp, const float *dout, size_
     }
 }
 
-void layer_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
-#pragma omp parallel for simd
+void layer_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    EW_FOR(n) gelu_backward_range(dinp + lo, inp + lo, dout + lo, EW_LEN(n));
+}
+
+VEC_CLONES static void swiglu_forward_range(float *out, const float *gate, const float *up,
+                                            size_t n) {
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
         out[i] = g / (1.0f + vexp(-g)) * up[i];
     }
 }
 
-void layer_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                           const float *up, size_t n) {
-#pragma omp parallel for simd
+void layer_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+    EW_FOR(n) swiglu_forward_range(out + lo, gate + lo, up + lo, EW_LEN(n));
+}
+
+VEC_CLONES static void swiglu_backward_range(float *dgate, float *dup, const float *dout,
+                                             const float *gate, const float *up, size_t n) {
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
         float s = 1.0f / (1.0f + vexp(-g));
         dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
         dup[i] += dout[i] * g * s;
     }
+}
+
+void layer_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                           const float *up, size_t n) {
+    EW_FOR(n) swiglu_backward_range(dgate + lo, dup + lo, dout + lo, gate + lo, up + lo, EW_LEN(n));
 }
 
 /* ---- rotary embedding ----------------------------------------------------- */
@@ -385,7 +432,7 @@ static int attn_spans(const layer_attn_mask *m, int t, int s0, int kn, int a[2],
 /* One row of S turned into masked probabilities: row[j] ← exp(row[j] − l)
  * where query t sees key s0 + j, else 0. l is *lse_in, or (lse_in NULL) the
  * row's log-sum-exp, stored in *lse_out. */
-static void attn_softmax_row(float *row, int kn, const layer_attn_mask *m, int t, int s0,
+VEC_CLONES static void attn_softmax_row(float *row, int kn, const layer_attn_mask *m, int t, int s0,
                              const float *lse_in, float *lse_out) {
     if (m->window > 0) { /* sliding window: key by key */
         float l;
@@ -524,6 +571,27 @@ void layer_attention_backward(float *dq, float *dk, float *dv, const float *dout
 
 /* ---- LM head and log-probabilities ------------------------------------------ */
 
+/* A row of logits' log-sum-exp, and their sum in *tot. */
+VEC_CLONES static float logits_lse(const float *z, int V, double *tot) {
+    float mx = -INFINITY;
+    double t = 0, sum = 0;
+#pragma omp simd reduction(max : mx) reduction(+ : t)
+    for (int j = 0; j < V; j++) {
+        mx = z[j] > mx ? z[j] : mx;
+        t += z[j];
+    }
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < V; j++) sum += vexp(z[j] - mx);
+    *tot = t;
+    return mx + (float)log(sum);
+}
+
+/* z ← −g · softmax(z), the softmax from the row's log-sum-exp l. */
+VEC_CLONES static void logits_grad(float *z, int V, float g, float l) {
+#pragma omp simd
+    for (int j = 0; j < V; j++) z[j] = -g * vexp(z[j] - l);
+}
+
 void layer_logprob_forward(float *logp, float *mean_logits, float *lse, const float *h,
                            const float *w, const int32_t *target, int R, int C, int V,
                            float *scratch, int chunk_rows) {
@@ -534,16 +602,8 @@ void layer_logprob_forward(float *logp, float *mean_logits, float *lse, const fl
 #pragma omp parallel for
         for (int i = 0; i < n; i++) {
             const float *z = scratch + (size_t)i * V;
-            float mx = -INFINITY;
-            double tot = 0, sum = 0;
-#pragma omp simd reduction(max : mx) reduction(+ : tot)
-            for (int j = 0; j < V; j++) {
-                mx = z[j] > mx ? z[j] : mx;
-                tot += z[j];
-            }
-#pragma omp simd reduction(+ : sum)
-            for (int j = 0; j < V; j++) sum += vexp(z[j] - mx);
-            float l = mx + (float)log(sum);
+            double tot;
+            float l = logits_lse(z, V, &tot);
             lse[r0 + i] = l;
             logp[r0 + i] = z[target[r0 + i]] - l;
             if (mean_logits) mean_logits[r0 + i] = (float)(tot / V);
@@ -563,10 +623,9 @@ void layer_logprob_backward(float *dh, float *dw, const float *dlogp, const floa
         /* d logp / d z_j = [j == target] − softmax_j */
 #pragma omp parallel for
         for (int i = 0; i < n; i++) {
-            float *z = scratch + (size_t)i * V, g = dlogp[r0 + i], l = lse[r0 + i];
-#pragma omp simd
-            for (int j = 0; j < V; j++) z[j] = -g * vexp(z[j] - l);
-            z[target[r0 + i]] += g;
+            float *z = scratch + (size_t)i * V;
+            logits_grad(z, V, dlogp[r0 + i], lse[r0 + i]);
+            z[target[r0 + i]] += dlogp[r0 + i];
         }
         if (dh)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, scratch, V, w,
