@@ -372,11 +372,13 @@ static int cmd_precompute(int argc, char **argv) {
     }
     float *lp = malloc((size_t)resp_total * sizeof(float));
     int rc = lp ? 0 : 1;
-    /* Warm-up: one pair, untimed, so starting the BLAS threads is not
-     * counted (torch_bench.py does the same). */
+    /* Warm-up: the first batch, untimed, so starting the BLAS threads and
+     * the first touch of the activation buffers are not counted — a real run
+     * pays them once for thousands of batches (torch_bench.py does the same,
+     * its allocator then holds the blocks). */
     batch_buf bb = {0};
     model_batch mb;
-    if (!rc && (batch_fill(&bb, &mb, &p, plan.order, 1, c.vocab) ||
+    if (!rc && (batch_fill(&bb, &mb, &p, plan.order, plan.count[0], c.vocab) ||
                 model_forward(m, &mb, lp, NULL, &e)))
         rc = fail("warm-up forward", &e);
     batch_buf_free(&bb);
@@ -481,8 +483,9 @@ static int cmd_train(int argc, char **argv) {
     loss_result *res = malloc((size_t)B * sizeof *res);
     int rc = (!lp || !dlp || !ex || !res) ? fail("train", NULL) : 0;
     if (!rc && optim_init(&o, &oc, n_params, &e)) rc = fail("optim_init", &e);
-    /* Step -1 is a warm-up on one pair, untimed: it starts the BLAS threads
-     * and pays the first touch of gradients and AdamW state. */
+    /* Step -1 is a warm-up on the first batch, untimed: it starts the BLAS
+     * threads and pays the first touch of activations, gradients and AdamW
+     * state, which a real run pays once. */
     double t_warm = 0, t_sum = 0, flops = 0;
     long seq = 0;
     double loss_first = 0, loss_last = 0;
@@ -490,7 +493,7 @@ static int cmd_train(int argc, char **argv) {
         batch_buf bb;
         model_batch mb;
         const int *ord = s < 0 ? order : order + s * B;
-        int nb = s < 0 ? 1 : B;
+        int nb = B;
         if (batch_fill(&bb, &mb, &p, ord, nb, c.vocab)) {
             rc = fail("batch", NULL);
             batch_buf_free(&bb);

@@ -21,8 +21,8 @@ summed over the response tokens.
       writes OUT_DIR/NAME.json per job
 
 Tokens are counted as real tokens, (P+C) + (P+R) per pair, never padding,
-the same count bench.c uses. A warm-up on one pair (a forward, or a whole
-step) runs untimed first, as bench.c does. Peak memory is the process's
+the same count bench.c uses. A warm-up on the first batch (a forward, or a
+whole step) runs untimed first, as bench.c does. Peak memory is the process's
 ru_maxrss, so run.sh gives each job its own process."""
 import json
 import math
@@ -216,8 +216,8 @@ def job_precompute(torch, config, lengths, batch, out):
     gen = torch.Generator().manual_seed(1)
     batches = [pairs[i:i + batch] for i in range(0, len(pairs), batch)]
     with torch.no_grad():
-        ids, mask = pair_batch(torch, batches[0][:1], vocab, gen)
-        sequence_logps(torch, model, ids, mask)  # warm-up on one pair, untimed
+        ids, mask = pair_batch(torch, batches[0], vocab, gen)
+        sequence_logps(torch, model, ids, mask)  # warm-up on the first batch, untimed
         secs, padded = 0.0, 0
         for b in batches:
             ids, mask = pair_batch(torch, b, vocab, gen)
@@ -246,8 +246,8 @@ def job_train(torch, config, lengths, batch, steps, out):
     t_steps, t_ref, tokens, padded = [], [], [], []
     warmup = 0.0
     for s in range(-1, steps):
-        # Step -1: one pair, untimed (allocator, AdamW state), as bench.c does.
-        b = [pairs[0]] if s < 0 else [pairs[(s * batch + k) % len(pairs)] for k in range(batch)]
+        # Step -1: the first batch, untimed (allocator, AdamW state), as bench.c does.
+        b = [pairs[(max(s, 0) * batch + k) % len(pairs)] for k in range(batch)]
         ids, mask = pair_batch(torch, b, vocab, gen)
         t0 = time.perf_counter()
         with torch.no_grad():
