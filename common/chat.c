@@ -128,11 +128,24 @@ size_t chat_turn_separator_len(ds_template tpl) {
  * mistral and gemma: message i (of the loop) must be "user" iff i is even. */
 static int check_alternation(const char *tpl, const char *role, int i, int shown, dp_err *err) {
     int is_user = strcmp(role, "user") == 0;
+    char q[DP_QUOTE_CAP];
     if (is_user != (i % 2 == 0))
         return dp_fail(err, "%s template: message %d: roles must alternate user/assistant, expected "
-                            "\"%s\", got \"%s\"",
-                       tpl, shown, i % 2 == 0 ? "user" : "assistant", role);
+                            "\"%s\", got %s",
+                       tpl, shown, i % 2 == 0 ? "user" : "assistant", dp_quote(q, role, (size_t)-1));
     return 0;
+}
+
+/* llama2 and gemma: an optional leading system message is set aside in
+ * *system, and the messages after it must alternate user/assistant. Returns
+ * the index of the first of those, or -1 with err. */
+static int split_system(const char *tpl, const char *const *roles, const char *const *contents,
+                        int n, const char **system, dp_err *err) {
+    int first = n > 0 && strcmp(roles[0], "system") == 0;
+    *system = first ? contents[0] : NULL;
+    for (int i = first; i < n; i++)
+        if (check_alternation(tpl, roles[i], i - first, i, err)) return -1;
+    return first;
 }
 
 int ds_render_chat(ds_template tpl, const char *const *roles, const char *const *contents, int n,
@@ -163,15 +176,11 @@ int ds_render_chat(ds_template tpl, const char *const *roles, const char *const 
         if (add_generation_prompt) sb_puts(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
         break;
     case DS_TEMPLATE_LLAMA2: {
-        int first = 0;
-        const char *system = NULL;
-        if (n > 0 && strcmp(roles[0], "system") == 0) {
-            system = contents[0];
-            first = 1;
-        }
+        const char *system;
+        int first = split_system(name, roles, contents, n, &system, err);
+        if (first < 0) goto fail;
         for (int i = first; i < n; i++) {
             int k = i - first;
-            if (check_alternation(name, roles[i], k, i, err)) goto fail;
             if (strcmp(roles[i], "user") == 0) {
                 /* The first bos_token is the tokenizer's BOS (chat.h). */
                 if (k > 0) sb_puts(&b, "<s>");
@@ -208,8 +217,9 @@ int ds_render_chat(ds_template tpl, const char *const *roles, const char *const 
                 sb_puts(&b, contents[i]);
                 sb_puts(&b, "</s>");
             } else {
+                char q[DP_QUOTE_CAP];
                 dp_fail(err, "mistral template: message %d: only user and assistant roles are "
-                             "supported, got \"%s\"", i, roles[i]);
+                             "supported, got %s", i, dp_quote(q, roles[i], (size_t)-1));
                 goto fail;
             }
         }
@@ -228,15 +238,11 @@ int ds_render_chat(ds_template tpl, const char *const *roles, const char *const 
         }
         break;
     case DS_TEMPLATE_GEMMA: {
-        int first = 0;
-        const char *system = NULL;
-        if (n > 0 && strcmp(roles[0], "system") == 0) {
-            system = contents[0];
-            first = 1;
-        }
+        const char *system;
+        int first = split_system(name, roles, contents, n, &system, err);
+        if (first < 0) goto fail;
         for (int i = first; i < n; i++) {
             int k = i - first;
-            if (check_alternation(name, roles[i], k, i, err)) goto fail;
             sb_puts(&b, "<start_of_turn>");
             sb_puts(&b, strcmp(roles[i], "assistant") == 0 ? "model" : roles[i]);
             sb_puts(&b, "\n");

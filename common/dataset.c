@@ -81,6 +81,15 @@ int ds_resolve_template(const ds_options *opt, ds_template *out, dp_err *err) {
     return chat_template_detect(opt->tokenizer_template, out, err);
 }
 
+/* S itself when it is printable ASCII, else dp_quote'd into BUF: a path or
+ * jansson's excerpt of a row may hold a newline or bytes that are not UTF-8,
+ * which must not break the one-line error rule. */
+static const char *plain_or_quoted(char buf[DP_QUOTE_CAP], const char *s) {
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p > 0x7e) return dp_quote(buf, s, (size_t)-1);
+    return s;
+}
+
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && memcmp(s + n - k, suffix, k) == 0;
@@ -191,12 +200,39 @@ static int read_line(ds_reader *r, dp_err *err) {
 
 /* ---- open / close ------------------------------------------------------ */
 
-int ds_open(ds_reader **out, const char *path, const ds_options *opt, dp_err *err) {
+/* A .gz or .zst file must start with its format's magic number (gzip: 1f 8b,
+ * RFC 1952; zstd: 28 b5 2f fd, or a skippable frame 5? 2a 4d 18, RFC 8878):
+ * zlib would otherwise read any other file as plain text. An empty file is
+ * an empty dataset. */
+static int check_magic(const char *file, const char *path, int kind, dp_err *err) {
+    FILE *f = fopen(file, "rb");
+    if (!f) return dp_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    unsigned char m[4];
+    size_t n = fread(m, 1, sizeof m, f);
+    int bad_read = ferror(f);
+    fclose(f);
+    if (bad_read) return dp_fail(err, "%s: read failed: %s", path, strerror(errno));
+    if (n == 0) return 0;
+    int ok = kind == SRC_GZIP ? n >= 2 && m[0] == 0x1f && m[1] == 0x8b
+                              : n == 4 && ((m[0] == 0x28 && m[1] == 0xb5 && m[2] == 0x2f && m[3] == 0xfd) ||
+                                           ((m[0] & 0xf0) == 0x50 && m[1] == 0x2a && m[2] == 0x4d &&
+                                            m[3] == 0x18));
+    if (ok) return 0;
+    char seen[16] = "";
+    for (size_t i = 0, k = 0; i < n; i++)
+        k += (size_t)snprintf(seen + k, sizeof seen - k, "%s%02x", i ? " " : "", m[i]);
+    return dp_fail(err, "%s: not a %s file (first bytes %s, expected %s)", path,
+                   kind == SRC_GZIP ? "gzip" : "zstd", seen, kind == SRC_GZIP ? "1f 8b" : "28 b5 2f fd");
+}
+
+int ds_open(ds_reader **out, const char *file, const ds_options *opt, dp_err *err) {
     *out = NULL;
     ds_reader *r = dp_calloc(1, sizeof *r, err);
     if (!r) return -1;
     r->format = opt->format;
     r->max_line = opt->max_line_bytes ? opt->max_line_bytes : DS_DEFAULT_MAX_LINE;
+    char q[DP_QUOTE_CAP];
+    const char *path = plain_or_quoted(q, file); /* for messages */
     r->path = strdup(path);
     r->buf = malloc(DS_CHUNK);
     if (!r->path || !r->buf) {
@@ -211,17 +247,17 @@ int ds_open(ds_reader **out, const char *path, const ds_options *opt, dp_err *er
         dp_fail(err, "%s: %s", path, r->tpl_err.msg);
         goto fail;
     }
-    if (ends_with(path, ".gz")) {
-        r->kind = SRC_GZIP;
-        r->gz = gzopen(path, "rb");
+    r->kind = ends_with(file, ".gz") ? SRC_GZIP : ends_with(file, ".zst") ? SRC_ZSTD : SRC_PLAIN;
+    if (r->kind != SRC_PLAIN && check_magic(file, path, r->kind, err)) goto fail;
+    if (r->kind == SRC_GZIP) {
+        r->gz = gzopen(file, "rb");
         if (!r->gz) {
             dp_fail(err, "%s: cannot open: %s", path, errno ? strerror(errno) : "gzopen failed");
             goto fail;
         }
         gzbuffer(r->gz, 128 * 1024);
     } else {
-        r->kind = ends_with(path, ".zst") ? SRC_ZSTD : SRC_PLAIN;
-        r->fp = fopen(path, "rb");
+        r->fp = fopen(file, "rb");
         if (!r->fp) {
             dp_fail(err, "%s: cannot open: %s", path, strerror(errno));
             goto fail;
@@ -588,7 +624,9 @@ int ds_next(ds_reader *r, ds_row *row, ds_bad *bad, dp_err *err) {
          * a score) must not make the row "invalid JSON". */
         json_t *obj = json_loadb(r->line, r->line_len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
         if (!obj) {
-            dp_fail(err, ROW_FMT "invalid JSON: %s at column %d", ROW_ARGS, jerr.text, jerr.column);
+            char q[DP_QUOTE_CAP];
+            dp_fail(err, ROW_FMT "invalid JSON: %s at column %d", ROW_ARGS,
+                    plain_or_quoted(q, jerr.text), jerr.column);
             return bad_row(bad, DS_BAD_JSON);
         }
         int rc;
@@ -646,8 +684,10 @@ static int encode_response(const tokenizer *t, const char *text, size_t len, int
     return 0;
 }
 
-int ds_tokenize(const tokenizer *t, const ds_options *opt, const char *source, const ds_row *row,
-                ds_tokens *out, ds_bad *bad, dp_err *err) {
+int ds_tokenize(const tokenizer *t, const ds_options *opt, const char *source_file,
+                const ds_row *row, ds_tokens *out, ds_bad *bad, dp_err *err) {
+    char q[DP_QUOTE_CAP];
+    const char *source = plain_or_quoted(q, source_file);
     memset(out, 0, sizeof *out);
     *bad = DS_BAD_NONE;
     if (opt->max_length < 1 || opt->max_prompt_length < 1)

@@ -16,6 +16,10 @@
  * newline some templates put between turns. A template's leading bos_token
  * is not text: ds_row.template_bos asks ds_tokenize for the BOS id.
  *
+ * A .gz or .zst file must start with its format's magic number (else "not
+ * a gzip file (first bytes ...)"); text from the input in a message is
+ * quoted and escaped (dp_quote) when it is not printable ASCII.
+ *
  * A bad row is reported with "FILE:LINE: what" and a reason code, so the
  * caller can stop or skip and count. Blank lines are skipped; a line longer
  * than opt->max_line_bytes ends reading (-1). */

@@ -66,16 +66,26 @@ static const char *const stmt_sql[N_STORE_STMT] = {
                       "FROM examples e WHERE e.split = ?2 ORDER BY e.ord, e.id",
     [ST_PUT_RUN] = "INSERT INTO runs (name, config_yaml) VALUES (?1, ?2)",
     [ST_PUT_METRICS] = "INSERT INTO metrics (run_id, step, json) VALUES (?1, ?2, ?3)",
-    [ST_VERIFY_ROWS] = "SELECT r.example_id, r.fingerprint, r.n_prompt, r.n_chosen, r.n_rejected, "
+    /* The columns of ST_GET after the example id and fingerprint. */
+    [ST_VERIFY_ROWS] = "SELECT r.example_id, r.fingerprint, e.split, e.source, e.line, e.ord, "
+                       "r.ref_chosen_logp, r.ref_rejected_logp, r.n_prompt, r.n_chosen, r.n_rejected, "
                        "r.prompt_ids, r.chosen_ids, r.rejected_ids, r.chosen_token_logps, "
                        "r.rejected_token_logps FROM ref_rows r JOIN examples e ON e.id = r.example_id "
                        "ORDER BY e.ord, e.id, r.fingerprint",
+    [ST_VERIFY_EXAMPLES] = "SELECT id, split, source, line, ord FROM examples ORDER BY ord, id",
+    [ST_VERIFY_REFERENCES] = "SELECT fingerprint, description FROM refs ORDER BY fingerprint",
 };
 
 int store_sql_fail(store *s, const char *what, dp_err *err) {
     /* I/O failures carry the OS's reason: a full disk (ENOSPC), a file-size
-     * limit (EFBIG), a vanished device. */
+     * limit (EFBIG), a vanished device. SQLite keeps it for some failures
+     * only (a failed write's errno is lost by the time COMMIT returns), so
+     * errno is consulted too, for the reasons a write can fail with. */
+    int saved = errno;
     int code = sqlite3_errcode(s->db) & 0xff, sys = sqlite3_system_errno(s->db);
+    if (!sys && (code == SQLITE_IOERR || code == SQLITE_FULL) &&
+        (saved == EFBIG || saved == ENOSPC || saved == EDQUOT || saved == EIO))
+        sys = saved;
     if ((code == SQLITE_IOERR || code == SQLITE_FULL || code == SQLITE_CANTOPEN) && sys)
         return dp_fail(err, "%s: %s: %s (%s)", s->path, what, sqlite3_errmsg(s->db), strerror(sys));
     return dp_fail(err, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
@@ -122,22 +132,22 @@ static int pragma_int(store *s, const char *sql, long long *value) {
 
 /* Ids are content hashes (hex) — kept to a safe alphabet so they print in
  * errors and JSON as they are. */
-static int check_id(const store *s, const char *id, dp_err *err) {
+int store_check_id(const store *s, const char *id, dp_err *err) {
     size_t n = id ? strnlen(id, 40) : 0;
     if (n == 0 || n >= 40)
         return dp_fail(err, "%s: example id: expected 1 to 39 characters, got %s", s->path,
                        n ? "more" : "none");
     for (size_t i = 0; i < n; i++) {
         char c = id[i];
+        char q[DP_QUOTE_CAP];
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
               c == '_' || c == '.' || c == ':' || c == '-'))
-            return dp_fail(err, "%s: example id \"%.39s\": expected only [0-9A-Za-z_.:-], found "
-                                "byte 0x%02x", s->path, id, (unsigned char)c);
+            return dp_fail(err, "%s: example id %s: expected only [0-9A-Za-z_.:-], found "
+                                "byte 0x%02x", s->path, dp_quote(q, id, n), (unsigned char)c);
     }
     return 0;
 }
-
-static int check_fingerprint(const store *s, const char *fp, dp_err *err) {
+int store_check_fingerprint(const store *s, const char *fp, dp_err *err) {
     size_t n = fp ? strnlen(fp, STORE_FP_MAX) : 0;
     if (n == 0 || n >= STORE_FP_MAX)
         return dp_fail(err, "%s: reference fingerprint: expected 1 to %d characters, got %s",
@@ -153,8 +163,9 @@ static int check_fingerprint(const store *s, const char *fp, dp_err *err) {
 
 static int check_split(const store *s, const char *split, dp_err *err) {
     if (split && (!strcmp(split, "train") || !strcmp(split, "eval"))) return 0;
-    return dp_fail(err, "%s: split: expected \"train\" or \"eval\", got \"%.16s\"", s->path,
-                   split ? split : "(null)");
+    char q[DP_QUOTE_CAP];
+    return dp_fail(err, "%s: split: expected \"train\" or \"eval\", got %s", s->path,
+                   dp_quote(q, split, split ? strnlen(split, 16) : 0));
 }
 
 /* Creates the tables of an empty database (inside one transaction). */
@@ -173,6 +184,12 @@ static int create_schema(store *s, dp_err *err) {
         return -1;
     }
     return 0;
+}
+
+const char *store_label(char buf[DP_QUOTE_CAP], const char *path) {
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+        if (*p < 0x20 || *p > 0x7e) return dp_quote(buf, path, (size_t)-1);
+    return path;
 }
 
 char *store_sqlite_name(const char *path) {
@@ -208,7 +225,7 @@ static int open_connection(store *s, long long *version, long long *app_id, dp_e
                                        : SQLITE_OPEN_READONLY;
     flags |= SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
     for (int attempt = 0; attempt < 2; attempt++) {
-        char *name = attempt ? immutable_uri(s->path) : store_sqlite_name(s->path);
+        char *name = attempt ? immutable_uri(s->file) : store_sqlite_name(s->file);
         if (!name) return dp_fail(err, "%s: out of memory", s->path);
         int rc = sqlite3_open_v2(name, &s->db, flags | (attempt ? SQLITE_OPEN_URI : 0), NULL);
         free(name);
@@ -245,7 +262,7 @@ static int open_connection(store *s, long long *version, long long *app_id, dp_e
 
 static int open_store(store *s, dp_err *err) {
     struct stat st;
-    if (s->mode == STORE_READONLY && stat(s->path, &st) != 0)
+    if (s->mode == STORE_READONLY && stat(s->file, &st) != 0)
         return dp_fail(err, "%s: cannot open the store: %s", s->path, strerror(errno));
     long long version = 0, app_id = 0;
     if (open_connection(s, &version, &app_id, err)) return -1;
@@ -299,14 +316,18 @@ static int open_store(store *s, dp_err *err) {
 int store_open(store **out, const char *path, int mode, dp_err *err) {
     *out = NULL;
     if (!path || !*path) return dp_fail(err, "store: expected a file name, got an empty path");
+    char q[DP_QUOTE_CAP];
     if (mode != STORE_READONLY && mode != STORE_WRITE)
         return dp_fail(err, "%s: store_open: mode %d is neither STORE_READONLY nor STORE_WRITE",
-                       path, mode);
+                       store_label(q, path), mode);
     store *s = dp_calloc(1, sizeof *s, err);
     if (!s) return -1;
     s->mode = mode;
-    s->path = strdup(path);
-    if (!s->path) {
+    s->file = strdup(path);
+    s->path = strdup(store_label(q, path));
+    if (!s->path || !s->file) {
+        free(s->file);
+        free(s->path);
         free(s);
         return dp_fail(err, "out of memory opening a store");
     }
@@ -326,6 +347,7 @@ void store_close(store *s) {
     ZSTD_freeCCtx(s->cctx);
     ZSTD_freeDCtx(s->dctx);
     free(s->path);
+    free(s->file);
     free(s);
 }
 
@@ -355,7 +377,7 @@ static int step_done(store *s, sqlite3_stmt *st, const char *what, dp_err *err) 
 
 int store_get_reference(store *s, const char *fingerprint, char **json, dp_err *err) {
     *json = NULL;
-    if (check_fingerprint(s, fingerprint, err)) return -1;
+    if (store_check_fingerprint(s, fingerprint, err)) return -1;
     sqlite3_stmt *st = store_stmt(s, ST_GET_REFERENCE, err);
     if (!st) return -1;
     sqlite3_bind_text(st, 1, fingerprint, -1, SQLITE_STATIC);
@@ -393,7 +415,7 @@ static char *canonical_json(store *s, const char *fp, const char *description, d
 
 int store_put_reference(store *s, const char *fingerprint, const char *description_json,
                         dp_err *err) {
-    if (store_require_write(s, "add a reference", err) || check_fingerprint(s, fingerprint, err))
+    if (store_require_write(s, "add a reference", err) || store_check_fingerprint(s, fingerprint, err))
         return -1;
     char *canon = canonical_json(s, fingerprint, description_json, err);
     if (!canon) return -1;
@@ -417,7 +439,7 @@ int store_list_references(store *s, char (**fps)[STORE_FP_MAX], size_t *n, dp_er
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *fp = (const char *)sqlite3_column_text(st, 0);
-        if (check_fingerprint(s, fp, err)) break;
+        if (store_check_fingerprint(s, fp, err)) break;
         if (*n == cap) {
             cap = cap ? 2 * cap : 8;
             void *grown = realloc(*fps, cap * sizeof **fps);
@@ -454,7 +476,7 @@ void store_record_free(store_record *r) {
 }
 
 int store_put_example(store *s, const store_record *r, dp_err *err) {
-    if (store_require_write(s, "add an example", err) || check_id(s, r->id, err) ||
+    if (store_require_write(s, "add an example", err) || store_check_id(s, r->id, err) ||
         check_split(s, strnlen(r->split, sizeof r->split) < sizeof r->split ? r->split : NULL,
                     err))
         return -1;
@@ -476,7 +498,7 @@ int store_put_example(store *s, const store_record *r, dp_err *err) {
 
 int store_has_ref(store *s, const char *id, const char *fingerprint, int *has, dp_err *err) {
     *has = 0;
-    if (check_id(s, id, err) || check_fingerprint(s, fingerprint, err)) return -1;
+    if (store_check_id(s, id, err) || store_check_fingerprint(s, fingerprint, err)) return -1;
     sqlite3_stmt *st = store_stmt(s, ST_HAS_REF, err);
     if (!st) return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -549,8 +571,8 @@ static int missing_parent(store *s, const char *fp, const store_record *r, dp_er
 }
 
 int store_put_ref(store *s, const char *fingerprint, const store_record *r, dp_err *err) {
-    if (store_require_write(s, "store reference values", err) || check_id(s, r->id, err) ||
-        check_fingerprint(s, fingerprint, err) || check_values(s, fingerprint, r, err))
+    if (store_require_write(s, "store reference values", err) || store_check_id(s, r->id, err) ||
+        store_check_fingerprint(s, fingerprint, err) || check_values(s, fingerprint, r, err))
         return -1;
     const void *arrays[5];
     int counts[5];
@@ -663,9 +685,40 @@ static int example_exists(store *s, const char *id, int *exists, dp_err *err) {
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
+int store_read_row(store *s, sqlite3_stmt *st, int col, const char *fp, store_record *r,
+                   dp_err *err) {
+    const char *id = r->id;
+    int fail = column_string(s, st, col, r->split, sizeof r->split, id, "split", err) ||
+               column_string(s, st, col + 1, r->source, sizeof r->source, id, "source", err);
+    if (!fail && strcmp(r->split, "train") && strcmp(r->split, "eval")) {
+        char q[DP_QUOTE_CAP];
+        fail = dp_fail(err, "%s: example %s: split: expected \"train\" or \"eval\", got %s",
+                       s->path, id, dp_quote(q, r->split, (size_t)-1));
+    }
+    if (!fail && (sqlite3_column_type(st, col + 2) != SQLITE_INTEGER ||
+                  sqlite3_column_int64(st, col + 2) < 1 || sqlite3_column_int64(st, col + 2) > LONG_MAX))
+        fail = dp_fail(err, "%s: example %s: line: expected an integer >= 1", s->path, id);
+    if (!fail && sqlite3_column_type(st, col + 3) != SQLITE_INTEGER)
+        fail = dp_fail(err, "%s: example %s: ord: expected an integer", s->path, id);
+    if (!fail) {
+        r->line = (long)sqlite3_column_int64(st, col + 2);
+        r->ord = (long)sqlite3_column_int64(st, col + 3);
+        r->ref_chosen_logp = sqlite3_column_double(st, col + 4);
+        r->ref_rejected_logp = sqlite3_column_double(st, col + 5);
+        for (int k = 4; k <= 5; k++) {
+            int type = sqlite3_column_type(st, col + k);
+            if (type != SQLITE_FLOAT && type != SQLITE_INTEGER && !fail)
+                fail = dp_fail(err, "%s: example %s, reference %s: %s: expected a number",
+                               s->path, id, fp, k == 4 ? "ref_chosen_logp" : "ref_rejected_logp");
+        }
+    }
+    if (!fail) fail = store_decode_row(s, st, col + 6, col + 9, fp, r, err);
+    return fail ? -1 : 0;
+}
+
 int store_get(store *s, const char *id, const char *fingerprint, store_record *r, dp_err *err) {
     memset(r, 0, sizeof *r);
-    if (check_id(s, id, err) || check_fingerprint(s, fingerprint, err)) return -1;
+    if (store_check_id(s, id, err) || store_check_fingerprint(s, fingerprint, err)) return -1;
     strcpy(r->id, id);
     sqlite3_stmt *st = store_stmt(s, ST_GET, err);
     if (!st) return -1;
@@ -685,23 +738,7 @@ int store_get(store *s, const char *id, const char *fingerprint, store_record *r
         sqlite3_reset(st);
         return -1;
     }
-    int fail = column_string(s, st, 0, r->split, sizeof r->split, id, "split", err) ||
-               column_string(s, st, 1, r->source, sizeof r->source, id, "source", err);
-    if (!fail) fail = check_split(s, r->split, err);
-    if (!fail) {
-        r->line = (long)sqlite3_column_int64(st, 2);
-        r->ord = (long)sqlite3_column_int64(st, 3);
-        r->ref_chosen_logp = sqlite3_column_double(st, 4);
-        r->ref_rejected_logp = sqlite3_column_double(st, 5);
-        for (int col = 4; col <= 5; col++) {
-            int type = sqlite3_column_type(st, col);
-            if (type != SQLITE_FLOAT && type != SQLITE_INTEGER && !fail)
-                fail = dp_fail(err, "%s: example %s, reference %s: %s: expected a number",
-                               s->path, id, fingerprint,
-                               col == 4 ? "ref_chosen_logp" : "ref_rejected_logp");
-        }
-    }
-    if (!fail) fail = store_decode_row(s, st, 6, 9, fingerprint, r, err);
+    int fail = store_read_row(s, st, 0, fingerprint, r, err);
     sqlite3_reset(st);
     return fail ? -1 : 0;
 }
@@ -711,7 +748,7 @@ int store_list(store *s, const char *split, const char *fingerprint, char (**ids
     *ids = NULL;
     *n = *n_missing = 0;
     if ((split && check_split(s, split, err)) ||
-        (fingerprint && check_fingerprint(s, fingerprint, err)))
+        (fingerprint && store_check_fingerprint(s, fingerprint, err)))
         return -1;
     sqlite3_stmt *st = store_stmt(s, split ? ST_LIST_SPLIT : ST_LIST_ALL, err);
     if (!st) return -1;
@@ -721,7 +758,7 @@ int store_list(store *s, const char *split, const char *fingerprint, char (**ids
     int rc, fail = 0;
     while (!fail && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
-        if ((fail = check_id(s, id, err))) break;
+        if ((fail = store_check_id(s, id, err))) break;
         if (*n == cap) {
             cap = cap ? 2 * cap : 1024;
             void *grown = realloc(*ids, cap * sizeof **ids);

@@ -114,8 +114,12 @@ typedef struct store_info {
 } store_info;
 int store_get_info(store *s, store_info *info, dp_err *err);
 
-/* SQLite integrity check, then every blob decompressed and checksummed;
- * the first problem found is the error. */
+/* SQLite's integrity and foreign-key checks, then everything a reader
+ * would refuse: every reference (fingerprint, description a JSON object),
+ * every example (id, split, source, line, ord) and every reference row read
+ * as store_get reads it (counts, every blob decompressed, checksummed and
+ * length-checked, token ids >= 0, finite log-probabilities and sums). The
+ * first problem found is the error, naming the row and the field. */
 int store_verify(store *s, long *n_checked, dp_err *err);
 
 /* Copies every reference, example and reference row of SRC into DST in one

@@ -1,5 +1,8 @@
 /* store_check — the whole-store operations of store.h: statistics (info),
- * verification, and merging one store into another. */
+ * verification (everything store_get, store_list and store_list_references
+ * would refuse, found before a dump or a training run does), and merging one
+ * store into another. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,32 +75,80 @@ static int pragma_check(store *s, const char *sql, const char *ok_text, const ch
     return fail ? -1 : 0;
 }
 
+/* Steps ST (a cached statement) through every row, calling CHECK on each
+ * until one fails; resets ST. */
+static int each_row(store *s, sqlite3_stmt *st, const char *what,
+                    int (*check)(store *, sqlite3_stmt *, dp_err *), long *n, dp_err *err) {
+    int rc, fail = 0;
+    while (!fail && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        fail = check(s, st, err);
+        if (!fail && n) (*n)++;
+    }
+    if (!fail && rc != SQLITE_DONE) fail = store_sql_fail(s, what, err);
+    sqlite3_reset(st);
+    return fail ? -1 : 0;
+}
+
+/* A reference: its fingerprint as store_list_references wants it, and a
+ * description that is a JSON object (store_put_reference stores nothing else). */
+static int check_reference(store *s, sqlite3_stmt *st, dp_err *err) {
+    const char *fp = (const char *)sqlite3_column_text(st, 0);
+    if (store_check_fingerprint(s, fp, err)) return -1;
+    const char *desc = (const char *)sqlite3_column_text(st, 1);
+    json_error_t jerr;
+    json_t *root = desc ? json_loads(desc, 0, &jerr) : NULL;
+    int ok = root && json_is_object(root);
+    json_decref(root);
+    if (!ok) return dp_fail(err, "%s: reference %s: description: expected a JSON object", s->path, fp);
+    return 0;
+}
+
+/* An example, whether or not it has values: what store_list and store_get
+ * check of it (id, split, source, line, ord). */
+static int check_example(store *s, sqlite3_stmt *st, dp_err *err) {
+    const char *id = (const char *)sqlite3_column_text(st, 0);
+    if (store_check_id(s, id, err)) return -1;
+    char q[DP_QUOTE_CAP];
+    const char *split = (const char *)sqlite3_column_text(st, 1);
+    if (!split || (strcmp(split, "train") && strcmp(split, "eval")))
+        return dp_fail(err, "%s: example %s: split: expected \"train\" or \"eval\", got %s",
+                       s->path, id, dp_quote(q, split, (size_t)-1));
+    const char *source = (const char *)sqlite3_column_text(st, 2);
+    if (sqlite3_column_type(st, 2) != SQLITE_TEXT || !source || strlen(source) >= 256)
+        return dp_fail(err, "%s: example %s: source: expected text of at most 255 bytes", s->path, id);
+    if (sqlite3_column_type(st, 3) != SQLITE_INTEGER || sqlite3_column_int64(st, 3) < 1)
+        return dp_fail(err, "%s: example %s: line: expected an integer >= 1", s->path, id);
+    if (sqlite3_column_type(st, 4) != SQLITE_INTEGER)
+        return dp_fail(err, "%s: example %s: ord: expected an integer", s->path, id);
+    return 0;
+}
+
+/* A reference row, read exactly as store_get reads it. */
+static int check_ref_row(store *s, sqlite3_stmt *st, dp_err *err) {
+    store_record r;
+    memset(&r, 0, sizeof r);
+    const char *id = (const char *)sqlite3_column_text(st, 0);
+    const char *fp = (const char *)sqlite3_column_text(st, 1);
+    if (store_check_id(s, id, err) || store_check_fingerprint(s, fp, err)) return -1;
+    strcpy(r.id, id);
+    int fail = store_read_row(s, st, 2, fp, &r, err);
+    store_record_free(&r);
+    return fail;
+}
+
 int store_verify(store *s, long *n_checked, dp_err *err) {
     *n_checked = 0;
     if (pragma_check(s, "PRAGMA integrity_check", "ok", "integrity check", err) ||
         pragma_check(s, "PRAGMA foreign_key_check", NULL, "foreign key check", err))
         return -1;
-    sqlite3_stmt *st = store_stmt(s, ST_VERIFY_ROWS, err);
-    if (!st) return -1;
-    int rc, fail = 0;
-    while (!fail && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_record r;
-        memset(&r, 0, sizeof r);
-        const char *id = (const char *)sqlite3_column_text(st, 0);
-        const char *fp = (const char *)sqlite3_column_text(st, 1);
-        if (!id || strlen(id) >= sizeof r.id || !fp) {
-            fail = dp_fail(err, "%s: ref_rows: an example id or fingerprint is missing or longer "
-                                "than %zu bytes", s->path, sizeof r.id - 1);
-            break;
-        }
-        strcpy(r.id, id);
-        fail = store_decode_row(s, st, 2, 5, fp, &r, err);
-        store_record_free(&r);
-        if (!fail) (*n_checked)++;
-    }
-    if (!fail && rc != SQLITE_DONE) fail = store_sql_fail(s, "reading reference rows", err);
-    sqlite3_reset(st);
-    return fail ? -1 : 0;
+    sqlite3_stmt *st;
+    if (!(st = store_stmt(s, ST_VERIFY_REFERENCES, err)) ||
+        each_row(s, st, "reading references", check_reference, NULL, err) ||
+        !(st = store_stmt(s, ST_VERIFY_EXAMPLES, err)) ||
+        each_row(s, st, "reading examples", check_example, NULL, err) ||
+        !(st = store_stmt(s, ST_VERIFY_ROWS, err)))
+        return -1;
+    return each_row(s, st, "reading reference rows", check_ref_row, n_checked, err);
 }
 
 /* Runs one statement of the merge (prepared here, not cached: it names the
@@ -147,21 +198,23 @@ static const char merge_conflict_sql[] =
     "ON m.fingerprint = s.fingerprint WHERE m.description IS NOT s.description "
     "ORDER BY s.fingerprint LIMIT 1";
 
-int store_merge(store *dst, const char *src_path, long *n_copied, dp_err *err) {
+int store_merge(store *dst, const char *src_file, long *n_copied, dp_err *err) {
     *n_copied = 0;
+    char q[DP_QUOTE_CAP];
+    const char *src_path = store_label(q, src_file); /* for messages */
     if (store_require_write(dst, "merge into it", err)) return -1;
     if (!sqlite3_get_autocommit(dst->db))
         return dp_fail(err, "%s: merge: cannot run inside an open transaction", dst->path);
     /* Opening the source as a store checks it is one, of a version we read. */
     store *src = NULL;
-    if (store_open(&src, src_path, STORE_READONLY, err)) return -1;
+    if (store_open(&src, src_file, STORE_READONLY, err)) return -1;
     store_close(src);
     struct stat a, b;
-    if (stat(dst->path, &a) == 0 && stat(src_path, &b) == 0 && a.st_dev == b.st_dev &&
+    if (stat(dst->file, &a) == 0 && stat(src_file, &b) == 0 && a.st_dev == b.st_dev &&
         a.st_ino == b.st_ino)
         return dp_fail(err, "%s: cannot merge a store into itself", src_path);
 
-    char *name = store_sqlite_name(src_path);
+    char *name = store_sqlite_name(src_file);
     if (!name) return dp_fail(err, "%s: out of memory", src_path);
     int attached = merge_step(dst, "ATTACH DATABASE ?1 AS merge_src", name, NULL, 0,
                               "attaching the source store", err);

@@ -24,12 +24,15 @@ enum store_stmt {
     ST_PUT_RUN,
     ST_PUT_METRICS,
     ST_VERIFY_ROWS,
+    ST_VERIFY_EXAMPLES,
+    ST_VERIFY_REFERENCES,
     N_STORE_STMT
 };
 
 struct store {
     sqlite3 *db;
-    char *path;
+    char *path;                        /* for messages: store_label(file) */
+    char *file;                        /* the path as given, for opening */
     int mode;                          /* STORE_READONLY or STORE_WRITE */
     sqlite3_stmt *stmt[N_STORE_STMT];
     ZSTD_CCtx *cctx;                   /* reused across blobs */
@@ -39,6 +42,10 @@ struct store {
 /* The cached statement WHICH, reset and with bindings cleared, or NULL with
  * err set. Callers sqlite3_reset() it when done so no read stays open. */
 sqlite3_stmt *store_stmt(store *s, enum store_stmt which, dp_err *err);
+
+/* PATH for messages: itself when printable ASCII, else dp_quote'd into BUF
+ * (a path may hold a newline; errors stay one line). */
+const char *store_label(char buf[DP_QUOTE_CAP], const char *path);
 
 /* PATH as SQLite must see it to open that file: "./" before a name SQLite
  * would read as a URI ("file:...") or a special name (":memory:"). Malloc'd;
@@ -54,6 +61,18 @@ int store_sql_fail(store *s, const char *what, dp_err *err);
 
 /* -1 with "PATH: store is open read-only, cannot WHAT" unless writable. */
 int store_require_write(store *s, const char *what, dp_err *err);
+
+/* The rules every example id and fingerprint must meet (store.h); errors
+ * name the store and show the value quoted. */
+int store_check_id(const store *s, const char *id, dp_err *err);
+int store_check_fingerprint(const store *s, const char *fp, dp_err *err);
+
+/* Reads the current row of STMT from column COL on, laid out as ST_GET's
+ * (split, source, line, ord, ref_chosen_logp, ref_rejected_logp, then the
+ * counts and blobs of store_decode_row), into r (whose id is set), checking
+ * every value as store_get promises. On failure r's arrays are freed. */
+int store_read_row(store *s, sqlite3_stmt *stmt, int col, const char *fingerprint,
+                   store_record *r, dp_err *err);
 
 /* Reads the current row of STMT into r (whose id is set): the counts
  * n_prompt, n_chosen, n_rejected from columns FIRST_COUNT.. (range-checked),

@@ -38,8 +38,9 @@ static int has_weights(const char *dir) {
 static int parse_long(const char *opt, const char *v, long lo, long hi, long *out) {
     char *end;
     if (!v || (*out = strtol(v, &end, 10), *end) || !*v || *out < lo || *out > hi) {
-        fprintf(stderr, "dpoc model: %s: expected an integer in [%ld, %ld], got \"%s\"\n", opt,
-                lo, hi, v ? v : "");
+        char q[DP_QUOTE_CAP];
+        fprintf(stderr, "dpoc model: %s: expected an integer in [%ld, %ld], got %s\n", opt, lo, hi,
+                dp_quote(q, v ? v : "", (size_t)-1));
         return -1;
     }
     return 0;
@@ -75,7 +76,8 @@ int cmd_model(int argc, char **argv) {
         } else if (init && !strcmp(argv[i], "--bf16")) {
             bf16 = 1;
         } else if (argv[i][0] == '-' || dir) {
-            fprintf(stderr, "dpoc model: unexpected argument \"%s\"\n", argv[i]);
+            char q[DP_QUOTE_CAP];
+            fprintf(stderr, "dpoc model: unexpected argument %s\n", dp_quote(q, argv[i], (size_t)-1));
             usage(stderr);
             return 2;
         } else {
@@ -139,6 +141,9 @@ int cmd_model(int argc, char **argv) {
     print_bytes("adamw", mm.adam);
     print_bytes("activations", mm.activations);
     print_bytes("total", mm.weights + mm.grads + mm.adam + mm.activations);
+    printf("with train.recompute: true (layers recomputed in backward):\n");
+    print_bytes("activations", mm.activations_recompute);
+    print_bytes("total", mm.weights + mm.grads + mm.adam + mm.activations_recompute);
     printf("weights:      %s\n", weights);
     printf("blas:         OpenBLAS %s\n", model_blas_corename());
     return 0;

@@ -12,10 +12,16 @@
  * examples share a matrix multiply. Batches made from a fixed window of the
  * file, whatever is already stored, make a resumed run, and shards that
  * split the file by window, bit-identical to one uninterrupted run. kill -9
- * loses at most the uncommitted batches. */
+ * loses at most the uncommitted batches.
+ *
+ * On failure: what was computed is committed and kept (a rerun resumes);
+ * a store this run created that holds no values is removed with its -wal
+ * and -shm files, so bad data leaves nothing behind. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +44,7 @@ typedef struct run {
     tokenizer *tok;
     model *ref;
     store *st;
+    int created_store;          /* the store file did not exist before this run */
     fp_result fp;
     ds_options dso;
     int shard_i, shard_n;
@@ -57,9 +64,10 @@ typedef struct run {
 } run;
 
 static int parse_shard(const char *s, int *i, int *n, dp_err *err) {
-    char extra;
+    char extra, q[DP_QUOTE_CAP];
     if (sscanf(s, "%d/%d%c", i, n, &extra) != 2 || *n < 1 || *i < 1 || *i > *n)
-        return dp_fail(err, "precompute.shard: expected i/n with 1 <= i <= n, got \"%s\"", s);
+        return dp_fail(err, "precompute.shard: expected i/n with 1 <= i <= n, got %s",
+                       dp_quote(q, s, (size_t)-1));
     return 0;
 }
 
@@ -277,9 +285,34 @@ static int setup(run *r, const char *shard_opt, dp_err *err) {
     r->nr = malloc(cap * sizeof *r->nr);
     if (!r->ids || !r->logps || !r->np || !r->nc || !r->nr) return dp_fail(err, "out of memory");
     if (su_mkdirs_for(cfg_str(c, "store"), err)) return -1;
+    struct stat sb;
+    r->created_store = stat(cfg_str(c, "store"), &sb) != 0 && errno == ENOENT;
     if (store_open(&r->st, cfg_str(c, "store"), STORE_WRITE, err)) return -1;
     if (store_put_reference(r->st, r->fp.fingerprint, r->fp.description, err)) return -1;
     return store_begin(r->st, err);
+}
+
+/* After a failure: removes the store this run created if it holds no values
+ * (committed: the open transaction is rolled back first). A store that
+ * existed before, or that holds any values, even from another shard's
+ * process writing to it, is left as it is. */
+static void remove_empty_store(run *r) {
+    if (!r->created_store) return;
+    if (r->st) {
+        dp_err ignored;
+        store_info info;
+        store_rollback(r->st, &ignored);
+        if (store_get_info(r->st, &info, &ignored) || info.n_ref_rows > 0) return;
+        store_close(r->st);
+        r->st = NULL;
+    }
+    const char *path = cfg_str(r->cfg, "store");
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    for (int i = 0; i < 4; i++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s%s", path, suffixes[i]);
+        if (unlink(p) == 0 && i == 0) su_log("precompute: removed %s, which this run created and left without values", path);
+    }
 }
 
 static void teardown(run *r) {
@@ -348,7 +381,10 @@ int cmd_precompute(int argc, char **argv) {
         for (int b = 1; b < DS_BAD_COUNT; b++)
             if (r.bad[b]) su_log("precompute: skipped %ld rows: %s", r.bad[b], ds_bad_name((ds_bad)b));
     }
-    if (rc) cli_error(err.msg);
+    if (rc) {
+        remove_empty_store(&r);
+        cli_error(err.msg);
+    }
     teardown(&r);
     return rc ? 1 : 0;
 }

@@ -35,9 +35,11 @@ static const char usage_info[] =
 
 static const char usage_verify[] =
     "usage: dpoc store verify STORE\n"
-    "  Runs SQLite's integrity and foreign-key checks, then decodes every blob (zstd\n"
-    "  checksum, size against the row's token counts, value ranges). Exit 0 when all\n"
-    "  is well, 1 with the first problem found.\n"
+    "  Runs SQLite's integrity and foreign-key checks, then checks every reference,\n"
+    "  every example and every reference row as dump and train read them: each blob\n"
+    "  decoded (zstd checksum, size against the row's token counts), token ids, finite\n"
+    "  log-probabilities and sums. Exit 0 when all is well, 1 with the first problem\n"
+    "  found (its row and field).\n"
     "  --help   this text\n";
 
 static const char usage_dump[] =
@@ -59,7 +61,11 @@ static const char usage_merge[] =
 
 static int is_help(const char *arg) { return !strcmp(arg, "--help") || !strcmp(arg, "-h"); }
 
-static int usage_error(const char *cmd, const char *fmt, const char *arg) {
+/* FMT's one %s is ARG: a command-line argument, shown quoted (dp_quote) so
+ * the message stays one line; QUOTE 0 for our own text. */
+static int usage_error(const char *cmd, const char *fmt, const char *arg, int quote) {
+    char q[DP_QUOTE_CAP];
+    if (quote) arg = dp_quote(q, arg, (size_t)-1);
     fprintf(stderr, "dpoc store%s%s: ", cmd ? " " : "", cmd ? cmd : "");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, " (dpoc store%s%s --help)\n", cmd ? " " : "", cmd ? cmd : "");
@@ -241,24 +247,23 @@ static int cmd_dump(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--per-token")) {
             per_token = 1;
         } else if (!strcmp(argv[i], "--split") || !strcmp(argv[i], "--reference")) {
-            if (i + 1 == argc) return usage_error("dump", "%s needs a value", argv[i]);
+            if (i + 1 == argc) return usage_error("dump", "%s needs a value", argv[i], 0);
             if (!strcmp(argv[i], "--split")) {
                 split = argv[++i];
                 if (strcmp(split, "train") && strcmp(split, "eval"))
-                    return usage_error("dump", "--split: expected train or eval, got \"%s\"",
-                                       split);
+                    return usage_error("dump", "--split: expected train or eval, got %s", split, 1);
             } else {
                 fp = argv[++i];
             }
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            return usage_error("dump", "unknown option %s", argv[i]);
+            return usage_error("dump", "unknown option %s", argv[i], 1);
         } else if (!path) {
             path = argv[i];
         } else {
-            return usage_error("dump", "unexpected argument %s", argv[i]);
+            return usage_error("dump", "unexpected argument %s", argv[i], 1);
         }
     }
-    if (!path) return usage_error("dump", "%s", "expected a STORE");
+    if (!path) return usage_error("dump", "%s", "expected a STORE", 0);
     dp_err err;
     store *s = NULL;
     if (store_open(&s, path, STORE_READONLY, &err) || dump(s, split, fp, per_token, &err)) {
@@ -275,9 +280,9 @@ static int cmd_merge(int argc, char **argv) {
             fputs(usage_merge, stdout);
             return 0;
         }
-        if (argv[i][0] == '-' && argv[i][1]) return usage_error("merge", "unknown option %s", argv[i]);
+        if (argv[i][0] == '-' && argv[i][1]) return usage_error("merge", "unknown option %s", argv[i], 1);
     }
-    if (argc < 2) return usage_error("merge", "%s", "expected OUT and at least one IN");
+    if (argc < 2) return usage_error("merge", "%s", "expected OUT and at least one IN", 0);
     dp_err err;
     /* Every IN must open as a store before OUT is created. */
     for (int i = 1; i < argc; i++) {
@@ -307,9 +312,9 @@ static int one_store_command(const char *name, const char *usage, int argc, char
             fputs(usage, stdout);
             return 0;
         }
-        if (argv[i][0] == '-' && argv[i][1]) return usage_error(name, "unknown option %s", argv[i]);
+        if (argv[i][0] == '-' && argv[i][1]) return usage_error(name, "unknown option %s", argv[i], 1);
     }
-    if (argc != 1) return usage_error(name, "%s", "expected exactly one STORE");
+    if (argc != 1) return usage_error(name, "%s", "expected exactly one STORE", 0);
     return run(argv[0]);
 }
 
@@ -328,5 +333,5 @@ int cmd_store(int argc, char **argv) {
         return one_store_command("verify", usage_verify, argc - 2, argv + 2, cmd_verify);
     if (!strcmp(sub, "dump")) return cmd_dump(argc - 2, argv + 2);
     if (!strcmp(sub, "merge")) return cmd_merge(argc - 2, argv + 2);
-    return usage_error(NULL, "unknown command %s", sub);
+    return usage_error(NULL, "unknown command %s", sub, 1);
 }

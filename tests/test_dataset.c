@@ -434,8 +434,32 @@ static void test_auto_format(void) {
 
 /* ---- bad rows ------------------------------------------------------------ */
 
+/* What ds_next must return for each row of a file, in order. */
+typedef struct row_want {
+    int rc;
+    ds_bad bad;
+    const char *msg; /* the error for a bad row */
+} row_want;
+
+static void expect_rows(const char *path, const ds_options *o, const row_want *want, size_t n) {
+    ds_reader *r;
+    dp_err err;
+    CHECK(ds_open(&r, path, o, &err) == 0);
+    if (!r) return;
+    for (size_t i = 0; i < n; i++) {
+        ds_row row;
+        ds_bad b = DS_BAD_COUNT;
+        err.msg[0] = '\0';
+        int rc = ds_next(r, &row, &b, &err);
+        CHECK_MSG(rc == want[i].rc && b == want[i].bad, "%s case %zu: rc %d bad %s (%s)", path, i,
+                  rc, ds_bad_name(b), err.msg);
+        if (want[i].msg) CHECK_STR(err.msg, want[i].msg);
+    }
+    ds_close(r);
+}
+
 static void test_bad_rows(void) {
-    static const struct { int rc; ds_bad bad; const char *msg; } want[] = {
+    static const row_want want[] = {
         {1, DS_BAD_NONE, NULL},
         {2, DS_BAD_JSON, "tests/data/bad_rows.jsonl:3: invalid JSON: unexpected token near '}' at column 46"},
         {2, DS_BAD_FIELD, "tests/data/bad_rows.jsonl:4: field \"chosen\": expected a string, got number"},
@@ -451,25 +475,13 @@ static void test_bad_rows(void) {
         {2, DS_BAD_EMPTY, "tests/data/bad_rows.jsonl:14: field \"rejected\": empty response"},
         {0, DS_BAD_NONE, NULL},
     };
-    ds_reader *r;
-    dp_err err;
     ds_options o = opts(DS_AUTO, DS_TEMPLATE_AUTO);
-    CHECK(ds_open(&r, "tests/data/bad_rows.jsonl", &o, &err) == 0);
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        ds_row row;
-        ds_bad b = DS_BAD_COUNT;
-        err.msg[0] = '\0';
-        int rc = ds_next(r, &row, &b, &err);
-        CHECK_MSG(rc == want[i].rc && b == want[i].bad, "case %zu: rc %d bad %s (%s)", i, rc,
-                  ds_bad_name(b), err.msg);
-        if (want[i].msg) CHECK_STR(err.msg, want[i].msg);
-    }
-    ds_close(r);
+    expect_rows("tests/data/bad_rows.jsonl", &o, want, sizeof want / sizeof want[0]);
     CHECK_STR(ds_bad_name(DS_BAD_PROMPT_TOO_LONG), "prompt_too_long");
 }
 
 static void test_bad_conversational(void) {
-    static const struct { int rc; ds_bad bad; const char *msg; } want[] = {
+    static const row_want want[] = {
         {1, DS_BAD_NONE, NULL},
         {2, DS_BAD_FIELD, "tests/data/bad_conversational.jsonl:2: field \"prompt\": message 0: \"content\": "
                           "expected a string, got number"},
@@ -485,20 +497,33 @@ static void test_bad_conversational(void) {
         {1, DS_BAD_NONE, NULL},
         {0, DS_BAD_NONE, NULL},
     };
-    ds_reader *r;
-    dp_err err;
     ds_options o = opts(DS_AUTO, DS_TEMPLATE_CHATML);
-    CHECK(ds_open(&r, "tests/data/bad_conversational.jsonl", &o, &err) == 0);
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        ds_row row;
-        ds_bad b = DS_BAD_COUNT;
-        err.msg[0] = '\0';
-        int rc = ds_next(r, &row, &b, &err);
-        CHECK_MSG(rc == want[i].rc && b == want[i].bad, "case %zu: rc %d bad %s (%s)", i, rc,
-                  ds_bad_name(b), err.msg);
-        if (want[i].msg) CHECK_STR(err.msg, want[i].msg);
-    }
-    ds_close(r);
+    expect_rows("tests/data/bad_conversational.jsonl", &o, want, sizeof want / sizeof want[0]);
+}
+
+/* Text from the input (a role, jansson's excerpt of a line, a path) shows in
+ * errors quoted and escaped (dp_quote) when it holds a newline, another
+ * control byte or bytes that are not UTF-8: the error stays one line. */
+static void test_untrusted_text_quoted(void) {
+    char *out = NULL;
+    dp_err err;
+    const char *roles[] = {"us\ner\x01\xff", "assistant"}, *contents[] = {"a", "b"};
+    CHECK(ds_render_chat(DS_TEMPLATE_LLAMA2, roles, contents, 2, 0, &out, &err) == -1 && !out);
+    CHECK_STR(err.msg, "llama2 template: message 0: roles must alternate user/assistant, expected "
+                       "\"user\", got \"us\\ner\\x01\\xff\"");
+    write_file(tmp_path("ctl.jsonl"), "{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"} \x02zz\n");
+    char want_json[512];
+    snprintf(want_json, sizeof want_json,
+             "%s:1: invalid JSON: \"end of file expected near '\\x02'\" at column 49", tmp_path("ctl.jsonl"));
+    row_want want[] = {{2, DS_BAD_JSON, want_json}, {0, DS_BAD_NONE, NULL}};
+    ds_options o = opts(DS_AUTO, DS_TEMPLATE_AUTO);
+    expect_rows(tmp_path("ctl.jsonl"), &o, want, 2);
+    ds_reader *r = NULL;
+    char path[256], expect[512];
+    snprintf(path, sizeof path, "%s/new\nline.jsonl", tmpdir);
+    CHECK(ds_open(&r, path, &o, &err) == -1);
+    snprintf(expect, sizeof expect, "\"%s/new\\nline.jsonl\": cannot open: No such file or directory", tmpdir);
+    CHECK_STR(err.msg, expect);
 }
 
 /* ---- compression, ids, long lines ---------------------------------------- */
@@ -589,6 +614,46 @@ static void test_compressed(void) {
 
     CHECK(ds_open(&r, tmp_path("missing.jsonl"), &o, &err) == -1);
     CHECK(strstr(err.msg, "missing.jsonl: cannot open: No such file or directory") != NULL);
+}
+
+/* A .gz or .zst name on a file of another kind is refused by its first
+ * bytes; an empty one is an empty dataset; zstd may begin with a skippable
+ * frame (RFC 8878, 3.1.2). */
+static void test_compressed_magic(void) {
+    static const char row[] = "{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}\n";
+    ds_options o = opts(DS_AUTO, DS_TEMPLATE_AUTO);
+    ds_reader *r = NULL;
+    dp_err err;
+    char want[512];
+    write_file(tmp_path("text.jsonl.gz"), row);
+    CHECK(ds_open(&r, tmp_path("text.jsonl.gz"), &o, &err) == -1 && !r);
+    snprintf(want, sizeof want, "%s: not a gzip file (first bytes 7b 22 70 72, expected 1f 8b)",
+             tmp_path("text.jsonl.gz"));
+    CHECK_STR(err.msg, want);
+    write_file(tmp_path("text.jsonl.zst"), "\x1f\x8b\x08");
+    CHECK(ds_open(&r, tmp_path("text.jsonl.zst"), &o, &err) == -1 && !r);
+    snprintf(want, sizeof want, "%s: not a zstd file (first bytes 1f 8b 08, expected 28 b5 2f fd)",
+             tmp_path("text.jsonl.zst"));
+    CHECK_STR(err.msg, want);
+    int bad = 0;
+    write_file(tmp_path("empty.jsonl.gz"), "");
+    write_file(tmp_path("empty.jsonl.zst"), "");
+    CHECK(read_rows(tmp_path("empty.jsonl.gz"), &o, NULL, 0, &bad) == 0);
+    CHECK(read_rows(tmp_path("empty.jsonl.zst"), &o, NULL, 0, &bad) == 0);
+    /* a skippable frame of 3 bytes, then the data */
+    size_t cap = ZSTD_compressBound(sizeof row), n = 0;
+    unsigned char *z = malloc(11 + cap);
+    memcpy(z, "\x53\x2a\x4d\x18\x03\x00\x00\x00xyz", 11);
+    n = ZSTD_compress(z + 11, cap, row, sizeof row - 1, 3);
+    CHECK(!ZSTD_isError(n));
+    FILE *f = fopen(tmp_path("skip.jsonl.zst"), "wb");
+    fwrite(z, 1, 11 + n, f);
+    fclose(f);
+    free(z);
+    rowcopy rows[1];
+    CHECK(read_rows(tmp_path("skip.jsonl.zst"), &o, rows, 1, &bad) == 1 && bad == 0);
+    CHECK_STR(rows[0].chosen, "b");
+    free_rows(rows, 1);
 }
 
 static void test_content_id(void) {
@@ -857,6 +922,8 @@ int main(void) {
     RUN(test_auto_format);
     RUN(test_bad_rows);
     RUN(test_bad_conversational);
+    RUN(test_untrusted_text_quoted);
+    RUN(test_compressed_magic);
     RUN(test_compressed);
     RUN(test_content_id);
     RUN(test_long_line);

@@ -604,6 +604,69 @@ static void test_corruption(void) {
     store_close(s);
 }
 
+/* The first error store_verify reports for PATH, or "" when it passes. */
+static void verify_error(const char *path, char *out, size_t cap) {
+    dp_err err;
+    store *s = NULL;
+    long n = 0;
+    out[0] = '\0';
+    if (store_open(&s, path, STORE_READONLY, &err) || store_verify(s, &n, &err))
+        snprintf(out, cap, "%s", err.msg);
+    store_close(s);
+}
+
+/* Whatever a dump or a training run would refuse, verify refuses first,
+ * with the same one-line message: each case damages a fresh store through
+ * raw SQLite; the store's own read path (dump_store: list, get) must fail
+ * with the message verify gave. */
+static void test_verify_sees_what_readers_refuse(void) {
+    static const struct {
+        const char *sql, *expect; /* expect: after "PATH: " */
+        int readers_refuse;       /* store_list/store_get see it too */
+    } cases[] = {
+        {"UPDATE ref_rows SET ref_chosen_logp = 1e999 WHERE example_id = 'v2'",
+         "example v2, reference " "fp1-0123456789abcdef" ": ref_chosen_logp is inf, expected a finite log-probability", 1},
+        {"UPDATE ref_rows SET ref_rejected_logp = -1e999 WHERE example_id = 'v1'",
+         "example v1, reference " "fp1-0123456789abcdef" ": ref_rejected_logp is -inf, expected a finite log-probability", 1},
+        {"UPDATE ref_rows SET ref_rejected_logp = 'x' WHERE example_id = 'v1'",
+         "example v1, reference " "fp1-0123456789abcdef" ": ref_rejected_logp: expected a number", 1},
+        /* an example without values, and an id with a newline: quoted */
+        {"INSERT INTO examples VALUES ('bad' || char(10) || CAST(x'ff' AS TEXT) || 'id', 'train', "
+         "'x.jsonl', 1, 99)",
+         "example id \"bad\\n\\xffid\": expected only [0-9A-Za-z_.:-], found byte 0x0a", 1},
+        {"PRAGMA ignore_check_constraints = 1; UPDATE examples SET line = 0 WHERE id = 'v1'",
+         "example v1: line: expected an integer >= 1", 1},
+        {"PRAGMA ignore_check_constraints = 1; UPDATE examples SET split = 'test' WHERE id = 'v2'",
+         "example v2: split: expected \"train\" or \"eval\", got \"test\"", 1},
+        {"INSERT INTO refs VALUES ('bad fp', '{}')",
+         "reference fingerprint: expected printable ASCII without spaces or quotes, found byte 0x20", 1},
+        {"INSERT INTO refs VALUES ('fp2', 'not json')",
+         "reference fp2: description: expected a JSON object", 0},
+    };
+    const char *ids[] = {"v1", "v2"};
+    int seeds[] = {1, 2};
+    char got[1024], want[1024];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "verify%zu.db", i);
+        const char *path = tmp_path(name);
+        CHECK(build_store(path, FP1, DESC1, ids, seeds, 2) == 0);
+        verify_error(path, got, sizeof got);
+        CHECK_STR(got, "");
+        CHECK(raw_sql(path, cases[i].sql) == 0);
+        verify_error(path, got, sizeof got);
+        snprintf(want, sizeof want, "%s: %s", path, cases[i].expect);
+        CHECK_STR(got, want);
+        char *dump = dump_store(path);
+        const char *e = strstr(dump, "error: ");
+        if (cases[i].readers_refuse) {
+            CHECK(e != NULL);
+            if (e) CHECK(!strncmp(e + 7, want, strlen(want)) && e[7 + strlen(want)] == '\n');
+        }
+        free(dump);
+    }
+}
+
 /* Page-level damage is SQLite's integrity check's to find: flip the last
  * byte of the index's leaf page (the rowid of its first entry). */
 static void test_integrity(void) {
@@ -911,6 +974,7 @@ int main(void) {
     RUN(test_schema_version);
     RUN(test_corruption);
     RUN(test_integrity);
+    RUN(test_verify_sees_what_readers_refuse);
     RUN(test_merge);
     RUN(test_info_runs_metrics);
     RUN(test_readonly);
