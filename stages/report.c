@@ -136,10 +136,10 @@ static int read_metrics(const char *path, run *r, dp_err *err) {
     if (!f) return dp_fail(err, "%s: cannot open: %s", path, strerror(errno));
     char *line = NULL;
     size_t cap = 0;
-    ssize_t len;
+    long len;
     long lineno = 0;
     int rc = 0;
-    while (!rc && (len = getline(&line, &cap, f)) >= 0) {
+    while (!rc && (len = su_getline(&line, &cap, f, path, lineno + 1, err)) >= 0) {
         lineno++;
         if (strspn(line, " \t\r\n") == (size_t)len) continue;
         json_error_t je;
@@ -151,6 +151,7 @@ static int read_metrics(const char *path, run *r, dp_err *err) {
         rc = take_line(o, path, lineno, r, err);
         json_decref(o);
     }
+    if (len == -2) rc = -1;
     if (!rc && ferror(f)) rc = dp_fail(err, "%s: read error: %s", path, strerror(errno));
     free(line);
     fclose(f);

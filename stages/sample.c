@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "stage_util.h"
 #include "tokenizer.h"
 
 static void usage(FILE *f) {
@@ -133,11 +134,11 @@ static int run_prompt(sampler_run *r, const char *prompt, uint64_t index, dp_err
 static int run_stdin(sampler_run *r, dp_err *err) {
     char *line = NULL;
     size_t cap = 0;
-    ssize_t len;
+    long len;
     long lineno = 0;
     uint64_t index = 0;
     int rc = 0;
-    while (!rc && (len = getline(&line, &cap, stdin)) >= 0) {
+    while (!rc && (len = su_getline(&line, &cap, stdin, "stdin", lineno + 1, err)) >= 0) {
         lineno++;
         if (strspn(line, " \t\r\n") == (size_t)len) continue;
         json_error_t je;
@@ -158,6 +159,7 @@ static int run_stdin(sampler_run *r, dp_err *err) {
             rc = run_prompt(r, json_string_value(p), index++, err);
         json_decref(v);
     }
+    if (len == -2) rc = -1;
     free(line);
     return rc;
 }

@@ -136,6 +136,32 @@ int su_fsync_dir(const char *dir, dp_err *err) {
     return 0;
 }
 
+long su_getline(char **line, size_t *cap, FILE *f, const char *where, long lineno, dp_err *err) {
+    size_t n = 0;
+    int c;
+    while ((c = getc_unlocked(f)) != EOF) {
+        if (n + 2 > *cap) {
+            if (n + 2 > SU_MAX_LINE) {
+                dp_fail(err, "%s:%ld: line longer than %zu bytes", where, lineno, SU_MAX_LINE);
+                return -2;
+            }
+            size_t want = *cap ? *cap * 2 : 256;
+            if (want > SU_MAX_LINE) want = SU_MAX_LINE;
+            char *p = realloc(*line, want);
+            if (!p) {
+                dp_fail(err, "%s:%ld: out of memory reading a line", where, lineno);
+                return -2;
+            }
+            *line = p, *cap = want;
+        }
+        (*line)[n++] = (char)c;
+        if (c == '\n') break;
+    }
+    if (n == 0) return -1;
+    (*line)[n] = '\0';
+    return (long)n;
+}
+
 char *su_read_file(const char *path, size_t max, size_t *len, dp_err *err) {
     FILE *f = fopen(path, "rb");
     if (!f) {

@@ -5,6 +5,7 @@
 #define DP_STAGE_UTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "dataset.h"
@@ -41,6 +42,13 @@ int su_fsync_dir(const char *dir, dp_err *err);
 /* Reads a whole file of at most MAX bytes; NUL-terminated, malloc'd, owned
  * by the caller; *len (may be NULL) gets the size. */
 char *su_read_file(const char *path, size_t max, size_t *len, dp_err *err);
+
+/* getline with a bound: reads one line (with its '\n') from f into *line
+ * (*cap its allocation, as getline). Returns the length, -1 at end of file,
+ * or -2 when the line passes SU_MAX_LINE bytes, with err set to
+ * "WHERE:LINENO: line longer than N bytes". */
+#define SU_MAX_LINE ((size_t)64 << 20)
+long su_getline(char **line, size_t *cap, FILE *f, const char *where, long lineno, dp_err *err);
 
 /* Writes DATA[0..n) to PATH whole or not at all: to PATH.tmp, synced, then
  * renamed over PATH. Errors name PATH.tmp (cannot create) or PATH. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stage_util.h"
 #include "tokenizer.h"
 
 static void usage(FILE *f) {
@@ -171,9 +172,9 @@ int cmd_tokenize(int argc, char **argv) {
     }
     char *line = NULL;
     size_t cap = 0, lineno = 0;
-    ssize_t got;
+    long got;
     int rc = 0;
-    while (!rc && (got = getline(&line, &cap, stdin)) >= 0) {
+    while (!rc && (got = su_getline(&line, &cap, stdin, "stdin", (long)lineno + 1, &err)) >= 0) {
         size_t n = (size_t)got;
         lineno++;
         if (n && line[n - 1] == '\n') n--;
@@ -184,6 +185,10 @@ int cmd_tokenize(int argc, char **argv) {
             line = NULL;
             cap = 0;
         }
+    }
+    if (got == -2) {
+        fprintf(stderr, "%s\n", err.msg);
+        rc = 1;
     }
     free(line);
     tok_free(tok);

@@ -64,13 +64,10 @@ int tu_write_file_sync(const char *path, const void *data, size_t n, dp_err *err
     return 0;
 }
 
-int tu_checkpoint_save(const char *out_dir, model *m, const optim *o, const tu_state *s,
-                       const char *tag_key, dp_err *err) {
-    char tmp[4200], cur[4200], old[4200], path[4300];
-    snprintf(tmp, sizeof tmp, "%s/checkpoint.tmp", out_dir);
-    snprintf(cur, sizeof cur, "%s/checkpoint", out_dir);
-    snprintf(old, sizeof old, "%s/checkpoint.old", out_dir);
-    if (su_rmtree(tmp, err) || su_mkdirs(tmp, err)) return -1;
+/* The checkpoint's files into the directory tmp. */
+static int checkpoint_write(const char *tmp, model *m, const optim *o, const tu_state *s,
+                            const char *tag_key, dp_err *err) {
+    char path[4300];
     if (model_save(m, tmp, 0, err)) return -1;
     size_t n = optim_state_size(o);
     void *blob = malloc(n);
@@ -86,7 +83,21 @@ int tu_checkpoint_save(const char *out_dir, model *m, const optim *o, const tu_s
                      "\"%s\": \"%s\"}\n",
                      s->step, s->epoch, s->pos, s->num_tokens, tag_key, s->tag);
     snprintf(path, sizeof path, "%s/state.json", tmp);
-    if (tu_write_file_sync(path, state, (size_t)k, err)) return -1;
+    return tu_write_file_sync(path, state, (size_t)k, err);
+}
+
+int tu_checkpoint_save(const char *out_dir, model *m, const optim *o, const tu_state *s,
+                       const char *tag_key, dp_err *err) {
+    char tmp[4200], cur[4200], old[4200];
+    snprintf(tmp, sizeof tmp, "%s/checkpoint.tmp", out_dir);
+    snprintf(cur, sizeof cur, "%s/checkpoint", out_dir);
+    snprintf(old, sizeof old, "%s/checkpoint.old", out_dir);
+    if (su_rmtree(tmp, err) || su_mkdirs(tmp, err)) return -1;
+    if (checkpoint_write(tmp, m, o, s, tag_key, err)) {
+        dp_err ignored; /* the first error is the one to report */
+        su_rmtree(tmp, &ignored); /* never leave a partial checkpoint behind */
+        return -1;
+    }
     /* Swap in: the last good checkpoint stays until the new one is whole. */
     if (su_rmtree(old, err)) return -1;
     if (access(cur, F_OK) == 0 && rename(cur, old))

@@ -94,6 +94,7 @@ fault "train, disk full, checkpoint" \
     'run/checkpoint.tmp/model.safetensors.tmp: write failed: File too large' \
     limited 2000 "$DPOC" train -c p.yaml --set train.max_steps=4 --set train.save_every=1
 diff -r run/checkpoint checkpoint.before >/dev/null && ok || bad "the checkpoint changed (weights)"
+[ ! -e run/checkpoint.tmp ] && ok || bad "a partial run/checkpoint.tmp was left behind"
 grep -q '"step": 2,' run/checkpoint/state.json && ok || bad "the checkpoint of step 2 is kept"
 "$DPOC" train -c p.yaml --set train.max_steps=4 --set train.save_every=1 2>train.log
 expect_eq "train rerun without the limit" $? 0
@@ -218,5 +219,17 @@ fault "store path with a newline" '"no\nsuch.sqlite": cannot open the store: No 
     "$DPOC" store verify "$(printf 'no\nsuch.sqlite')"
 fault "model directory with a newline" '"no\nmodel/config.json": cannot open: No such file or directory' \
     "$DPOC" model info "$(printf 'no\nmodel')"
+
+# ------------------------------------------------------------ endless lines
+# A line that never ends is refused at 64 MiB, not read into memory whole.
+"$PYTHON" -c 'import sys; sys.stdout.write("x" * (65 << 20))' >"$TMP/endless"
+fault "tokenize, endless line" 'stdin:1: line longer than 67108864 bytes' \
+    sh -c '"$1" tokenize --tokenizer "$2" <"$3"' _ "$DPOC" "$ROOT/examples/tiny/model/tokenizer.json" "$TMP/endless"
+fault "sample, endless line" 'stdin:1: line longer than 67108864 bytes' \
+    sh -c '"$1" sample --model "$2" --max-new-tokens 1 <"$3"' _ "$DPOC" "$MODEL" "$TMP/endless"
+mkdir -p endless_run && { echo '{"step": 1, "loss": 0.5}'; cat "$TMP/endless"; } >endless_run/metrics.jsonl
+fault "report, endless metrics line" 'endless_run/metrics.jsonl:2: line longer than 67108864 bytes' \
+    "$DPOC" report -c p.yaml --set train.output=endless_run --out endless_report
+rm -f "$TMP/endless"
 
 summary
