@@ -174,11 +174,31 @@ static void describe(const leaf *l, char *buf, size_t size) {
         snprintf(buf, size, "%s", what);
 }
 
-static void quote_scalar(const ynode *n, char *buf, size_t size) {
-    if (n->kind == YN_MAP) snprintf(buf, size, "a mapping");
-    else if (n->kind == YN_SEQ) snprintf(buf, size, "a list");
-    else if (n->text[0] == '\0' && !n->quoted) snprintf(buf, size, "nothing");
-    else snprintf(buf, size, "\"%.80s\"", n->text);
+/* What node N holds, for "got ...": a kind, or its text quoted. */
+static const char *quote_scalar(const ynode *n, char buf[DP_QUOTE_CAP]) {
+    if (n->kind == YN_MAP) return strcpy(buf, "a mapping");
+    if (n->kind == YN_SEQ) return strcpy(buf, "a list");
+    if (n->text[0] == '\0' && !n->quoted) return strcpy(buf, "nothing");
+    return dp_quote(buf, n->text, (size_t)-1);
+}
+
+/* Where node N is, for the start of a message: "FILE:LINE:COL", or just
+ * WHERE for a node without a position (line 0: a --set or sweep value,
+ * one line of the command line, where a column is noise). */
+#define AT_CAP 512
+static const char *at(char buf[AT_CAP], const char *where, const ynode *n) {
+    if (n->line <= 0) snprintf(buf, AT_CAP, "%s", where);
+    else snprintf(buf, AT_CAP, "%s:%d:%d", where, n->line, n->col);
+    return buf;
+}
+
+/* A key path for a message: as is when it is a plain name (letters, digits,
+ * '_', '-', '.'), else quoted, since it came from the user. */
+static const char *key_name(char buf[DP_QUOTE_CAP], const char *key) {
+    for (const char *c = key; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '_' && *c != '-' && *c != '.')
+            return dp_quote(buf, key, (size_t)-1);
+    return *key ? key : dp_quote(buf, key, (size_t)-1);
 }
 
 static int parse_number(const ynode *n, double *out) {
@@ -231,9 +251,10 @@ static int apply(const config *c, const leaf *l, const ynode *n, const char *whe
 static int apply_grid(const config *c, const leaf *l, const ynode *n, const char *where,
                       value *out, dp_err *err) {
     const schema *s = schema_get();
+    char loc[AT_CAP], q[DP_QUOTE_CAP];
     if (n->kind != YN_MAP)
-        return dp_fail(err, "%s:%d:%d: %s: expected a mapping from keys to lists of values", where,
-                       n->line, n->col, l->key);
+        return dp_fail(err, "%s: %s: expected a mapping from keys to lists of values, got %s",
+                       at(loc, where, n), l->key, quote_scalar(n, q));
     int keys = n->n / 2;
     out->items = calloc((size_t)keys + 1, sizeof *out->items);
     out->grid_len = calloc((size_t)keys + 1, sizeof *out->grid_len);
@@ -243,11 +264,14 @@ static int apply_grid(const config *c, const leaf *l, const ynode *n, const char
         const ynode *key = n->items[2 * k], *vals = n->items[2 * k + 1];
         const leaf *target = key->kind == YN_SCALAR ? schema_find(s, key->text, NULL) : NULL;
         if (!target || target->type == T_GRID)
-            return dp_fail(err, "%s:%d:%d: %s: unknown key %s to sweep over", where, key->line,
-                           key->col, l->key, key->kind == YN_SCALAR ? key->text : "(not a name)");
-        if (vals->kind != YN_SEQ || vals->n == 0)
-            return dp_fail(err, "%s:%d:%d: %s.%s: expected a non-empty list of values", where,
-                           vals->line, vals->col, l->key, key->text);
+            return dp_fail(err, "%s: %s: unknown key %s to sweep over", at(loc, where, key), l->key,
+                           key->kind == YN_SCALAR ? key_name(q, key->text) : "(not a name)");
+        if (vals->kind != YN_SEQ)
+            return dp_fail(err, "%s: %s.%s: expected a non-empty list of values, got %s",
+                           at(loc, where, vals), l->key, key->text, quote_scalar(vals, q));
+        if (vals->n == 0)
+            return dp_fail(err, "%s: %s.%s: expected a non-empty list of values", at(loc, where, vals),
+                           l->key, key->text);
         out->items[k] = strdup(key->text);
         out->grid_vals[k] = calloc((size_t)vals->n, sizeof(char *));
         out->n = k + 1;
@@ -258,8 +282,9 @@ static int apply_grid(const config *c, const leaf *l, const ynode *n, const char
             value_clear(&scratch);
             if (rc) return -1;
             if (vals->items[j]->kind != YN_SCALAR)
-                return dp_fail(err, "%s:%d:%d: %s.%s: sweep values must be single values", where,
-                               vals->items[j]->line, vals->items[j]->col, l->key, key->text);
+                return dp_fail(err, "%s: %s.%s: sweep values must be single values, got %s",
+                               at(loc, where, vals->items[j]), l->key, key->text,
+                               quote_scalar(vals->items[j], q));
             out->grid_vals[k][j] = strdup(vals->items[j]->text);
             out->grid_len[k] = j + 1;
             if (!out->grid_vals[k][j]) return dp_fail(err, "out of memory");
@@ -272,10 +297,14 @@ static int apply_grid(const config *c, const leaf *l, const ynode *n, const char
  * file name (or "--set"); paths resolve against BASE_DIR. */
 static int apply(const config *c, const leaf *l, const ynode *n, const char *where,
                  const char *base_dir, value *out, dp_err *err) {
-    char got[128], want[128];
+    char got[DP_QUOTE_CAP], want[128], loc[AT_CAP], num[48];
     value_clear(out);
-    quote_scalar(n, got, sizeof got);
-#define BAD(...) dp_fail(err, "%s:%d:%d: %s: expected %s, got %s", where, n->line, n->col, l->key, __VA_ARGS__)
+    quote_scalar(n, got);
+    /* a number as written (parse_number accepted it: digits, sign, '.', e),
+     * cut when long */
+    snprintf(num, sizeof num, "%.40s%s", n->kind == YN_SCALAR ? n->text : "",
+             n->kind == YN_SCALAR && strlen(n->text) > 40 ? "..." : "");
+#define BAD(...) dp_fail(err, "%s: %s: expected %s, got %s", at(loc, where, n), l->key, __VA_ARGS__)
     switch (l->type) {
     case T_STRING:
     case T_PATH:
@@ -297,14 +326,14 @@ static int apply(const config *c, const leaf *l, const ynode *n, const char *whe
         describe(l, want, sizeof want);
         if (parse_number(n, &d)) return BAD(want, got);
         if (l->type == T_INT && (d != floor(d) || strpbrk(n->text, ".eE")))
-            return BAD(want, n->text);
+            return BAD(want, num);
         if (!in_range(l, d)) {
             /* above the top of a wide range: say where the top is */
             double top = l->has_lt ? l->lt : l->max;
             if (((l->has_max && d > l->max) || (l->has_lt && d >= l->lt)) && top >= 1e6)
                 snprintf(want, sizeof want, "%s %s %.15g", l->type == T_INT ? "an integer" : "a number",
                          l->has_lt ? "<" : "<=", top);
-            return BAD(want, n->text);
+            return BAD(want, num);
         }
         out->num = d;
         out->i = l->type == T_INT ? (long)d : 0; /* ranges keep ints within long */
@@ -333,9 +362,8 @@ static int apply(const config *c, const leaf *l, const ynode *n, const char *whe
         for (int i = 0; i < count; i++) {
             const ynode *item = n->kind == YN_SEQ ? n->items[i] : n;
             if (item->kind != YN_SCALAR || enum_index(l, item->text) < 0) {
-                quote_scalar(item, got, sizeof got);
-                return dp_fail(err, "%s:%d:%d: %s: expected one of %s, got %s", where, item->line,
-                               item->col, l->key, want, got);
+                return dp_fail(err, "%s: %s: expected one of %s, got %s", at(loc, where, item),
+                               l->key, want, quote_scalar(item, got));
             }
             out->items[i] = strdup(item->text);
             out->n = i + 1;
@@ -349,9 +377,8 @@ static int apply(const config *c, const leaf *l, const ynode *n, const char *whe
         if (!out->nums) return dp_fail(err, "out of memory");
         for (int i = 0; i < n->n; i++) {
             if (parse_number(n->items[i], &out->nums[i])) {
-                quote_scalar(n->items[i], got, sizeof got);
-                return dp_fail(err, "%s:%d:%d: %s: expected a number, got %s", where,
-                               n->items[i]->line, n->items[i]->col, l->key, got);
+                return dp_fail(err, "%s: %s: expected a number, got %s", at(loc, where, n->items[i]),
+                               l->key, quote_scalar(n->items[i], got));
             }
         }
         out->n = n->n;
@@ -405,11 +432,12 @@ static int unknown_key(const char *where, const ynode *k, const char *key, dp_er
         }
     }
     size_t len = strlen(key);
+    char loc[AT_CAP], q[DP_QUOTE_CAP];
     if (best && best_d <= (len > 9 ? len / 3 : 3))
-        return dp_fail(err, "%s:%d:%d: %s: unknown key; did you mean %s?", where, k->line, k->col,
-                       key, best);
-    return dp_fail(err, "%s:%d:%d: %s: unknown key (dpoc config --explain lists them)", where,
-                   k->line, k->col, key);
+        return dp_fail(err, "%s: %s: unknown key; did you mean %s?", at(loc, where, k),
+                       key_name(q, key), best);
+    return dp_fail(err, "%s: %s: unknown key (dpoc config --explain lists them)", at(loc, where, k),
+                   key_name(q, key));
 }
 
 /* Walks the user's tree: every key must be a section or a leaf. */
@@ -418,14 +446,16 @@ static int load_map(config *c, const ynode *map, const char *prefix, const char 
     const schema *s = schema_get();
     for (int i = 0; i + 1 < map->n; i += 2) {
         const ynode *k = map->items[i], *v = map->items[i + 1];
+        char loc[AT_CAP], q[DP_QUOTE_CAP];
         if (k->kind != YN_SCALAR)
-            return dp_fail(err, "%s:%d:%d: keys must be plain names", where, k->line, k->col);
+            return dp_fail(err, "%s: keys must be plain names, got %s", at(loc, where, k),
+                           quote_scalar(k, q));
         char key[256];
         snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", k->text);
         for (int j = 0; j < i; j += 2)
             if (map->items[j]->kind == YN_SCALAR && !strcmp(map->items[j]->text, k->text))
-                return dp_fail(err, "%s:%d:%d: %s: given twice (first at line %d)", where, k->line,
-                               k->col, key, map->items[j]->line);
+                return dp_fail(err, "%s: %s: given twice (first at line %d)", at(loc, where, k),
+                               key_name(q, key), map->items[j]->line);
         int idx;
         const leaf *l = schema_find(s, key, &idx);
         if (l) {
@@ -439,8 +469,8 @@ static int load_map(config *c, const ynode *map, const char *prefix, const char 
         if (!is_section) return unknown_key(where, k, key, err);
         if (v->kind == YN_SCALAR && !v->text[0] && !v->quoted) continue; /* empty section */
         if (v->kind != YN_MAP)
-            return dp_fail(err, "%s:%d:%d: %s: expected a section (a mapping), got a %s", where,
-                           v->line, v->col, key, v->kind == YN_SEQ ? "list" : "value");
+            return dp_fail(err, "%s: %s: expected a section (a mapping), got %s", at(loc, where, v),
+                           key, v->kind == YN_SEQ ? "a list" : quote_scalar(v, q));
         if (load_map(c, v, key, where, err)) return -1;
     }
     return 0;
@@ -470,43 +500,49 @@ void cfg_free(config *c) {
     free(c);
 }
 
+/* Drops the position from every node of a tree parsed from one --set or
+ * sweep value, so that messages name the origin alone (see at()). */
+static void drop_positions(ynode *n) {
+    n->line = n->col = 0;
+    for (int i = 0; i < n->n; i++) drop_positions(n->items[i]);
+}
+
 int cfg_set(config *c, const char *assignment, const char *origin, dp_err *err) {
     const schema *s = schema_get();
     const char *eq = strchr(assignment, '=');
+    char q[DP_QUOTE_CAP];
     if (!eq || eq == assignment)
-        return dp_fail(err, "%s %s: expected key=value", origin, assignment);
+        return dp_fail(err, "%s: expected key=value, got %s", origin,
+                       dp_quote(q, assignment, (size_t)-1));
     char key[256];
     snprintf(key, sizeof key, "%.*s", (int)(eq - assignment), assignment);
     int idx;
     const leaf *l = schema_find(s, key, &idx);
     if (!l) {
-        ynode k = {.kind = YN_SCALAR, .line = 1, .col = 1};
-        unknown_key(origin, &k, key, err);
-        /* "--set:1:1: x: ..." reads oddly; drop the position. */
-        char msg[sizeof err->msg];
-        const char *rest = strstr(err->msg, ": ");
-        snprintf(msg, sizeof msg, "%s%s", origin, rest ? rest : "");
-        snprintf(err->msg, sizeof err->msg, "%s", msg);
-        return -1;
+        ynode k = {.kind = YN_SCALAR};
+        return unknown_key(origin, &k, key, err);
     }
     ynode *n = NULL;
     const char *text = eq + 1;
-    if (ytree_parse(origin, text, strlen(text), &n, err)) return -1;
+    if (ytree_parse(origin, text, strlen(text), &n, err)) {
+        /* "ORIGIN:LINE:COL: what" → "ORIGIN: KEY: what" */
+        char what[sizeof err->msg];
+        const char *rest = err->msg + strlen(origin);
+        while (*rest == ':' || (*rest >= '0' && *rest <= '9')) rest++;
+        snprintf(what, sizeof what, "%s", rest + (*rest == ' '));
+        return dp_fail(err, "%s: %s: %s", origin, key, what);
+    }
     /* An empty value means the empty string for strings and paths. */
     if (n->kind == YN_MAP && n->n == 0 && (l->type == T_STRING || l->type == T_PATH)) {
         ytree_free(n);
         if (!(n = ytree_scalar(""))) return dp_fail(err, "out of memory");
     }
+    drop_positions(n);
     value v = {0};
     int rc = apply(c, l, n, origin, "", &v, err);
     ytree_free(n);
     if (rc) {
         value_clear(&v);
-        /* positions inside a one-line --set value are noise */
-        char msg[sizeof err->msg];
-        const char *rest = strstr(err->msg, ": ");
-        snprintf(msg, sizeof msg, "%s%s", origin, rest ? rest : "");
-        snprintf(err->msg, sizeof err->msg, "%s", msg);
         return -1;
     }
     value_clear(&c->v[idx]);
@@ -581,8 +617,11 @@ int cfg_load(config **out, const char *path, const char *const *sets, int n_sets
         }
         if (load_map(c, tree, "", path, err)) goto fail;
     }
-    for (int i = 0; i < n_sets; i++)
-        if (cfg_set(c, sets[i], "--set", err)) goto fail;
+    for (int i = 0; i < n_sets; i++) {
+        char origin[32];
+        snprintf(origin, sizeof origin, "--set #%d", i + 1);
+        if (cfg_set(c, sets[i], origin, err)) goto fail;
+    }
     /* Defaults for whatever is still unset; default paths are relative to
      * the file too. */
     for (int i = 0; i < s->n; i++) {

@@ -5,8 +5,10 @@
  * override in order, else the schema default. Relative paths resolve
  * against the config file's directory (--set paths against the working
  * directory). Errors are one line naming file:line:column and the key path,
- * e.g. `pipeline.yaml:14:9: train.beta: expected a number > 0, got "fast"`;
- * an unknown key suggests the nearest known one. YAML aliases are refused. */
+ * e.g. `pipeline.yaml:14:9: train.beta: expected a number > 0, got "fast"`
+ * (text from the file quoted by dp_quote), or `--set #2: train.beta: ...`
+ * for the second --set; an unknown key suggests the nearest known one.
+ * YAML aliases are refused. */
 #ifndef DP_CONFIG_H
 #define DP_CONFIG_H
 
@@ -22,7 +24,8 @@ int cfg_load(config **out, const char *path, const char *const *sets, int n_sets
 void cfg_free(config *c);
 
 /* Applies one "key=value" override (e.g. a sweep point); ORIGIN names it in
- * errors ("--set", "sweep"). */
+ * errors, which have no line or column: "ORIGIN: key: what" (cfg_load
+ * passes "--set #N" for the N-th --set, 1-based; the sweep passes "sweep"). */
 int cfg_set(config *c, const char *assignment, const char *origin, dp_err *err);
 
 /* A deep copy, or NULL when out of memory. */

@@ -27,6 +27,14 @@ static size_t utf8_seq(const unsigned char *p, size_t n) {
     return len;
 }
 
+/* 1 if the valid sequence p[0..len) is a code point that breaks or moves
+ * the line on some terminals: C1 controls (U+0080..U+009F, NEL among them)
+ * and the line and paragraph separators U+2028, U+2029. */
+static int breaks_line(const unsigned char *p, size_t len) {
+    return (len == 2 && p[0] == 0xc2 && p[1] < 0xa0) ||
+           (len == 3 && p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9));
+}
+
 const char *dp_quote(char buf[DP_QUOTE_CAP], const char *s, size_t n) {
     if (!s) return strcpy(buf, "(null)");
     if (n == (size_t)-1) n = strlen(s);
@@ -41,8 +49,13 @@ const char *dp_quote(char buf[DP_QUOTE_CAP], const char *s, size_t n) {
         size_t len = utf8_seq(p + i, n - i);
         if (esc) {
             memcpy(buf + o, esc, 2), o += 2, i++;
-        } else if (len == 0 || c < 0x20 || c == 0x7f) {
-            snprintf(buf + o, 5, "\\x%02x", c), o += 4, i++;
+        } else if (len == 0 || c < 0x20 || c == 0x7f || breaks_line(p + i, len)) {
+            /* each escaped byte counts as a character, so buf holds 4 bytes
+             * per character at most */
+            size_t k = len && c >= 0x80 ? len : 1;
+            if (chars + (int)k > DP_QUOTE_CHARS) break;
+            for (size_t j = 0; j < k; j++) snprintf(buf + o, 5, "\\x%02x", p[i + j]), o += 4;
+            i += k, chars += (int)k - 1;
         } else {
             memcpy(buf + o, p + i, len), o += len, i += len;
         }
@@ -54,12 +67,45 @@ const char *dp_quote(char buf[DP_QUOTE_CAP], const char *s, size_t n) {
     return buf;
 }
 
+/* The last guard of the one-line rule: whatever a caller formatted, the
+ * message keeps no newline, control byte or invalid UTF-8. \n \r \t are
+ * written as such, other such bytes as \xNN (the same spelling as
+ * dp_quote); text that no longer fits is cut before a whole escape. */
+static void one_line(char *msg) {
+    enum { CAP = sizeof ((dp_err *)0)->msg };
+    char in[CAP];
+    memcpy(in, msg, CAP);
+    const unsigned char *p = (const unsigned char *)in;
+    size_t n = strnlen(in, CAP - 1), o = 0, i = 0;
+    while (i < n) {
+        unsigned c = p[i];
+        size_t len = utf8_seq(p + i, n - i);
+        char esc[4 * 4 + 1];
+        size_t k;
+        if (len && c >= 0x20 && c != 0x7f && !breaks_line(p + i, len)) {
+            if (o + len > CAP - 1) break;
+            memcpy(msg + o, p + i, len), o += len, i += len;
+            continue;
+        }
+        if (c == '\n' || c == '\r' || c == '\t') {
+            esc[0] = '\\', esc[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't', k = 2, len = 1;
+        } else {
+            if (!len || c < 0x80) len = 1;
+            for (k = 0; k < 4 * len; k += 4) snprintf(esc + k, 5, "\\x%02x", p[i + k / 4]);
+        }
+        if (o + k > CAP - 1) break;
+        memcpy(msg + o, esc, k), o += k, i += len;
+    }
+    msg[o] = '\0';
+}
+
 int dp_fail(dp_err *err, const char *fmt, ...) {
     if (!err) return -1;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
+    one_line(err->msg);
     return -1;
 }
 
@@ -80,6 +126,7 @@ int dp_context(dp_err *err, const char *fmt, ...) {
     size_t m = strnlen(old, room);
     memcpy(err->msg + k + 2, old, m);
     err->msg[k + 2 + m] = '\0';
+    one_line(err->msg);
     return -1;
 }
 

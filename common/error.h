@@ -15,7 +15,12 @@ typedef struct dp_err {
 } dp_err;
 
 /* Sets err->msg from a printf-style format (err may be NULL). Returns -1 so
- * callers can write `return dp_fail(err, ...)`. */
+ * callers can write `return dp_fail(err, ...)`. As a last guard of the
+ * one-line rule, a newline, tab or CR in the result is written \n \t \r,
+ * and any other control byte (C1 controls and U+2028/U+2029 included) or
+ * byte that is not valid UTF-8 as \xNN; dp_context does the same. Quote
+ * untrusted text with dp_quote all the same: the guard does not mark where
+ * it starts and ends. */
 int dp_fail(dp_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prepends "context: " to the message already in err. Returns -1. */

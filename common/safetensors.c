@@ -132,6 +132,21 @@ static void st_format_shape(char *buf, size_t cap, const int64_t *shape, int ndi
     if (k < cap) snprintf(buf + k, cap - k, "]");
 }
 
+/* A name or value from a header or an index, for a message: in double
+ * quotes, as is when it is printable ASCII of at most 200 bytes (tensor
+ * names are long, and cut they would not be found), else escaped and cut
+ * by dp_quote. */
+#define ST_QCAP 256
+static const char *st_q(char buf[ST_QCAP], const char *s) {
+    size_t n = strlen(s);
+    int plain = n <= 200;
+    for (size_t i = 0; plain && i < n; i++)
+        plain = s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\';
+    if (!plain) return dp_quote(buf, s, n);
+    snprintf(buf, ST_QCAP, "\"%s\"", s);
+    return buf;
+}
+
 typedef struct st_span {
     int64_t begin, end;
     int tensor;
@@ -148,22 +163,24 @@ static int st_span_cmp(const void *a, const void *b) {
  * *begin and *end. */
 static int st_parse_entry(const char *path, const char *name, json_t *value, st_tensor *t,
                           int64_t *begin, int64_t *end, dp_err *err) {
+    char qn[ST_QCAP], qv[ST_QCAP];
+    name = st_q(qn, name);
     if (!json_is_object(value))
-        return dp_fail(err, "%s: tensor \"%s\": expected an object with dtype, shape and "
+        return dp_fail(err, "%s: tensor %s: expected an object with dtype, shape and "
                        "data_offsets", path, name);
     json_t *jd = json_object_get(value, "dtype");
     json_t *js = json_object_get(value, "shape");
     json_t *jo = json_object_get(value, "data_offsets");
     if (!json_is_string(jd))
-        return dp_fail(err, "%s: tensor \"%s\": \"dtype\" missing or not a string", path, name);
+        return dp_fail(err, "%s: tensor %s: \"dtype\" missing or not a string", path, name);
     if (st_dtype_parse(json_string_value(jd), &t->dtype) != 0)
-        return dp_fail(err, "%s: tensor \"%s\": unknown dtype \"%s\"", path, name,
-                       json_string_value(jd));
+        return dp_fail(err, "%s: tensor %s: unknown dtype %s", path, name,
+                       st_q(qv, json_string_value(jd)));
     if (!json_is_array(js))
-        return dp_fail(err, "%s: tensor \"%s\": \"shape\" missing or not an array", path, name);
+        return dp_fail(err, "%s: tensor %s: \"shape\" missing or not an array", path, name);
     size_t ndim = json_array_size(js);
     if (ndim > ST_MAX_DIMS)
-        return dp_fail(err, "%s: tensor \"%s\": shape has %zu dimensions, at most %d supported",
+        return dp_fail(err, "%s: tensor %s: shape has %zu dimensions, at most %d supported",
                        path, name, ndim, ST_MAX_DIMS);
     t->ndim = (int)ndim;
     int64_t numel = 1;
@@ -171,7 +188,7 @@ static int st_parse_entry(const char *path, const char *name, json_t *value, st_
     for (size_t i = 0; i < ndim; i++) {
         json_t *d = json_array_get(js, i);
         if (!json_is_integer(d) || json_integer_value(d) < 0)
-            return dp_fail(err, "%s: tensor \"%s\": shape[%zu] must be a non-negative integer",
+            return dp_fail(err, "%s: tensor %s: shape[%zu] must be a non-negative integer",
                            path, name, i);
         t->shape[i] = json_integer_value(d);
         if (!overflow && __builtin_mul_overflow(numel, t->shape[i], &numel)) overflow = 1;
@@ -183,23 +200,23 @@ static int st_parse_entry(const char *path, const char *name, json_t *value, st_
     if (overflow || __builtin_mul_overflow(numel, (int64_t)st_dtype_size(t->dtype), &nbytes)) {
         char sh[256];
         st_format_shape(sh, sizeof sh, t->shape, t->ndim);
-        return dp_fail(err, "%s: tensor \"%s\": shape %s x %s overflows a 64-bit byte count",
+        return dp_fail(err, "%s: tensor %s: shape %s x %s overflows a 64-bit byte count",
                        path, name, sh, st_dtype_name(t->dtype));
     }
     t->numel = numel;
     if (!json_is_array(jo) || json_array_size(jo) != 2 ||
         !json_is_integer(json_array_get(jo, 0)) || !json_is_integer(json_array_get(jo, 1)))
-        return dp_fail(err, "%s: tensor \"%s\": \"data_offsets\" must be an array of two integers",
+        return dp_fail(err, "%s: tensor %s: \"data_offsets\" must be an array of two integers",
                        path, name);
     *begin = json_integer_value(json_array_get(jo, 0));
     *end = json_integer_value(json_array_get(jo, 1));
     if (*begin < 0 || *end < *begin)
-        return dp_fail(err, "%s: tensor \"%s\": data_offsets [%lld, %lld) must satisfy "
+        return dp_fail(err, "%s: tensor %s: data_offsets [%lld, %lld) must satisfy "
                        "0 <= begin <= end", path, name, (long long)*begin, (long long)*end);
     if (*end - *begin != nbytes) {
         char sh[256];
         st_format_shape(sh, sizeof sh, t->shape, t->ndim);
-        return dp_fail(err, "%s: tensor \"%s\": data_offsets [%lld, %lld) but shape %s x %s "
+        return dp_fail(err, "%s: tensor %s: data_offsets [%lld, %lld) but shape %s x %s "
                        "needs %lld bytes", path, name, (long long)*begin, (long long)*end, sh,
                        st_dtype_name(t->dtype), (long long)nbytes);
     }
@@ -213,9 +230,12 @@ static int st_parse_metadata(st_set *s, const char *path, json_t *meta, dp_err *
         return dp_fail(err, "%s: \"__metadata__\" must be an object of strings", path);
     const char *k;
     json_t *v;
+    char q[ST_QCAP];
     json_object_foreach(meta, k, v) {
         if (!json_is_string(v))
-            return dp_fail(err, "%s: \"__metadata__\": value of \"%s\" must be a string", path, k);
+            return dp_fail(err, "%s: \"__metadata__\": value of %s must be a string, got %s", path,
+                           st_q(q, k), json_is_object(v) ? "an object" : json_is_array(v) ? "an array"
+                           : json_is_number(v) ? "a number" : json_is_boolean(v) ? "a boolean" : "null");
         if (!json_object_get(s->metadata, k) && json_object_set(s->metadata, k, v) != 0)
             return dp_fail(err, "out of memory storing metadata");
     }
@@ -307,26 +327,28 @@ static int st_load_file(st_set *s, const char *path, dp_err *err) {
     if (rc == 0) {
         if (nspans > 1) qsort(spans, (size_t)nspans, sizeof *spans, st_span_cmp);
         int64_t at = 0;
+        char q1[ST_QCAP], q2[ST_QCAP];
         for (int i = 0; i < nspans && rc == 0; i++) {
             const st_span *sp = &spans[i];
             const char *name = s->tensors[sp->tensor].name;
             if (sp->begin < at) {
                 const st_span *pr = &spans[i - 1];
-                rc = dp_fail(err, "%s: tensors \"%s\" [%lld, %lld) and \"%s\" [%lld, %lld) "
-                             "overlap", path, s->tensors[pr->tensor].name,
-                             (long long)pr->begin, (long long)pr->end, name,
+                rc = dp_fail(err, "%s: tensors %s [%lld, %lld) and %s [%lld, %lld) "
+                             "overlap", path, st_q(q1, s->tensors[pr->tensor].name),
+                             (long long)pr->begin, (long long)pr->end, st_q(q2, name),
                              (long long)sp->begin, (long long)sp->end);
             } else if (sp->begin > at) {
                 if (i == 0)
                     rc = dp_fail(err, "%s: hole of %lld bytes at the start of the data area "
-                                 "before tensor \"%s\" [%lld, %lld)", path,
-                                 (long long)sp->begin, name, (long long)sp->begin,
+                                 "before tensor %s [%lld, %lld)", path,
+                                 (long long)sp->begin, st_q(q2, name), (long long)sp->begin,
                                  (long long)sp->end);
                 else
-                    rc = dp_fail(err, "%s: hole of %lld bytes between tensor \"%s\" ending at "
-                                 "%lld and tensor \"%s\" starting at %lld", path,
-                                 (long long)(sp->begin - at), s->tensors[spans[i - 1].tensor].name,
-                                 (long long)at, name, (long long)sp->begin);
+                    rc = dp_fail(err, "%s: hole of %lld bytes between tensor %s ending at "
+                                 "%lld and tensor %s starting at %lld", path,
+                                 (long long)(sp->begin - at),
+                                 st_q(q1, s->tensors[spans[i - 1].tensor].name), (long long)at,
+                                 st_q(q2, name), (long long)sp->begin);
             }
             at = sp->end;
         }
@@ -369,12 +391,19 @@ static int st_finish(st_set *s, dp_err *err) {
     if (n && !p) return dp_fail(err, "out of memory");
     for (int i = 0; i < n; i++) { p[i].t = s->tensors[i]; p[i].file = s->file_of[i]; }
     if (n > 1) qsort(p, (size_t)n, sizeof *p, st_name_cmp); /* the tensor is the first member */
-    for (int i = 0; i < n; i++) { s->tensors[i] = p[i].t; s->file_of[i] = p[i].file; }
+    for (int i = 0; i < n; i++) {
+        s->tensors[i] = p[i].t;
+        s->file_of[i] = p[i].file;
+        s->tensors[i].file = s->files[p[i].file].path;
+    }
     free(p);
     for (int i = 1; i < n; i++)
         if (strcmp(s->tensors[i - 1].name, s->tensors[i].name) == 0)
-            return dp_fail(err, "%s: tensor \"%s\" also appears in %s", s->files[s->file_of[i]].path,
-                           s->tensors[i].name, s->files[s->file_of[i - 1]].path);
+        {
+            char q[ST_QCAP];
+            return dp_fail(err, "%s: tensor %s also appears in %s", s->files[s->file_of[i]].path,
+                           st_q(q, s->tensors[i].name), s->files[s->file_of[i - 1]].path);
+        }
     size_t nslots = 16;
     while (nslots < 2 * (size_t)n) nslots *= 2;
     s->slots = malloc(nslots * sizeof *s->slots);
@@ -450,15 +479,16 @@ static int st_open_index(st_set **out, const char *index, dp_err *err) {
     int nshards = 0, rc = 0;
     const char *name;
     json_t *v;
+    char q1[ST_QCAP], q2[ST_QCAP], q3[DP_QUOTE_CAP];
     json_object_foreach(wm, name, v) {
         if (!json_is_string(v)) {
-            rc = dp_fail(err, "%s: weight_map: value of \"%s\" must be a file name", index, name);
+            rc = dp_fail(err, "%s: weight_map: value of %s must be a file name", index, st_q(q1, name));
             break;
         }
         const char *file = json_string_value(v);
         if (file[0] == '\0' || strchr(file, '/') != NULL) {
-            rc = dp_fail(err, "%s: weight_map: \"%s\" maps to \"%s\", expected a file name in "
-                         "the same directory", index, name, file);
+            rc = dp_fail(err, "%s: weight_map: %s maps to %s, expected a file name in "
+                         "the same directory", index, st_q(q1, name), st_q(q2, file));
             break;
         }
         int seen = 0;
@@ -478,8 +508,8 @@ static int st_open_index(st_set **out, const char *index, dp_err *err) {
         if (slash) snprintf(path, len, "%.*s/%s", dirlen, index, shards[i]);
         else snprintf(path, len, "%s", shards[i]);
         if (!st_exists(path))
-            rc = dp_fail(err, "%s: weight_map names \"%s\", which does not exist", index,
-                         shards[i]);
+            rc = dp_fail(err, "%s: weight_map names %s, which does not exist", index,
+                         st_q(q1, shards[i]));
         else
             rc = st_load_file(s, path, err);
         free(path);
@@ -492,15 +522,16 @@ static int st_open_index(st_set **out, const char *index, dp_err *err) {
             int i = st_find_index(s, name);
             const char *file = json_string_value(v);
             if (i < 0) {
-                rc = dp_fail(err, "%s: weight_map: tensor \"%s\" is not in %s", index, name, file);
+                rc = dp_fail(err, "%s: weight_map: tensor %s is not in %s", index, st_q(q1, name),
+                             st_q(q2, file));
                 break;
             }
             const char *got = s->files[s->file_of[i]].path;
             const char *base = strrchr(got, '/');
             base = base ? base + 1 : got;
             if (strcmp(base, file) != 0) {
-                rc = dp_fail(err, "%s: weight_map: tensor \"%s\" maps to %s but is in %s", index,
-                             name, file, base);
+                rc = dp_fail(err, "%s: weight_map: tensor %s maps to %s but is in %s", index,
+                             st_q(q1, name), st_q(q2, file), dp_quote(q3, base, (size_t)-1));
                 break;
             }
         }
@@ -508,8 +539,8 @@ static int st_open_index(st_set **out, const char *index, dp_err *err) {
     if (rc == 0 && (size_t)s->n != nmap) {
         for (int i = 0; i < s->n; i++)
             if (!json_object_get(wm, s->tensors[i].name)) {
-                rc = dp_fail(err, "%s: tensor \"%s\" is not listed in %s",
-                             s->files[s->file_of[i]].path, s->tensors[i].name, index);
+                rc = dp_fail(err, "%s: tensor %s is not listed in %s",
+                             s->files[s->file_of[i]].path, st_q(q1, s->tensors[i].name), index);
                 break;
             }
     }
@@ -637,21 +668,16 @@ int st_to_f32(const st_tensor *t, float *dst, dp_err *err) {
         if (n) memcpy(dst, src, n * 4);
         return 0;
     case ST_F16:
+    case ST_BF16: {
+        int half = t->dtype == ST_F16;
 #pragma omp parallel for schedule(static) if (n >= 65536)
         for (size_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, src + 2 * i, 2);
-            dst[i] = st_f16_to_f32(h);
+            dst[i] = half ? st_f16_to_f32(h) : st_bf16_to_f32(h);
         }
         return 0;
-    case ST_BF16:
-#pragma omp parallel for schedule(static) if (n >= 65536)
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            dst[i] = st_bf16_to_f32(h);
-        }
-        return 0;
+    }
     case ST_F64:
 #pragma omp parallel for schedule(static) if (n >= 65536)
         for (size_t i = 0; i < n; i++) {
@@ -660,176 +686,16 @@ int st_to_f32(const st_tensor *t, float *dst, dp_err *err) {
             dst[i] = (float)d;
         }
         return 0;
-    default:
-        return dp_fail(err, "tensor \"%s\": dtype %s cannot be converted to F32 (expected F32, "
-                       "F16, BF16 or F64)", t->name, st_dtype_name(t->dtype));
+    default: {
+        char q[ST_QCAP];
+        return dp_fail(err, "%s%stensor %s: dtype %s cannot be converted to F32 (expected F32, "
+                       "F16, BF16 or F64)", t->file ? t->file : "", t->file ? ": " : "",
+                       st_q(q, t->name), st_dtype_name(t->dtype));
+    }
     }
 }
 
 const float *st_f32_view(const st_tensor *t) {
     if (t->dtype != ST_F32 || ((uintptr_t)t->data & 3) != 0) return NULL;
     return t->data;
-}
-
-/* ---- writing --------------------------------------------------------------- */
-
-static int st_write_all(int fd, const void *buf, size_t n) {
-    const unsigned char *p = buf;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int st_wt_cmp(const void *a, const void *b) {
-    return strcmp((*(const st_write_tensor *const *)a)->name,
-                  (*(const st_write_tensor *const *)b)->name);
-}
-
-/* Builds the padded header text for the sorted tensors. *out is malloc'd. */
-static int st_build_header(const char *path, const st_write_tensor **sorted, int n, int bf16,
-                           char **out, size_t *outlen, dp_err *err) {
-    json_t *root = json_object();
-    json_t *meta = json_pack("{s:s}", "format", "pt");
-    if (!root || !meta || json_object_set_new(root, "__metadata__", meta) != 0) {
-        json_decref(root);
-        return dp_fail(err, "out of memory");
-    }
-    size_t esize = bf16 ? 2 : 4;
-    int64_t at = 0;
-    for (int i = 0; i < n; i++) {
-        const st_write_tensor *t = sorted[i];
-        int64_t numel = 1, nbytes;
-        json_t *shape = json_array();
-        for (int d = 0; d < t->ndim; d++) {
-            json_array_append_new(shape, json_integer(t->shape[d]));
-            __builtin_mul_overflow(numel, t->shape[d], &numel); /* checked by the caller */
-        }
-        nbytes = numel * (int64_t)esize;
-        json_t *e = json_pack("{s:s,s:o,s:[I,I]}", "dtype", bf16 ? "BF16" : "F32", "shape", shape,
-                              "data_offsets", (json_int_t)at, (json_int_t)(at + nbytes));
-        if (!e || json_object_set_new(root, t->name, e) != 0) {
-            json_decref(root);
-            return dp_fail(err, "%s: tensor \"%s\": name is not valid UTF-8 or out of memory",
-                           path, t->name);
-        }
-        at += nbytes;
-    }
-    char *text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(root);
-    if (!text) return dp_fail(err, "out of memory");
-    size_t len = strlen(text), padded = (len + 7) & ~(size_t)7;
-    char *buf = realloc(text, padded + 1);
-    if (!buf) {
-        free(text);
-        return dp_fail(err, "out of memory");
-    }
-    memset(buf + len, ' ', padded - len);
-    buf[padded] = '\0';
-    *out = buf;
-    *outlen = padded;
-    return 0;
-}
-
-static int st_write_data(int fd, const st_write_tensor *t, int bf16) {
-    int64_t numel = 1;
-    for (int d = 0; d < t->ndim; d++) numel *= t->shape[d];
-    if (!bf16) return numel ? st_write_all(fd, t->data, (size_t)numel * 4) : 0;
-    enum { CHUNK = 1 << 16 };
-    uint16_t buf[CHUNK];
-    for (int64_t i = 0; i < numel; i += CHUNK) {
-        int64_t m = numel - i < CHUNK ? numel - i : CHUNK;
-        for (int64_t k = 0; k < m; k++) buf[k] = st_f32_to_bf16(t->data[i + k]);
-        if (st_write_all(fd, buf, (size_t)m * 2) != 0) return -1;
-    }
-    return 0;
-}
-
-int st_write(const char *path, const st_write_tensor *tensors, int n, int bf16, dp_err *err) {
-    if (n < 0) return dp_fail(err, "%s: negative tensor count %d", path, n);
-    size_t esize = bf16 ? 2 : 4;
-    const st_write_tensor **sorted = calloc(n ? (size_t)n : 1, sizeof *sorted);
-    if (!sorted) return dp_fail(err, "out of memory");
-    for (int i = 0; i < n; i++) sorted[i] = &tensors[i];
-    if (n > 1) qsort(sorted, (size_t)n, sizeof *sorted, st_wt_cmp);
-    int rc = 0;
-    int64_t total = 0;
-    for (int i = 0; i < n && rc == 0; i++) {
-        const st_write_tensor *t = sorted[i];
-        if (!t->name || strcmp(t->name, "__metadata__") == 0) {
-            rc = dp_fail(err, "%s: tensor %d: missing or reserved name", path, i);
-            break;
-        }
-        if (i > 0 && strcmp(sorted[i - 1]->name, t->name) == 0) {
-            rc = dp_fail(err, "%s: tensor \"%s\" given twice", path, t->name);
-            break;
-        }
-        if (t->ndim < 0 || t->ndim > ST_MAX_DIMS) {
-            rc = dp_fail(err, "%s: tensor \"%s\": ndim %d, expected 0..%d", path, t->name,
-                         t->ndim, ST_MAX_DIMS);
-            break;
-        }
-        int64_t numel = 1;
-        for (int d = 0; d < t->ndim && rc == 0; d++) {
-            if (t->shape[d] < 0)
-                rc = dp_fail(err, "%s: tensor \"%s\": shape[%d] = %lld is negative", path,
-                             t->name, d, (long long)t->shape[d]);
-            else if (__builtin_mul_overflow(numel, t->shape[d], &numel))
-                rc = dp_fail(err, "%s: tensor \"%s\": shape overflows", path, t->name);
-        }
-        int64_t nbytes;
-        if (rc == 0 && (__builtin_mul_overflow(numel, (int64_t)esize, &nbytes) ||
-                        __builtin_add_overflow(total, nbytes, &total)))
-            rc = dp_fail(err, "%s: tensor \"%s\": total size overflows", path, t->name);
-        if (rc == 0 && numel > 0 && !t->data)
-            rc = dp_fail(err, "%s: tensor \"%s\": no data", path, t->name);
-    }
-    char *header = NULL;
-    size_t hlen = 0;
-    if (rc == 0) rc = st_build_header(path, sorted, n, bf16, &header, &hlen, err);
-
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    int fd = -1;
-    if (rc == 0 && !tmp) {
-        rc = dp_fail(err, "out of memory");
-    } else if (rc == 0) {
-        memcpy(tmp, path, plen);
-        memcpy(tmp + plen, ".tmp", 5);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0) rc = dp_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    }
-    if (rc == 0) {
-        unsigned char len8[8];
-        for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
-        int bad = st_write_all(fd, len8, 8) || st_write_all(fd, header, hlen);
-        for (int i = 0; i < n && !bad; i++) bad = st_write_data(fd, sorted[i], bf16);
-        if (bad || fsync(fd) != 0) rc = dp_fail(err, "%s: write failed: %s", tmp, strerror(errno));
-    }
-    if (fd >= 0 && close(fd) != 0 && rc == 0)
-        rc = dp_fail(err, "%s: close failed: %s", tmp, strerror(errno));
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = dp_fail(err, "%s: cannot rename from %s: %s", path, tmp, strerror(errno));
-    if (rc != 0 && fd >= 0) unlink(tmp);
-    if (rc == 0) {
-        /* Make the rename durable. */
-        const char *slash = strrchr(path, '/');
-        char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
-        int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
-    free(tmp);
-    free(header);
-    free(sorted);
-    return rc;
 }

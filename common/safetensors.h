@@ -31,6 +31,7 @@ typedef struct st_tensor {
     int64_t numel;
     const void *data;      /* points into the mapping; valid until st_close */
     size_t nbytes;
+    const char *file;      /* the file holding it, owned by the set (NULL when made by hand) */
 } st_tensor;
 
 typedef struct st_set st_set;
@@ -86,7 +87,8 @@ typedef struct st_write_tensor {
 
 /* Writes PATH atomically (temp file, fsync, rename): tensors sorted by name,
  * dtype F32 or (bf16 != 0) BF16 with round-to-nearest-even, header padded
- * with spaces to a multiple of 8, "__metadata__": {"format": "pt"}. */
+ * with spaces to a multiple of 8, "__metadata__": {"format": "pt"}.
+ * (Implemented in safetensors_write.c.) */
 int st_write(const char *path, const st_write_tensor *tensors, int n, int bf16, dp_err *err);
 
 #endif

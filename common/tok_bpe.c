@@ -43,9 +43,10 @@ int tok_bpe_reserve_merges(tok_bpe *b, size_t n, dp_err *err) {
 int tok_bpe_add_merge(tok_bpe *b, const char *l, size_t ll, const char *r, size_t rl, int32_t rank,
                       dp_err *err) {
     int32_t lid = tok_strmap_get(&b->vocab, l, ll), rid = tok_strmap_get(&b->vocab, r, rl);
+    char q[DP_QUOTE_CAP];
     if (lid < 0 || rid < 0)
-        return dp_fail(err, "merge token \"%.*s\" is not in the vocabulary",
-                       lid < 0 ? (int)ll : (int)rl, lid < 0 ? l : r);
+        return dp_fail(err, "merge token %s is not in the vocabulary",
+                       lid < 0 ? dp_quote(q, l, ll) : dp_quote(q, r, rl));
     size_t pl = b->prefix ? strlen(b->prefix) : 0;
     if (pl && rl >= pl && !memcmp(r, b->prefix, pl)) r += pl, rl -= pl;
     char small[256], *cat = ll + rl <= sizeof small ? small : malloc(ll + rl);
@@ -54,7 +55,7 @@ int tok_bpe_add_merge(tok_bpe *b, const char *l, size_t ll, const char *r, size_
     memcpy(cat + ll, r, rl);
     int32_t nid = tok_strmap_get(&b->vocab, cat, ll + rl);
     if (nid < 0) {
-        dp_fail(err, "merged token \"%.*s\" is not in the vocabulary", (int)(ll + rl), cat);
+        dp_fail(err, "merged token %s is not in the vocabulary", dp_quote(q, cat, ll + rl));
         if (cat != small) free(cat);
         return -1;
     }

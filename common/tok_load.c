@@ -2,7 +2,10 @@
  * tokenizer_config.json beside it into a struct tokenizer: the BPE model,
  * added tokens and their tries, normalizer, pre-tokenizer, decoder and the
  * post-processor's BOS/EOS. Errors name the file and the JSON path. */
+#include <assert.h>
 #include <jansson.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +28,28 @@ typedef struct loader {
 #define STR(n) TJ_STR_OF(L->d, (n))
 #define EACH(c, parent) for (const tj_node *c = tj_first(L->d, (parent)); c; c = tj_next(L->d, (parent), c))
 
-static int jfail(loader *L, const char *path, const char *fmt, const char *what) {
-    return dp_fail(L->err, "%s: %s: %s%s", L->file, path, fmt, what ? what : "");
+/* "FILE: PATH: message"; PATH is the JSON path at fault. */
+static int jfail(loader *L, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int jfail(loader *L, const char *path, const char *fmt, ...) {
+    char what[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return dp_fail(L->err, "%s: %s: %s", L->file, path, what);
+}
+
+/* What node N holds, for "got ...": a string quoted, a number as written,
+ * else its kind ("an object", "nothing"). */
+static const char *got(loader *L, const tj_node *n, char buf[DP_QUOTE_CAP]) {
+    if (n && n->type == TJ_STR) return dp_quote(buf, STR(n), n->len);
+    if (n && n->type == TJ_NUM) {
+        /* number text holds only [-+.0-9eE] (tok_json) */
+        snprintf(buf, DP_QUOTE_CAP, "%.*s%s", (int)(n->len > 40 ? 40 : n->len), STR(n),
+                 n->len > 40 ? "..." : "");
+        return buf;
+    }
+    return tj_type_name(n);
 }
 
 /* Optional boolean member; default when absent or null. */
@@ -36,7 +59,7 @@ static int jbool(loader *L, const tj_node *o, const char *key, int def, const ch
     if (v->type != TJ_TRUE && v->type != TJ_FALSE) {
         char p[512];
         snprintf(p, sizeof p, "%s.%s", path, key);
-        return jfail(L, p, "expected a boolean, got ", tj_type_name(v));
+        return jfail(L, p, "expected a boolean, got %s", tj_type_name(v));
     }
     *out = v->type == TJ_TRUE;
     return 0;
@@ -50,7 +73,7 @@ static int jstr(loader *L, const tj_node *o, const char *key, const char *path, 
     if (!IS_STR(v)) {
         char p[512];
         snprintf(p, sizeof p, "%s.%s", path, key);
-        return jfail(L, p, "expected a string, got ", v ? tj_type_name(v) : "nothing");
+        return jfail(L, p, "expected a string, got %s", v ? tj_type_name(v) : "nothing");
     }
     *s = STR(v);
     *n = v->len;
@@ -70,17 +93,20 @@ static int load_pattern(loader *L, const tj_node *o, const char *path, tok_patte
     const tj_node *pat = GET(o, "pattern");
     const tj_node *s = GET(pat, "String"), *r = GET(pat, "Regex");
     const tj_node *v = s ? s : r;
+    char q[DP_QUOTE_CAP];
     if (!IS_STR(v))
-        return jfail(L, pp, "expected {\"String\": ...} or {\"Regex\": ...}", NULL);
+        return jfail(L, pp, "expected {\"String\": ...} or {\"Regex\": ...}, got %s",
+                     got(L, v ? v : pat, q));
     if (tok_pattern_compile(p, STR(v), v->len, s != NULL, L->err))
         return dp_context(L->err, "%s: %s", L->file, pp);
     return 0;
 }
 
 static int load_norm(loader *L, const tj_node *o, const char *path, tok_norm *nm) {
+    char q[DP_QUOTE_CAP];
     const char *type;
     size_t tl;
-    if (!IS_OBJ(o)) return jfail(L, path, "expected an object, got ", tj_type_name(o));
+    if (!IS_OBJ(o)) return jfail(L, path, "expected an object, got %s", tj_type_name(o));
     if (jstr(L, o, "type", path, 0, &type, &tl)) return -1;
     if (!strcmp(type, "NFC")) nm->type = TOK_NORM_NFC;
     else if (!strcmp(type, "NFD")) nm->type = TOK_NORM_NFD;
@@ -103,7 +129,7 @@ static int load_norm(loader *L, const tj_node *o, const char *path, tok_norm *nm
     } else if (!strcmp(type, "Sequence")) {
         nm->type = TOK_NORM_SEQUENCE;
         const tj_node *a = GET(o, "normalizers");
-        if (!IS_ARR(a)) return jfail(L, path, "Sequence: expected \"normalizers\": [...]", NULL);
+        if (!IS_ARR(a)) return jfail(L, path, "Sequence: expected \"normalizers\": [...], got %s", got(L, a, q));
         nm->n_sub = a->count;
         if (!(nm->sub = dp_calloc(nm->n_sub, sizeof *nm->sub, L->err))) return nm->n_sub = 0, -1;
         size_t i = 0;
@@ -113,7 +139,7 @@ static int load_norm(loader *L, const tj_node *o, const char *path, tok_norm *nm
             if (load_norm(L, c, p, &nm->sub[i++])) return -1;
         }
     } else
-        return jfail(L, path, "unsupported normalizer type ", type);
+        return jfail(L, path, "unsupported normalizer type %s", dp_quote(q, type, tl));
     return 0;
 }
 
@@ -122,13 +148,14 @@ static const char gpt2_regex[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 static int load_prepend_scheme(loader *L, const tj_node *o, const char *path, int *scheme) {
+    char q[DP_QUOTE_CAP];
     const tj_node *ps = GET(o, "prepend_scheme");
     if (IS_STR(ps)) {
         const char *s = STR(ps);
         if (!strcmp(s, "always")) *scheme = TOK_PREPEND_ALWAYS;
         else if (!strcmp(s, "first")) *scheme = TOK_PREPEND_FIRST;
         else if (!strcmp(s, "never")) *scheme = TOK_PREPEND_NEVER;
-        else return jfail(L, path, "prepend_scheme: expected always, first or never, got ", s);
+        else return jfail(L, path, "prepend_scheme: expected always, first or never, got %s", got(L, ps, q));
         return 0;
     }
     int add;
@@ -142,7 +169,9 @@ static int load_replacement(loader *L, const tj_node *o, const char *path, char 
     size_t n;
     if (jstr(L, o, "replacement", path, 1, &s, &n)) return -1;
     if (!s) s = "\xE2\x96\x81", n = 3;
-    if (n == 0 || n > 4) return jfail(L, path, "replacement: expected one character, got ", s);
+    char q[DP_QUOTE_CAP];
+    if (n == 0 || n > 4 || tok_utf8_valid_len((const unsigned char *)s, n) != (int)n)
+        return jfail(L, path, "replacement: expected one character, got %s", dp_quote(q, s, n));
     memcpy(repl, s, n);
     repl[n] = '\0';
     *rl = n;
@@ -150,9 +179,10 @@ static int load_replacement(loader *L, const tj_node *o, const char *path, char 
 }
 
 static int load_pre(loader *L, const tj_node *o, const char *path, tok_pre *pt) {
+    char q[DP_QUOTE_CAP];
     const char *type;
     size_t tl;
-    if (!IS_OBJ(o)) return jfail(L, path, "expected an object, got ", tj_type_name(o));
+    if (!IS_OBJ(o)) return jfail(L, path, "expected an object, got %s", tj_type_name(o));
     if (jstr(L, o, "type", path, 0, &type, &tl)) return -1;
     if (!strcmp(type, "ByteLevel")) {
         pt->type = TOK_PRE_BYTELEVEL;
@@ -173,7 +203,7 @@ static int load_pre(loader *L, const tj_node *o, const char *path, tok_pre *pt) 
         else if (!strcmp(b, "MergedWithPrevious")) pt->behavior = TOK_SPLIT_MERGED_PREV;
         else if (!strcmp(b, "MergedWithNext")) pt->behavior = TOK_SPLIT_MERGED_NEXT;
         else if (!strcmp(b, "Contiguous")) pt->behavior = TOK_SPLIT_CONTIGUOUS;
-        else return jfail(L, path, "behavior: unsupported value ", b);
+        else return jfail(L, path, "behavior: unsupported value %s", dp_quote(q, b, bl));
     } else if (!strcmp(type, "Digits")) {
         int indiv;
         pt->type = TOK_PRE_DIGITS;
@@ -198,7 +228,7 @@ static int load_pre(loader *L, const tj_node *o, const char *path, tok_pre *pt) 
     } else if (!strcmp(type, "Sequence")) {
         pt->type = TOK_PRE_SEQUENCE;
         const tj_node *a = GET(o, "pretokenizers");
-        if (!IS_ARR(a)) return jfail(L, path, "Sequence: expected \"pretokenizers\": [...]", NULL);
+        if (!IS_ARR(a)) return jfail(L, path, "Sequence: expected \"pretokenizers\": [...], got %s", got(L, a, q));
         pt->n_sub = a->count;
         if (!(pt->sub = dp_calloc(pt->n_sub, sizeof *pt->sub, L->err))) return pt->n_sub = 0, -1;
         size_t i = 0;
@@ -208,14 +238,15 @@ static int load_pre(loader *L, const tj_node *o, const char *path, tok_pre *pt) 
             if (load_pre(L, c, p, &pt->sub[i++])) return -1;
         }
     } else
-        return jfail(L, path, "unsupported pre-tokenizer type ", type);
+        return jfail(L, path, "unsupported pre-tokenizer type %s", dp_quote(q, type, tl));
     return 0;
 }
 
 static int load_dec(loader *L, const tj_node *o, const char *path, tok_dec *d) {
+    char q[DP_QUOTE_CAP];
     const char *type;
     size_t tl;
-    if (!IS_OBJ(o)) return jfail(L, path, "expected an object, got ", tj_type_name(o));
+    if (!IS_OBJ(o)) return jfail(L, path, "expected an object, got %s", tj_type_name(o));
     if (jstr(L, o, "type", path, 0, &type, &tl)) return -1;
     if (!strcmp(type, "ByteLevel")) d->type = TOK_DEC_BYTELEVEL;
     else if (!strcmp(type, "Metaspace")) {
@@ -240,14 +271,18 @@ static int load_dec(loader *L, const tj_node *o, const char *path, tok_dec *d) {
         if (!(d->str = dupn(s, n, L->err))) return -1;
         d->str_len = n;
         long long a, b;
-        if (tj_int(L->d, GET(o, "start"), &a) || tj_int(L->d, GET(o, "stop"), &b) || a < 0 || b < 0)
-            return jfail(L, path, "Strip: expected integers \"start\" and \"stop\" >= 0", NULL);
+        if (tj_int(L->d, GET(o, "start"), &a) || tj_int(L->d, GET(o, "stop"), &b) || a < 0 || b < 0 ||
+            a > INT_MAX || b > INT_MAX) {
+            char q2[DP_QUOTE_CAP];
+            return jfail(L, path, "Strip: expected integers \"start\" and \"stop\" >= 0, got %s and %s",
+                         got(L, GET(o, "start"), q), got(L, GET(o, "stop"), q2));
+        }
         d->start = (int)a;
         d->stop = (int)b;
     } else if (!strcmp(type, "Sequence")) {
         d->type = TOK_DEC_SEQUENCE;
         const tj_node *a = GET(o, "decoders");
-        if (!IS_ARR(a)) return jfail(L, path, "Sequence: expected \"decoders\": [...]", NULL);
+        if (!IS_ARR(a)) return jfail(L, path, "Sequence: expected \"decoders\": [...], got %s", got(L, a, q));
         d->n_sub = a->count;
         if (!(d->sub = dp_calloc(d->n_sub, sizeof *d->sub, L->err))) return d->n_sub = 0, -1;
         size_t i = 0;
@@ -257,7 +292,7 @@ static int load_dec(loader *L, const tj_node *o, const char *path, tok_dec *d) {
             if (load_dec(L, c, p, &d->sub[i++])) return -1;
         }
     } else
-        return jfail(L, path, "unsupported decoder type ", type);
+        return jfail(L, path, "unsupported decoder type %s", dp_quote(q, type, tl));
     return 0;
 }
 
@@ -280,17 +315,30 @@ static int node_id(loader *L, const tj_node *n, int32_t *id) {
     return 0;
 }
 
+/* A post-processor's token id: an integer naming a token of the vocabulary
+ * (t->vocab_size, set from the model and the added tokens). */
+static int post_id(loader *L, const tokenizer *t, const tj_node *n, const char *path, int32_t *id) {
+    char q[DP_QUOTE_CAP];
+    if (node_id(L, n, id))
+        return jfail(L, path, "expected a token id (an integer in [0, 2^24)), got %s", got(L, n, q));
+    if (*id >= t->vocab_size)
+        return jfail(L, path, "token id %d is outside the vocabulary (%d tokens)", (int)*id,
+                     (int)t->vocab_size);
+    return 0;
+}
+
 /* Post-processor → the ids around a single sequence. Nested processors
  * (Sequence) wrap each other in order. */
 static int load_post(loader *L, tokenizer *t, const tj_node *o, const char *path) {
+    char q[DP_QUOTE_CAP];
     const char *type;
     size_t tl;
-    if (!IS_OBJ(o)) return jfail(L, path, "expected an object, got ", tj_type_name(o));
+    if (!IS_OBJ(o)) return jfail(L, path, "expected an object, got %s", tj_type_name(o));
     if (jstr(L, o, "type", path, 0, &type, &tl)) return -1;
     if (!strcmp(type, "ByteLevel")) return 0;
     if (!strcmp(type, "Sequence")) {
         const tj_node *a = GET(o, "processors");
-        if (!IS_ARR(a)) return jfail(L, path, "Sequence: expected \"processors\": [...]", NULL);
+        if (!IS_ARR(a)) return jfail(L, path, "Sequence: expected \"processors\": [...], got %s", got(L, a, q));
         size_t i = 0;
         EACH(c, a) {
             char p[512];
@@ -303,7 +351,7 @@ static int load_post(loader *L, tokenizer *t, const tj_node *o, const char *path
     size_t npre = 0, nsuf = 0;
     if (!strcmp(type, "TemplateProcessing")) {
         const tj_node *single = GET(o, "single"), *special = GET(o, "special_tokens");
-        if (!IS_ARR(single)) return jfail(L, path, "single: expected an array", NULL);
+        if (!IS_ARR(single)) return jfail(L, path, "single: expected an array, got %s", got(L, single, q));
         int seen_a = 0;
         size_t i = 0;
         EACH(it, single) {
@@ -314,29 +362,39 @@ static int load_post(loader *L, tokenizer *t, const tj_node *o, const char *path
                 continue;
             }
             const tj_node *name = GET(GET(it, "SpecialToken"), "id");
-            const tj_node *ids = IS_STR(name) ? GET(GET(special, STR(name)), "ids") : NULL;
+            if (!IS_STR(name)) {
+                free(pre), free(suf);
+                return jfail(L, p, "expected {\"Sequence\": ...} or {\"SpecialToken\": {\"id\": ...}}, "
+                             "got %s", got(L, it, q));
+            }
+            const tj_node *ids = GET(GET(special, STR(name)), "ids");
             if (!IS_ARR(ids)) {
                 free(pre), free(suf);
-                return jfail(L, p, "expected a SpecialToken listed in special_tokens", NULL);
+                return jfail(L, p, "SpecialToken %s is not in special_tokens (with an \"ids\" array)",
+                             got(L, name, q));
             }
+            size_t k = 0;
             EACH(e, ids) {
                 int32_t id;
-                if (node_id(L, e, &id)) {
-                    free(pre), free(suf);
-                    return jfail(L, p, "special_tokens ids: expected integers >= 0", NULL);
-                }
+                char pi[512];
+                snprintf(pi, sizeof pi, "%s.special_tokens.%s.ids[%zu]", path, got(L, name, q), k++);
+                if (post_id(L, t, e, pi, &id)) return free(pre), free(suf), -1;
                 if (append_ids(seen_a ? &suf : &pre, seen_a ? &nsuf : &npre, &id, 1, L->err))
                     return free(pre), free(suf), -1;
             }
         }
     } else if (!strcmp(type, "RobertaProcessing") || !strcmp(type, "BertProcessing")) {
         int32_t c, s;
-        if (node_id(L, tj_at(L->d, GET(o, "cls"), 1), &c) || node_id(L, tj_at(L->d, GET(o, "sep"), 1), &s))
-            return jfail(L, path, "expected \"cls\" and \"sep\" as [token, id]", NULL);
+        char pc[512], ps[512];
+        snprintf(pc, sizeof pc, "%s.cls[1]", path);
+        snprintf(ps, sizeof ps, "%s.sep[1]", path);
+        if (post_id(L, t, tj_at(L->d, GET(o, "cls"), 1), pc, &c) ||
+            post_id(L, t, tj_at(L->d, GET(o, "sep"), 1), ps, &s))
+            return -1;
         if (append_ids(&pre, &npre, &c, 1, L->err) || append_ids(&suf, &nsuf, &s, 1, L->err))
             return free(pre), free(suf), -1;
     } else
-        return jfail(L, path, "unsupported post-processor type ", type);
+        return jfail(L, path, "unsupported post-processor type %s", dp_quote(q, type, tl));
     /* Wrap: new prefix = pre + old prefix; new suffix = old suffix + suf. */
     int rc = append_ids(&pre, &npre, t->prefix_ids, t->n_prefix, L->err) ||
              append_ids(&t->suffix_ids, &t->n_suffix, suf, nsuf, L->err);
@@ -352,22 +410,23 @@ static int load_model(loader *L, tokenizer *t, const tj_node *m) {
     tok_bpe *b = &t->bpe;
     const char *type, *s;
     size_t tl, n;
-    if (!IS_OBJ(m)) return jfail(L, "model", "expected an object, got ", tj_type_name(m));
+    if (!IS_OBJ(m)) return jfail(L, "model", "expected an object, got %s", tj_type_name(m));
     if (jstr(L, m, "type", "model", 1, &type, &tl)) return -1;
-    if (type && strcmp(type, "BPE")) return jfail(L, "model.type", "expected \"BPE\", got ", type);
+    char q[DP_QUOTE_CAP];
+    if (type && strcmp(type, "BPE")) return jfail(L, "model.type", "expected \"BPE\", got %s", dp_quote(q, type, tl));
     const tj_node *vocab = GET(m, "vocab"), *merges = GET(m, "merges");
-    if (!IS_OBJ(vocab)) return jfail(L, "model.vocab", "expected an object, got ", tj_type_name(vocab));
-    if (!IS_ARR(merges)) return jfail(L, "model.merges", "expected an array, got ", tj_type_name(merges));
+    if (!IS_OBJ(vocab)) return jfail(L, "model.vocab", "expected an object, got %s", tj_type_name(vocab));
+    if (!IS_ARR(merges)) return jfail(L, "model.merges", "expected an array, got %s", tj_type_name(merges));
     const tj_node *dropout = GET(m, "dropout");
     if (dropout && dropout->type == TJ_NUM && tj_num(L->d, dropout) > 0)
-        return jfail(L, "model.dropout", "BPE dropout is not supported (expected null)", NULL);
+        return jfail(L, "model.dropout", "BPE dropout is not supported (expected null)");
     int32_t max_id = -1;
     EACH(v, vocab) {
         int32_t id;
         if (node_id(L, v, &id)) {
             char p[512];
-            snprintf(p, sizeof p, "model.vocab.\"%.200s\"", TJ_KEY_OF(L->d, v));
-            return jfail(L, p, "expected a token id (an integer in [0, 2^24)), got ", tj_type_name(v));
+            snprintf(p, sizeof p, "model.vocab.%s", dp_quote(q, TJ_KEY_OF(L->d, v), v->key_len));
+            return jfail(L, p, "expected a token id (an integer in [0, 2^24)), got %s", got(L, v, q));
         }
         if (id > max_id) max_id = id;
     }
@@ -418,7 +477,7 @@ static int load_model(loader *L, tokenizer *t, const tj_node *m) {
         if (!l || tok_bpe_add_merge(b, l, ll, r, rl, rank, L->err)) {
             char p[64];
             snprintf(p, sizeof p, "model.merges[%d]", (int)rank);
-            if (!l) return jfail(L, p, "expected \"a b\" or [\"a\", \"b\"], got ", tj_type_name(e));
+            if (!l) return jfail(L, p, "expected \"a b\" or [\"a\", \"b\"], got %s", got(L, e, q));
             return dp_context(L->err, "%s: %s", L->file, p);
         }
         rank++;
@@ -428,7 +487,7 @@ static int load_model(loader *L, tokenizer *t, const tj_node *m) {
 
 static int load_added(loader *L, tokenizer *t, const tj_node *a) {
     if (IS_NULL(a)) return 0;
-    if (!IS_ARR(a)) return jfail(L, "added_tokens", "expected an array, got ", tj_type_name(a));
+    if (!IS_ARR(a)) return jfail(L, "added_tokens", "expected an array, got %s", tj_type_name(a));
     t->n_added = a->count;
     if (!(t->added = dp_calloc(t->n_added, sizeof *t->added, L->err))) return t->n_added = 0, -1;
     size_t i = 0;
@@ -440,8 +499,13 @@ static int load_added(loader *L, tokenizer *t, const tj_node *a) {
         int32_t id;
         int sp, nz, ls, rs, sw;
         snprintf(p, sizeof p, "added_tokens[%zu]", i++);
-        if (!IS_OBJ(o)) return jfail(L, p, "expected an object, got ", tj_type_name(o));
-        if (node_id(L, GET(o, "id"), &id)) return jfail(L, p, ".id: expected a token id (an integer in [0, 2^24))", NULL);
+        if (!IS_OBJ(o)) return jfail(L, p, "expected an object, got %s", tj_type_name(o));
+        if (node_id(L, GET(o, "id"), &id)) {
+            char q[DP_QUOTE_CAP], pid[80];
+            snprintf(pid, sizeof pid, "%s.id", p);
+            return jfail(L, pid, "expected a token id (an integer in [0, 2^24)), got %s",
+                         got(L, GET(o, "id"), q));
+        }
         if (jstr(L, o, "content", p, 0, &s, &n) || jbool(L, o, "special", 0, p, &sp) ||
             jbool(L, o, "normalized", !sp, p, &nz) || jbool(L, o, "lstrip", 0, p, &ls) ||
             jbool(L, o, "rstrip", 0, p, &rs) || jbool(L, o, "single_word", 0, p, &sw))
@@ -472,6 +536,13 @@ static int load_added(loader *L, tokenizer *t, const tj_node *a) {
     return 0;
 }
 
+/* What jansson value V is, for "got ...". */
+static const char *json_kind(const json_t *v) {
+    return !v ? "nothing" : json_is_object(v) ? "an object" : json_is_array(v) ? "an array"
+         : json_is_string(v) ? "a string" : json_is_number(v) ? "a number"
+         : json_is_boolean(v) ? "a boolean" : "null";
+}
+
 /* tokenizer_config.json (small: jansson): add_bos_token/add_eos_token,
  * bos/eos names, chat_template. */
 static int load_config(tokenizer *t, const char *path, dp_err *err) {
@@ -486,17 +557,32 @@ static int load_config(tokenizer *t, const char *path, dp_err *err) {
     fclose(f);
     json_error_t je;
     json_t *c = json_load_file(cpath, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &je);
-    if (!c || !json_is_object(c)) {
-        dp_fail(err, "%s:%d:%d: %s", cpath, je.line, je.column, c ? "expected an object" : je.text);
+    if (!c) {
+        dp_fail(err, "%s:%d:%d: %s", cpath, je.line, je.column, je.text);
+        return free(cpath), -1;
+    }
+    if (!json_is_object(c)) {
+        dp_fail(err, "%s: expected a JSON object, got %s", cpath, json_kind(c));
         json_decref(c);
         return free(cpath), -1;
     }
     int32_t ids[2] = {-1, -1};
-    const char *names[2] = {"bos_token", "eos_token"};
+    const char *names[2] = {"bos_token", "eos_token"}, *flags[2] = {"add_bos_token", "add_eos_token"};
     for (int k = 0; k < 2; k++) {
-        json_t *v = json_object_get(c, names[k]);
+        json_t *v = json_object_get(c, names[k]), *f = json_object_get(c, flags[k]);
         if (json_is_object(v)) v = json_object_get(v, "content");
         if (json_is_string(v)) ids[k] = tok_token_id(t, json_string_value(v), json_string_length(v));
+        else if (v && !json_is_null(v)) {
+            dp_fail(err, "%s: %s: expected a token (a string or {\"content\": ...}), got %s", cpath,
+                    names[k], json_kind(v));
+            json_decref(c);
+            return free(cpath), -1;
+        }
+        if (f && !json_is_boolean(f) && !json_is_null(f)) {
+            dp_fail(err, "%s: %s: expected true or false, got %s", cpath, flags[k], json_kind(f));
+            json_decref(c);
+            return free(cpath), -1;
+        }
     }
     if (ids[0] >= 0) t->bos_id = ids[0];
     if (ids[1] >= 0) t->eos_id = ids[1];
@@ -569,6 +655,11 @@ int tok_load(tokenizer **out, const char *path, dp_err *err) {
         rc = load_dec(L, v, "decoder", &t->dec);
     }
     if (!rc) rc = load_added(L, t, GET(root, "added_tokens"));
+    if (!rc) {
+        t->vocab_size = t->bpe.n;
+        for (size_t i = 0; i < t->n_added; i++)
+            if (t->added[i].id + 1 > t->vocab_size) t->vocab_size = t->added[i].id + 1;
+    }
     if (!rc && !IS_NULL(v = GET(root, "post_processor"))) rc = load_post(L, t, v, "post_processor");
     tj_free(&doc);
     if (!rc) {
@@ -578,27 +669,12 @@ int tok_load(tokenizer **out, const char *path, dp_err *err) {
         rc = load_config(t, path, err);
     }
     if (rc) return tok_free(t), -1;
-    t->vocab_size = t->bpe.n;
-    for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].id + 1 > t->vocab_size) t->vocab_size = t->added[i].id + 1;
     t->id_str = dp_calloc((size_t)t->vocab_size, sizeof *t->id_str, err);
     t->id_len = dp_calloc((size_t)t->vocab_size, sizeof *t->id_len, err);
     if (!t->id_str || !t->id_len) return tok_free(t), -1;
-    /* The post-processor's ids must name tokens this tokenizer has. */
-    for (size_t i = 0; i < t->n_prefix + t->n_suffix; i++) {
-        int32_t id = i < t->n_prefix ? t->prefix_ids[i] : t->suffix_ids[i - t->n_prefix];
-        if (id >= t->vocab_size) {
-            dp_fail(err, "%s: post_processor: special token id %d is outside the vocabulary (%d tokens)",
-                    path, (int)id, (int)t->vocab_size);
-            return tok_free(t), -1;
-        }
-    }
-    if (t->bos_id >= t->vocab_size || t->eos_id >= t->vocab_size) {
-        dp_fail(err, "%s: %s token id %d is outside the vocabulary (%d tokens)", path,
-                t->bos_id >= t->vocab_size ? "BOS" : "EOS",
-                (int)(t->bos_id >= t->vocab_size ? t->bos_id : t->eos_id), (int)t->vocab_size);
-        return tok_free(t), -1;
-    }
+    /* Post-processor ids were checked as they were read (post_id); the
+     * config's BOS/EOS are looked up by name. */
+    assert(t->bos_id < t->vocab_size && t->eos_id < t->vocab_size);
     for (int32_t i = 0; i < t->bpe.n; i++) t->id_str[i] = t->bpe.str[i], t->id_len[i] = t->bpe.str_len[i];
     for (size_t i = 0; i < t->n_added; i++)
         t->id_str[t->added[i].id] = t->added[i].content, t->id_len[t->added[i].id] = (uint32_t)t->added[i].len;

@@ -146,25 +146,31 @@ void tok_strmap_free(tok_strmap *m) {
 
 /* ---------------------------------------------------------------- UTF-8 */
 
-/* Unicode Table 3-7 (well-formed byte sequences). */
+/* Unicode Table 3-7 (well-formed byte sequences): the length of the
+ * sequence lead byte C starts (0 if C cannot start one), and the range
+ * [*lo, *hi] its second byte must be in (the others are 0x80..0xBF). */
+static int utf8_lead(unsigned c, unsigned *lo, unsigned *hi) {
+    *lo = 0x80, *hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) return 2;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (c == 0xE0) *lo = 0xA0;
+        if (c == 0xED) *hi = 0x9F;
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (c == 0xF0) *lo = 0x90;
+        if (c == 0xF4) *hi = 0x8F;
+        return 4;
+    }
+    return 0;
+}
+
 int tok_utf8_valid_len(const unsigned char *s, size_t n) {
     if (!n) return 0;
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    int len;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else
-        return 0;
-    if (n < (size_t)len) return 0;
+    if (s[0] < 0x80) return 1;
+    unsigned lo, hi;
+    int len = utf8_lead(s[0], &lo, &hi);
+    if (!len || n < (size_t)len) return 0;
     if (s[1] < lo || s[1] > hi) return 0;
     for (int i = 2; i < len; i++)
         if (s[i] < 0x80 || s[i] > 0xBF) return 0;
@@ -323,23 +329,10 @@ void tok_trie_free(tok_trie *t) {
 /* ----------------------------------------------------- invalid UTF-8 */
 
 size_t tok_utf8_bad_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else
-        return 1;
-    size_t k = 1;
-    if (k < n && k < len && s[k] >= lo && s[k] <= hi) k++;
-    else return 1;
+    unsigned lo, hi;
+    size_t len = (size_t)utf8_lead(s[0], &lo, &hi);
+    if (!len || n < 2 || s[1] < lo || s[1] > hi) return 1;
+    size_t k = 2;
     while (k < n && k < len && s[k] >= 0x80 && s[k] <= 0xBF) k++;
     return k;
 }

@@ -35,6 +35,19 @@ static int yn_push(ynode *parent, ynode *child) {
     return 0;
 }
 
+/* 1-based line and column of byte OFFSET in TEXT, the column counted in
+ * characters as libyaml counts them (a byte-order mark is not one). */
+static void text_position(const char *text, size_t len, size_t offset, size_t *line, size_t *col) {
+    const unsigned char *t = (const unsigned char *)text;
+    size_t start = len >= 3 && !memcmp(t, "\xef\xbb\xbf", 3) ? 3 : 0;
+    if (offset > len) offset = len;
+    *line = 1, *col = 1;
+    for (size_t i = start; i < offset; i++) {
+        if (t[i] == '\n') ++*line, *col = 1;
+        else if ((t[i] & 0xc0) != 0x80) ++*col; /* not a continuation byte */
+    }
+}
+
 int ytree_parse(const char *name, const char *text, size_t len, ynode **out, dp_err *err) {
     yaml_parser_t p;
     yaml_event_t ev;
@@ -46,8 +59,25 @@ int ytree_parse(const char *name, const char *text, size_t len, ynode **out, dp_
     yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
     for (;;) {
         if (!yaml_parser_parse(&p, &ev)) {
-            dp_fail(err, "%s:%zu:%zu: invalid YAML: %s", name, p.problem_mark.line + 1,
-                    p.problem_mark.column + 1, p.problem ? p.problem : "syntax error");
+            if (p.error == YAML_READER_ERROR) {
+                /* The reader (invalid UTF-8, control characters) leaves
+                 * problem_mark unset but gives the byte offset. */
+                size_t line, col, at = p.problem_offset;
+                /* A bad trailing octet is reported where it is; the bad
+                 * sequence starts at its lead byte. */
+                if (p.problem && strstr(p.problem, "trailing"))
+                    while (at > 0 && at <= len && ((unsigned char)text[--at] & 0xc0) == 0x80) {}
+                text_position(text, len, at, &line, &col);
+                if (p.problem && strstr(p.problem, "UTF-8") && at < len)
+                    dp_fail(err, "%s:%zu:%zu: invalid YAML: invalid UTF-8 (byte 0x%02x)", name, line,
+                            col, (unsigned char)text[at]);
+                else
+                    dp_fail(err, "%s:%zu:%zu: invalid YAML: %s (U+%04X)", name, line, col,
+                            p.problem ? p.problem : "unreadable input", (unsigned)p.problem_value);
+            } else {
+                dp_fail(err, "%s:%zu:%zu: invalid YAML: %s", name, p.problem_mark.line + 1,
+                        p.problem_mark.column + 1, p.problem ? p.problem : "syntax error");
+            }
             goto done;
         }
         yaml_event_type_t t = ev.type;

@@ -65,8 +65,9 @@ int cli_parse(int argc, char **argv, const char *usage, cli_option *extra, int n
             }
         }
         if (!found) {
-            fprintf(stderr, "dpoc %s: unknown option '%s' (dpoc %s --help lists them)\n", argv[0],
-                    a, argv[0]);
+            char q[DP_QUOTE_CAP]; /* the command line may hold anything */
+            fprintf(stderr, "dpoc %s: unknown option %s (dpoc %s --help lists them)\n", argv[0],
+                    dp_quote(q, a, (size_t)-1), argv[0]);
             free(sets);
             return 2;
         }

@@ -89,6 +89,13 @@ if sys.argv[2] == "checkpoints":
     checkpoint("st_missing_tensor", ts={k: v for k, v in tensors.items() if k != "transformer.wte.weight"})
     checkpoint("st_wrong_shape", ts=shrink("transformer.wte.weight"))
     checkpoint("st_wrong_shape_1d", ts=shrink("transformer.h.0.ln_1.weight"))
+    ts = dict(tensors)
+    dt, shape, r = ts["transformer.wte.weight"]
+    ts["transformer.wte.weight"] = ("I32", shape, r)
+    checkpoint("st_i32", ts=ts)
+    ts = dict(tensors)
+    ts["extra\nname\x1b[2J"] = ("Q4", [2], b"\0\0")
+    checkpoint("st_control_name", ts=ts)
     write("st_missing_shard/config.json", open("tiny/config.json").read())
     write("st_missing_shard/model.safetensors.index.json",
           '{"weight_map": {"transformer.wte.weight": "nope.safetensors"}}')
@@ -167,6 +174,16 @@ tok("added_content_number", ["added_tokens", 0, "content"], 5)
 tok("pre_tokenizer_type", ["pre_tokenizer"], {"type": "Nope"})
 tok("bad_regex", ["pre_tokenizer"], {"type": "Split", "pattern": {"Regex": "(["},
                                      "behavior": "Isolated", "invert": False})
+tok("added_id_range", ["added_tokens", 0, "id"], 1 << 24)
+tok("added_id_negative", ["added_tokens", 0, "id"], -1)
+tok("post_id_range", ["post_processor"], {
+    "type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}},
+                                             {"Sequence": {"id": "A", "type_id": 0}}],
+    "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [300], "tokens": ["<|endoftext|>"]}}})
+tok("post_cls_range", ["post_processor"], {"type": "RobertaProcessing", "cls": ["<s>", 257],
+                                           "sep": ["</s>", 256]})
+tok("merge_control", ["model", "merges"], ["h\x1b[31m e"])
+tok("vocab_bad_id", ["model", "vocab", "a\nb"], 2.5)
 
 # Stores.
 def blob(fmt, vals):
@@ -248,7 +265,7 @@ cfg int_overflow 'int_overflow.yaml:2:14: train.max_steps: expected an integer >
 cfg hex_overflow 'hex_overflow.yaml:2:9: train.seed: expected an integer >= 0, got "0x7fffffffffffffffff"' \
     'train:\n  seed: 0x7fffffffffffffffff\n'
 cfg nan 'nan.yaml:2:9: train.beta: expected a number > 0, got ".nan"' 'train:\n  beta: .nan\n'
-cfg value_for_section 'value_for_section.yaml:1:8: train: expected a section (a mapping), got a value' \
+cfg value_for_section 'value_for_section.yaml:1:8: train: expected a section (a mapping), got "5"' \
     'train: 5\n'
 cfg unknown_key 'unknown_key.yaml:2:3: train.bta: unknown key; did you mean train.beta?' \
     'train:\n  bta: 0.1\n'
@@ -270,18 +287,47 @@ cfg empty_sweep 'empty_sweep.yaml:2:15: sweep.train.beta: expected a non-empty l
     'sweep:\n  train.beta: []\n'
 cfg bad_sweep_value 'bad_sweep_value.yaml:2:16: train.beta: expected a number > 0, got "fast"' \
     'sweep:\n  train.beta: [fast]\n'
+# Invalid UTF-8 is found by libyaml's reader, which gives only an offset.
+cfg bad_utf8 'bad_utf8.yaml:3:13: invalid YAML: invalid UTF-8 (byte 0xff)' \
+    'train:\n  beta: 0.1\n  output: "r\0377"\n'
+cfg cut_utf8 'cut_utf8.yaml:1:9: invalid YAML: invalid UTF-8 (byte 0xe2)' 'store: "\0342\0202"\n'
+cfg control_char 'control_char.yaml:2:9: invalid YAML: control characters are not allowed (U+0007)' \
+    'train:\n  beta: \007\n'
+# Text from the file is quoted and escaped: a message stays one line.
+cfg escaped_value 'escaped_value.yaml:2:9: train.beta: expected a number > 0, got "x\ny\x1b[2J"' \
+    'train:\n  beta: "x\\ny\\e[2J"\n'
+cfg escaped_key 'escaped_key.yaml:2:3: "train.be\nta": unknown key; did you mean train.beta?' \
+    'train:\n  "be\\nta": 0.1\n'
 bad_input "config missing file" 'missing.yaml: cannot open: No such file or directory' \
     "$DPOC" config -c missing.yaml
 mkdir dir.yaml
 bad_input "config directory" 'dir.yaml: not a regular file' "$DPOC" config -c dir.yaml
 printf 'store: s.sqlite\n' >ok.yaml
-bad_input "--set without =" '--set train.beta: expected key=value' \
+bad_input "--set without =" '--set #1: expected key=value, got "train.beta"' \
     "$DPOC" config -c ok.yaml --set train.beta
-bad_input "--set unknown key" '--set: train.bta: unknown key; did you mean train.beta?' \
+bad_input "--set unknown key" '--set #1: train.bta: unknown key; did you mean train.beta?' \
     "$DPOC" config -c ok.yaml --set train.bta=1
 bad_input "--set bad enum" \
-    '--set: data.format: expected one of auto, standard, implicit, conversational, got "weird"' \
+    '--set #1: data.format: expected one of auto, standard, implicit, conversational, got "weird"' \
     "$DPOC" config -c ok.yaml --set data.format=weird
+# Each --set error names which --set (1-based) is at fault.
+bad_input "--set second of three" '--set #2: train.beta: expected a number > 0, got "abc"' \
+    "$DPOC" config -c ok.yaml --set train.beta=0.2 --set train.beta=abc --set train.seed=1
+bad_input "--set=form counts too" '--set #2: train.seed: expected an integer >= 0, got -1' \
+    "$DPOC" config -c ok.yaml --set train.beta=0.2 --set=train.seed=-1
+bad_input "--set invalid YAML" "--set #1: train.loss: invalid YAML: did not find expected ',' or ']'" \
+    "$DPOC" config -c ok.yaml --set 'train.loss=[sigmoid'
+bad_input "--set control bytes" \
+    '--set #1: data.format: invalid YAML: control characters are not allowed (U+001B)' \
+    "$DPOC" config -c ok.yaml --set "data.format=a$(printf '\033')[31m"
+bad_input "--set escaped control bytes" \
+    '--set #1: data.format: expected one of auto, standard, implicit, conversational, got "a\x1b[31m"' \
+    "$DPOC" config -c ok.yaml --set 'data.format="a\e[31m"'
+expect_fail "unknown option, quoted" 'dpoc config: unknown option "--b\nogus" (dpoc config --help lists them)' \
+    "$DPOC" config -c ok.yaml "$(printf -- '--b\nogus')"
+if [ "$rc" -ne 2 ]; then bad "unknown option: exit $rc, expected 2"; fi
+bad_input "--set newline in key" '--set #1: "train.b\neta": unknown key; did you mean train.beta?' \
+    "$DPOC" config -c ok.yaml --set "$(printf 'train.b\neta=1')"
 
 # ------------------------------------------------------------ tokenizer.json
 # tok NAME MESSAGE [PATH]: `dpoc tokenize --tokenizer PATH` (default NAME.json).
@@ -298,13 +344,19 @@ tok array 'array.json: expected a JSON object (a tokenizer.json)'
 echo '{}' >no_model.json
 tok no_model 'no_model.json: model: expected an object, got nothing'
 tok vocab_string 'vocab_string.json: model.vocab: expected an object, got a string'
-tok wordpiece 'wordpiece.json: model.type: expected "BPE", got WordPiece'
+tok wordpiece 'wordpiece.json: model.type: expected "BPE", got "WordPiece"'
 tok merge_unknown_part 'merge_unknown_part.json: model.merges[0]: merge token "zz" is not in the vocabulary'
 tok merge_unknown_result 'merge_unknown_result.json: model.merges[0]: merged token "he" is not in the vocabulary'
-tok merge_three 'merge_three.json: model.merges[0]: expected "a b" or ["a", "b"], got a string'
-tok merge_number 'merge_number.json: model.merges[0]: expected "a b" or ["a", "b"], got a number'
+tok merge_three 'merge_three.json: model.merges[0]: expected "a b" or ["a", "b"], got "h e x"'
+tok merge_number 'merge_number.json: model.merges[0]: expected "a b" or ["a", "b"], got 5'
+tok merge_control 'merge_control.json: model.merges[0]: merge token "h\x1b[31m" is not in the vocabulary'
+tok vocab_bad_id 'vocab_bad_id.json: model.vocab."a\nb": expected a token id (an integer in [0, 2^24)), got 2.5'
+tok added_id_range 'added_id_range.json: added_tokens[0].id: expected a token id (an integer in [0, 2^24)), got 16777216'
+tok added_id_negative 'added_id_negative.json: added_tokens[0].id: expected a token id (an integer in [0, 2^24)), got -1'
+tok post_id_range 'post_id_range.json: post_processor.special_tokens."<|endoftext|>".ids[0]: token id 300 is outside the vocabulary (257 tokens)'
+tok post_cls_range 'post_cls_range.json: post_processor.cls[1]: token id 257 is outside the vocabulary (257 tokens)'
 tok added_content_number 'added_content_number.json: added_tokens[0].content: expected a string, got a number'
-tok pre_tokenizer_type 'pre_tokenizer_type.json: pre_tokenizer: unsupported pre-tokenizer type Nope'
+tok pre_tokenizer_type 'pre_tokenizer_type.json: pre_tokenizer: unsupported pre-tokenizer type "Nope"'
 tok bad_regex 'bad_regex.json: pre_tokenizer.pattern: invalid pattern at offset 2: missing terminating ] for character class'
 tok deep 'deep.json:1:258: nesting too deep'
 tok bad_utf8 'bad_utf8.json:35:4: invalid UTF-8 in string'
@@ -315,6 +367,18 @@ mkdir bad_config
 cp tiny/tokenizer.json bad_config/
 echo '{"add_bos_token": tru' >bad_config/tokenizer_config.json
 tok bad_config "bad_config/tokenizer_config.json:1:21: invalid token near 'tru'" bad_config
+# tok_config NAME JSON MESSAGE: tiny's tokenizer.json with JSON as its tokenizer_config.json.
+tok_config() {
+    mkdir "$1"
+    cp tiny/tokenizer.json "$1/"
+    echo "$2" >"$1/tokenizer_config.json"
+    tok "$1" "$3" "$1"
+}
+tok_config config_array '[1, 2]' 'config_array/tokenizer_config.json: expected a JSON object, got an array'
+tok_config config_flag '{"add_bos_token": "yes"}' \
+    'config_flag/tokenizer_config.json: add_bos_token: expected true or false, got a string'
+tok_config config_bos '{"bos_token": 5}' \
+    'config_bos/tokenizer_config.json: bos_token: expected a token (a string or {"content": ...}), got a number'
 
 # ------------------------------------------------------------ model directories, safetensors
 model_info() { bad_input "model $1" "$2" "$DPOC" model info "$1"; }
@@ -328,6 +392,8 @@ model_info st_trailing 'st_trailing/model.safetensors: 32896 trailing bytes afte
 model_info st_missing_tensor 'st_missing_tensor: tensor transformer.wte.weight: missing from the checkpoint'
 model_info st_wrong_shape 'st_wrong_shape: tensor transformer.wte.weight: expected shape [257, 32] from config.json, found [256, 32]'
 model_info st_wrong_shape_1d 'st_wrong_shape_1d: tensor transformer.h.0.ln_1.weight: expected shape [32] from config.json, found [31]'
+model_info st_i32 'st_i32/model.safetensors: tensor "transformer.wte.weight": dtype I32 cannot be converted to F32 (expected F32, F16, BF16 or F64)'
+model_info st_control_name 'st_control_name/model.safetensors: tensor "extra\nname\x1b[2J": unknown dtype "Q4"'
 model_info st_missing_shard 'st_missing_shard/model.safetensors.index.json: weight_map names "nope.safetensors", which does not exist'
 model_info cfg_truncated 'cfg_truncated/config.json:1:34: invalid JSON: unexpected token near end of file'
 model_info cfg_type 'cfg_type/config.json: n_layer: expected an integer, got a non-integer'

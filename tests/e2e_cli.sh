@@ -28,6 +28,6 @@ expect_fail "wrong type" "$TMP/p.yaml:2:9: train.beta: expected a number > 0, go
     "$DPOC" config -c "$TMP/p.yaml"
 expect_fail "missing file" "$TMP/none.yaml: cannot open: No such file or directory" \
     "$DPOC" config -c "$TMP/none.yaml"
-expect_fail "bad --set" "--set: train.beta: expected a number > 0, got -3" \
+expect_fail "bad --set" "--set #1: train.beta: expected a number > 0, got -3" \
     "$DPOC" config -c pipeline.yaml --set train.beta=-3
 summary

@@ -128,18 +128,20 @@ expect_fail "decode: negative id" "stdin:1: element 0: expected a token id (inte
 # Bad tokenizer files name the file and the JSON path.
 expect_fail "missing tokenizer" "$TMP/none.json: cannot open: No such file or directory" \
     $DPOC tokenize --tokenizer "$TMP/none.json" </dev/null
-printf '{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b"]}}' >"$TMP/bad1.json"
-expect_fail "merge out of vocab" "$TMP/bad1.json: model.merges[0]: merged token \"ab\" is not in the vocabulary" \
-    $DPOC tokenize --tokenizer "$TMP/bad1.json" </dev/null
-printf '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},\n "pre_tokenizer": {"type": "Punctuation"}}' >"$TMP/bad2.json"
-expect_fail "unsupported pre-tokenizer" "$TMP/bad2.json: pre_tokenizer: unsupported pre-tokenizer type Punctuation" \
-    $DPOC tokenize --tokenizer "$TMP/bad2.json" </dev/null
-printf '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},\n "added_tokens": [{"id": "x"}]}' >"$TMP/bad3.json"
-expect_fail "bad added token" "$TMP/bad3.json: added_tokens[0]: .id: expected a token id (an integer in [0, 2^24))" \
-    $DPOC tokenize --tokenizer "$TMP/bad3.json" </dev/null
-printf '{"model": {"type": "BPE",\n  "vocab": {"a": 0,}}}' >"$TMP/bad4.json"
-expect_fail "broken tokenizer JSON" "$TMP/bad4.json:2:20: expected a string key" \
-    $DPOC tokenize --tokenizer "$TMP/bad4.json" </dev/null
+# bad_tokenizer NAME JSON WHERE_WHAT: with JSON (printf %b escapes) as the
+# tokenizer file, dpoc tokenize fails with "<file>WHERE_WHAT".
+bad_tokenizer() {
+    printf '%b' "$2" >"$TMP/bad.json"
+    expect_fail "$1" "$TMP/bad.json$3" $DPOC tokenize --tokenizer "$TMP/bad.json" </dev/null
+}
+bad_tokenizer "merge out of vocab" '{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b"]}}' \
+    ': model.merges[0]: merged token "ab" is not in the vocabulary'
+bad_tokenizer "unsupported pre-tokenizer" '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},\n "pre_tokenizer": {"type": "Punctuation"}}' \
+    ': pre_tokenizer: unsupported pre-tokenizer type "Punctuation"'
+bad_tokenizer "bad added token" '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},\n "added_tokens": [{"id": "x"}]}' \
+    ': added_tokens[0].id: expected a token id (an integer in [0, 2^24)), got "x"'
+bad_tokenizer "broken tokenizer JSON" '{"model": {"type": "BPE",\n  "vocab": {"a": 0,}}}' \
+    ':2:20: expected a string key'
 
 # Usage.
 expect_fail "no --tokenizer" "  --help              this text" $DPOC tokenize

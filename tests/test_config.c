@@ -133,7 +133,7 @@ static void test_errors(void) {
               "nca_pair, bco_pair, sppo_hard, apo_zero, apo_down, sigmoid_norm, discopop, simpo, "
               "sft, got \"dpo\"");
     CHECK_STR(load_error("train: 3\n", NULL),
-              "p.yaml:1:8: train: expected a section (a mapping), got a value");
+              "p.yaml:1:8: train: expected a section (a mapping), got \"3\"");
     CHECK_STR(load_error("train:\n  beta: [1\n", NULL),
               "p.yaml:3:1: invalid YAML: did not find expected ',' or ']'");
     CHECK_STR(load_error("a: &x [1, 2]\nb: [*x, *x]\n", NULL),
@@ -143,12 +143,12 @@ static void test_errors(void) {
     CHECK_STR(load_error("sweep:\n  train.beta: [0.1, -2]\n", NULL),
               "p.yaml:2:21: train.beta: expected a number > 0, got -2");
     CHECK_STR(load_error("", "train.beta=fast"),
-              "--set: train.beta: expected a number > 0, got \"fast\"");
+              "--set #1: train.beta: expected a number > 0, got \"fast\"");
     CHECK_STR(load_error("", "train.betta=1"),
-              "--set: train.betta: unknown key; did you mean train.beta?");
-    CHECK_STR(load_error("", "train.beta"), "--set train.beta: expected key=value");
+              "--set #1: train.betta: unknown key; did you mean train.beta?");
+    CHECK_STR(load_error("", "train.beta"), "--set #1: expected key=value, got \"train.beta\"");
     CHECK_STR(load_error("", "data.max_length=1000000000000"),
-              "--set: data.max_length: expected an integer <= 1048576, got 1000000000000");
+              "--set #1: data.max_length: expected an integer <= 1048576, got 1000000000000");
     CHECK_STR(load_error("train:\n  learning_rate: 1e300\n", NULL),
               "p.yaml:2:18: train.learning_rate: expected a number in (0, 10], got 1e300");
     CHECK_STR(load_error("train:\n  beta: 0.1\n  beta: 0.2\n", NULL),
@@ -156,6 +156,98 @@ static void test_errors(void) {
     char deep[200] = "";
     for (int i = 0; i < 40; i++) strcat(deep, "[");
     CHECK_STR(load_error(deep, NULL), "p.yaml:1:33: nesting deeper than 32 levels");
+}
+
+/* Each case: YAML text, one --set (or NULL), the message expected. */
+typedef struct error_case {
+    const char *yaml, *set, *want;
+} error_case;
+
+static void check_errors(const error_case *cases, size_t n) {
+    for (size_t i = 0; i < n; i++) CHECK_STR(load_error(cases[i].yaml, cases[i].set), cases[i].want);
+}
+
+/* Text from the file or the command line never breaks the message's line:
+ * it is quoted and escaped (dp_quote), and the one-line guard in dp_fail
+ * catches the rest. */
+static void test_untrusted_text_quoted(void) {
+    static const error_case cases[] = {
+        {"train:\n  beta: \"x\\ny\\u001b\"\n", NULL,
+         "p.yaml:2:9: train.beta: expected a number > 0, got \"x\\ny\\x1b\""},
+        {"train:\n  \"a\\nb\": 1\n", NULL,
+         "p.yaml:2:3: \"train.a\\nb\": unknown key (dpoc config --explain lists them)"},
+        {"train:\n  optimizer: \"adam\\r\\u0085\"\n", NULL,
+         "p.yaml:2:14: train.optimizer: expected one of adamw, sgd, got \"adam\\r\\xc2\\x85\""},
+        {"sweep:\n  \"x\\ty\": [1]\n", NULL,
+         "p.yaml:2:3: sweep: unknown key \"x\\ty\" to sweep over"},
+        {"sweep:\n  train.beta: 5\n", NULL,
+         "p.yaml:2:15: sweep.train.beta: expected a non-empty list of values, got \"5\""},
+        {"sweep:\n  train.beta: [[1]]\n", NULL,
+         "p.yaml:2:16: train.beta: expected a number > 0, got a list"},
+        {"", "train.b\nta=1",
+         "--set #1: \"train.b\\nta\": unknown key; did you mean train.beta?"},
+        {"", "train.output\n",
+         "--set #1: expected key=value, got \"train.output\\n\""},
+        /* a number is shown as written, cut after 40 characters */
+        {"train:\n  batch_size: 2.00000000000000000000000000000000000000000000000001\n", NULL,
+         "p.yaml:2:15: train.batch_size: expected an integer >= 1, got "
+         "2.00000000000000000000000000000000000000..."},
+        /* a long value is cut after 60 characters */
+        {"", "train.optimizer=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+         "--set #1: train.optimizer: expected one of adamw, sgd, got "
+         "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"..."},
+    };
+    check_errors(cases, sizeof cases / sizeof cases[0]);
+}
+
+/* Invalid UTF-8 (and control characters) are found by libyaml's reader,
+ * which gives a byte offset and no line: the message names the line and
+ * column of the first bad byte. */
+static void test_yaml_reader_errors(void) {
+    static const error_case cases[] = {
+        {"train:\n  beta: 0.1\n  output: \"r\xff\"\n", NULL,
+         "p.yaml:3:13: invalid YAML: invalid UTF-8 (byte 0xff)"},
+        /* a sequence cut short by a quote: the lead byte is at fault (é is one column) */
+        {"a: 1\nb: \"\xc3\xa9\xe2\x82\"\n", NULL,
+         "p.yaml:2:6: invalid YAML: invalid UTF-8 (byte 0xe2)"},
+        {"\xef\xbb\xbftrain: {beta: \xc0\xaf}\n", NULL,
+         "p.yaml:1:15: invalid YAML: invalid UTF-8 (byte 0xc0)"},
+        {"train:\n  beta: \x01\n", NULL,
+         "p.yaml:2:9: invalid YAML: control characters are not allowed (U+0001)"},
+        {"", "train.output=r\xff",
+         "--set #1: train.output: invalid YAML: invalid UTF-8 (byte 0xff)"},
+    };
+    check_errors(cases, sizeof cases / sizeof cases[0]);
+}
+
+/* Each --set names its position among the --set options. */
+static void test_set_position(void) {
+    static const struct {
+        const char *sets[3];
+        int n;
+        const char *want;
+    } cases[] = {
+        {{"train.beta=0.2", "train.loss=[sigmoid]", "train.beta=abc"}, 3,
+         "--set #3: train.beta: expected a number > 0, got \"abc\""},
+        {{"train.beta=0.2", "train.beta=[1"}, 2,
+         "--set #2: train.beta: invalid YAML: did not find expected ',' or ']'"},
+        {{"data.format=standard", "train.beta=&a 1", "train.beta=*a"}, 3,
+         "--set #3: train.beta: YAML aliases are not supported (use plain values)"},
+        {{"train.beta=0.2", "=1"}, 2, "--set #2: expected key=value, got \"=1\""},
+    };
+    config *c = NULL;
+    dp_err err;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK(cfg_load(&c, NULL, cases[i].sets, cases[i].n, &err) == -1 && c == NULL);
+        CHECK_STR(err.msg, cases[i].want);
+    }
+    /* a sweep point names its origin the same way */
+    CHECK(cfg_load(&c, NULL, NULL, 0, &err) == 0);
+    CHECK(cfg_set(c, "train.loss=[sigmoid, dpo]", "sweep", &err) == -1);
+    CHECK_STR(err.msg, "sweep: train.loss: expected one of sigmoid, robust, ipo, hinge, exo_pair, "
+                       "nca_pair, bco_pair, sppo_hard, apo_zero, apo_down, sigmoid_norm, discopop, "
+                       "simpo, sft, got \"dpo\"");
+    cfg_free(c);
 }
 
 static void test_missing_file(void) {
@@ -182,6 +274,9 @@ int main(void) {
     RUN(test_defaults);
     RUN(test_values_and_relative_paths);
     RUN(test_errors);
+    RUN(test_untrusted_text_quoted);
+    RUN(test_yaml_reader_errors);
+    RUN(test_set_position);
     RUN(test_missing_file);
     RUN(test_explain_lists_every_key);
     char cmd[128];

@@ -437,7 +437,19 @@ static void test_malformed(void) {
     expect_open_error("offs2.safetensors",
                       "tensor \"a\": \"data_offsets\" must be an array of two integers");
     write_raw("meta.safetensors", "{\"__metadata__\":{\"format\":1}}", 0);
-    expect_open_error("meta.safetensors", "\"__metadata__\": value of \"format\" must be a string");
+    expect_open_error("meta.safetensors",
+                      "\"__metadata__\": value of \"format\" must be a string, got a number");
+    /* Names and values from the header are quoted, escaped when they hold
+     * control bytes, and shown whole up to 200 bytes. */
+    write_raw("ctrl.safetensors",
+              "{\"a\\nb\\u001b[2J\":{\"dtype\":\"Q4\\r\",\"shape\":[2],\"data_offsets\":[0,2]}}", 2);
+    expect_open_error("ctrl.safetensors", "tensor \"a\\nb\\x1b[2J\": unknown dtype \"Q4\\r\"");
+    write_raw("long.safetensors",
+              "{\"model.vision_tower.vision_model.encoder.layers.0.self_attn.k_proj.weight\":"
+              "{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,2]}}", 2);
+    expect_open_error("long.safetensors",
+                      "tensor \"model.vision_tower.vision_model.encoder.layers.0.self_attn.k_proj."
+                      "weight\": data_offsets [0, 2) but shape [2] x F32 needs 8 bytes");
     write_raw("dupkey.safetensors",
               "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},"
               "\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0);
@@ -457,8 +469,11 @@ static void test_malformed(void) {
         CHECK(st_count(s) == 3);
         float dummy;
         CHECK(st_to_f32(st_find(s, "c"), &dummy, &err) == -1);
-        CHECK_STR(err.msg, "tensor \"c\": dtype U8 cannot be converted to F32 (expected F32, "
-                           "F16, BF16 or F64)");
+        char want[1200];
+        snprintf(want, sizeof want, "%s: tensor \"c\": dtype U8 cannot be converted to F32 "
+                 "(expected F32, F16, BF16 or F64)", tmp_path("zeros.safetensors"));
+        CHECK_STR(err.msg, want);
+        CHECK_STR(st_find(s, "c")->file, tmp_path("zeros.safetensors"));
         st_close(s);
     }
     write_raw("none.safetensors", "{}      ", 0);
@@ -513,8 +528,8 @@ static void test_sharded_errors(void) {
     write_index(dir, "{\"weight_map\":{\"a\":\"s1.safetensors\",\"b\":\"s2.safetensors\","
                      "\"c\":\"s2.safetensors\"}}");
     CHECK(st_open(&s, dir, &err) == -1);
-    snprintf(want, sizeof want, "%s: weight_map: tensor \"b\" maps to s2.safetensors but is in "
-             "s1.safetensors", idx);
+    snprintf(want, sizeof want, "%s: weight_map: tensor \"b\" maps to \"s2.safetensors\" but is in "
+             "\"s1.safetensors\"", idx);
     CHECK_STR(err.msg, want);
 
     write_index(dir, "{\"weight_map\":{\"a\":\"s1.safetensors\",\"c\":\"s2.safetensors\"}}");
@@ -525,7 +540,7 @@ static void test_sharded_errors(void) {
     write_index(dir, "{\"weight_map\":{\"a\":\"s1.safetensors\",\"b\":\"s1.safetensors\","
                      "\"c\":\"s2.safetensors\",\"d\":\"s2.safetensors\"}}");
     CHECK(st_open(&s, dir, &err) == -1);
-    snprintf(want, sizeof want, "%s: weight_map: tensor \"d\" is not in s2.safetensors", idx);
+    snprintf(want, sizeof want, "%s: weight_map: tensor \"d\" is not in \"s2.safetensors\"", idx);
     CHECK_STR(err.msg, want);
 
     write_index(dir, "{\"weight_map\": [}");

@@ -304,13 +304,20 @@ static void test_load_time_and_threads(void) {
 
 /* ---- synthetic tokenizers: Hugging Face semantics the fixtures lack ---- */
 
-static tokenizer *load_json(const char *json) {
-    char path[] = "/tmp/dpoc-tok-XXXXXX";
+/* Writes JSON to a new temporary file named in path (from the template
+ * "/tmp/dpoc-tok-XXXXXX"); the caller unlinks it. */
+static int write_temp(const char *json, char *path) {
     int fd = mkstemp(path);
-    if (fd < 0) return NULL;
+    if (fd < 0) return -1;
     FILE *f = fdopen(fd, "w");
     fputs(json, f);
     fclose(f);
+    return 0;
+}
+
+static tokenizer *load_json(const char *json) {
+    char path[] = "/tmp/dpoc-tok-XXXXXX";
+    if (write_temp(json, path)) return NULL;
     tokenizer *t = load(path);
     unlink(path);
     return t;
@@ -334,6 +341,21 @@ static const char *pieces(const tokenizer *t, const char *s, char *buf, size_t c
     return buf;
 }
 
+/* Loads JSON and checks the pieces (pre_tokenize) or ids (encode) of each
+ * TEXTS[i] against WANT[i]; n texts. */
+static void check_tokenizer(const char *json, int pre_tokenize, const char *const *texts,
+                            const char *const *want, int n) {
+    tokenizer *t = load_json(json);
+    CHECK_MSG(t != NULL, "%s", json);
+    for (int i = 0; t && i < n; i++) {
+        char b[256];
+        const char *got = pre_tokenize ? pieces(t, texts[i], b, sizeof b) : enc(t, texts[i], b, sizeof b);
+        CHECK_MSG(!strcmp(got, want[i]), "%s: got %s, expected %s", texts[i], got, want[i]);
+    }
+    tok_free(t);
+}
+#define CHECK_PIECES(json, text, want) check_tokenizer(json, 1, (const char *[]){text}, (const char *[]){want}, 1)
+
 static void test_split_behaviours(void) {
     static const char *const cases[][2] = {
         {"Isolated", "a|-|b|-|-|c"},         {"Removed", "a|b|c"},
@@ -341,43 +363,26 @@ static void test_split_behaviours(void) {
         {"Contiguous", "a|-|b|--|c"},
     };
     for (size_t i = 0; i < 5; i++) {
-        char json[512], b[256];
+        char json[512];
         snprintf(json, sizeof json,
                  "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
                  " \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \"-\"},"
                  " \"behavior\": \"%s\", \"invert\": false}}", cases[i][0]);
-        tokenizer *t = load_json(json);
-        CHECK(t != NULL);
-        if (!t) continue;
-        CHECK_STR(pieces(t, "a-b--c", b, sizeof b), cases[i][1]);
-        tok_free(t);
+        CHECK_PIECES(json, "a-b--c", cases[i][1]);
     }
+#define NO_MODEL "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []},"
     /* invert: the matches are the pieces kept; Regex patterns; Digits. */
-    tokenizer *t = load_json("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []},"
-                             " \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": ["
-                             "  {\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\p{L}+\"}, \"behavior\": \"Removed\", \"invert\": true},"
-                             "  {\"type\": \"Digits\", \"individual_digits\": true}]}}");
-    char b[256];
-    CHECK(t != NULL);
-    if (t) {
-        CHECK_STR(pieces(t, "ab12 cd", b, sizeof b), "ab|cd");
-        tok_free(t);
-    }
+    CHECK_PIECES(NO_MODEL " \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": ["
+                 "  {\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\p{L}+\"}, \"behavior\": \"Removed\", \"invert\": true},"
+                 "  {\"type\": \"Digits\", \"individual_digits\": true}]}}",
+                 "ab12 cd", "ab|cd");
     /* Whitespace (\w+|[^\w\s]+): Oniguruma's \w includes marks, so a
      * decomposed "naïve" stays one piece. */
-    t = load_json("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []},"
-                  " \"pre_tokenizer\": {\"type\": \"Whitespace\"}}");
-    CHECK(t != NULL);
-    if (t) {
-        CHECK_STR(pieces(t, "nai\xCC\x88ve,\xC2\xA0ok!?", b, sizeof b), "nai\xCC\x88ve|,|ok|!?");
-        tok_free(t);
-    }
-    t = load_json("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []},"
-                  " \"pre_tokenizer\": {\"type\": \"Digits\", \"individual_digits\": false}}");
-    if (t) {
-        CHECK_STR(pieces(t, "a123b٣٤", b, sizeof b), "a|123|b|٣٤");
-        tok_free(t);
-    }
+    CHECK_PIECES(NO_MODEL " \"pre_tokenizer\": {\"type\": \"Whitespace\"}}",
+                 "nai\xCC\x88ve,\xC2\xA0ok!?", "nai\xCC\x88ve|,|ok|!?");
+    CHECK_PIECES(NO_MODEL " \"pre_tokenizer\": {\"type\": \"Digits\", \"individual_digits\": false}}",
+                 "a123b٣٤", "a|123|b|٣٤");
+#undef NO_MODEL
 }
 
 static void test_metaspace(void) {
@@ -405,7 +410,7 @@ static void test_metaspace(void) {
 static void test_added_tokens_hf_semantics(void) {
     /* NFKC normalizer; <m> strips spaces both sides; "ab" only as a whole
      * word; "fix" normalized (so "ﬁx" matches after NFKC); "x" not. */
-    tokenizer *t = load_json(
+    const char *json =
         "{\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"fuse_unk\": true,"
         "  \"vocab\": {\"<unk>\": 0, \"a\": 1, \"b\": 2, \"c\": 3, \" \": 4, \"f\": 5, \"i\": 6, \"x\": 7}, \"merges\": []},"
         " \"normalizer\": {\"type\": \"NFKC\"},"
@@ -413,41 +418,23 @@ static void test_added_tokens_hf_semantics(void) {
         "  {\"id\": 10, \"content\": \"<m>\", \"special\": true, \"normalized\": false, \"lstrip\": true, \"rstrip\": true, \"single_word\": false},"
         "  {\"id\": 11, \"content\": \"ab\", \"special\": false, \"normalized\": false, \"lstrip\": false, \"rstrip\": false, \"single_word\": true},"
         "  {\"id\": 12, \"content\": \"fix\", \"special\": false, \"normalized\": true, \"lstrip\": false, \"rstrip\": false, \"single_word\": false},"
-        "  {\"id\": 13, \"content\": \"<m>x\", \"special\": true, \"normalized\": false}]}");
-    char b[256];
-    CHECK(t != NULL);
-    if (!t) return;
-    CHECK_STR(enc(t, "a  <m>  b", b, sizeof b), "1,10,2");
-    CHECK_STR(enc(t, "ab cab ab_", b, sizeof b), "11,4,3,1,2,4,1,2,0");
-    CHECK_STR(enc(t, "ﬁx fix", b, sizeof b), "12,4,12");
-    /* Leftmost-longest: "<m>x" beats "<m>" at the same start. */
-    CHECK_STR(enc(t, "c<m>xc", b, sizeof b), "3,13,3");
-    /* Fused unk: a run of unknown characters is one <unk>. */
-    CHECK_STR(enc(t, "a€€€b", b, sizeof b), "1,0,2");
-    tok_free(t);
+        "  {\"id\": 13, \"content\": \"<m>x\", \"special\": true, \"normalized\": false}]}";
+    /* Leftmost-longest: "<m>x" beats "<m>" at the same start (c<m>xc).
+     * Fused unk: a run of unknown characters is one <unk> (a€€€b). */
+    static const char *const texts[] = {"a  <m>  b", "ab cab ab_", "ﬁx fix", "c<m>xc", "a€€€b"};
+    static const char *const want[] = {"1,10,2", "11,4,3,1,2,4,1,2,0", "12,4,12", "3,13,3", "1,0,2"};
+    check_tokenizer(json, 0, texts, want, 5);
 }
 
 static void test_subword_prefix_suffix(void) {
     /* continuing_subword_prefix: non-first characters carry "##" and a merge
      * (a, ##b) yields "ab"; end_of_word_suffix marks the last character. */
-    tokenizer *t = load_json(
-        "{\"model\": {\"type\": \"BPE\", \"continuing_subword_prefix\": \"##\","
-        "  \"vocab\": {\"a\": 0, \"##b\": 1, \"ab\": 2, \"##a\": 3}, \"merges\": [\"a ##b\"]}}");
-    char b[64];
-    CHECK(t != NULL);
-    if (t) {
-        CHECK_STR(enc(t, "ab", b, sizeof b), "2");
-        CHECK_STR(enc(t, "aab", b, sizeof b), "0,3,1");
-        tok_free(t);
-    }
-    t = load_json("{\"model\": {\"type\": \"BPE\", \"end_of_word_suffix\": \"</w>\","
-                  "  \"vocab\": {\"a\": 0, \"b</w>\": 1, \"ab</w>\": 2, \"b\": 3}, \"merges\": [\"a b</w>\"]}}");
-    CHECK(t != NULL);
-    if (t) {
-        CHECK_STR(enc(t, "ab", b, sizeof b), "2");
-        CHECK_STR(enc(t, "bab", b, sizeof b), "3,2");
-        tok_free(t);
-    }
+    check_tokenizer("{\"model\": {\"type\": \"BPE\", \"continuing_subword_prefix\": \"##\","
+                    "  \"vocab\": {\"a\": 0, \"##b\": 1, \"ab\": 2, \"##a\": 3}, \"merges\": [\"a ##b\"]}}",
+                    0, (const char *[]){"ab", "aab"}, (const char *[]){"2", "0,3,1"}, 2);
+    check_tokenizer("{\"model\": {\"type\": \"BPE\", \"end_of_word_suffix\": \"</w>\","
+                    "  \"vocab\": {\"a\": 0, \"b</w>\": 1, \"ab</w>\": 2, \"b\": 3}, \"merges\": [\"a b</w>\"]}}",
+                    0, (const char *[]){"ab", "bab"}, (const char *[]){"2", "3,2"}, 2);
 }
 
 static void test_byte_fallback(void) {
@@ -521,6 +508,92 @@ static void test_utf8(void) {
     CHECK_STR(b1, enc(gpt2, "x\xEF\xBF\xBD\xEF\xBF\xBDy", b2, sizeof b2));
 }
 
+/* Loads JSON and returns the error with the temporary path stripped, or
+ * "loaded" when it loads. */
+static const char *load_error(const char *json, char *buf, size_t cap) {
+    char path[] = "/tmp/dpoc-tok-XXXXXX";
+    if (write_temp(json, path)) return "mkstemp failed";
+    tokenizer *t = NULL;
+    dp_err err;
+    int rc = tok_load(&t, path, &err);
+    unlink(path);
+    tok_free(t);
+    size_t pl = strlen(path);
+    snprintf(buf, cap, "%s", rc == 0 ? "loaded"
+             : !strncmp(err.msg, path, pl) && err.msg[pl] == ':' ? err.msg + pl + 2 : err.msg);
+    return buf;
+}
+
+/* Load errors name the JSON path at fault and show the value found, quoted
+ * and escaped when it is text. */
+static void test_load_errors_show_the_value(void) {
+#define MODEL "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": []}"
+#define MODEL_MERGES(m) "\"model\": {\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [" m "]}"
+#define TEMPLATE(ids) \
+    "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}}," \
+    " {\"Sequence\": {\"id\": \"A\"}}], \"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": " ids "}}}"
+    static const char *const cases[][2] = {
+        {"{" MODEL ", \"added_tokens\": [{\"id\": -3, \"content\": \"x\"}]}",
+         "added_tokens[0].id: expected a token id (an integer in [0, 2^24)), got -3"},
+        {"{" MODEL ", \"added_tokens\": [{\"id\": 3, \"content\": \"x\"}, {\"id\": 99999999, \"content\": \"y\"}]}",
+         "added_tokens[1].id: expected a token id (an integer in [0, 2^24)), got 99999999"},
+        {"{" MODEL ", \"added_tokens\": [{\"id\": \"5\", \"content\": \"x\"}]}",
+         "added_tokens[0].id: expected a token id (an integer in [0, 2^24)), got \"5\""},
+        {"{" MODEL ", \"added_tokens\": [{\"content\": \"x\"}]}",
+         "added_tokens[0].id: expected a token id (an integer in [0, 2^24)), got nothing"},
+        {"{\"model\": {\"vocab\": {\"a\": 0, \"b\": 1.5}, \"merges\": []}}",
+         "model.vocab.\"b\": expected a token id (an integer in [0, 2^24)), got 1.5"},
+        {"{\"model\": {\"vocab\": {\"a\\nb\\u001b\": -1}, \"merges\": []}}",
+         "model.vocab.\"a\\nb\\x1b\": expected a token id (an integer in [0, 2^24)), got -1"},
+        {"{" MODEL ", " TEMPLATE("[7]") "}",
+         "post_processor.special_tokens.\"<s>\".ids[0]: token id 7 is outside the vocabulary (3 tokens)"},
+        {"{" MODEL ", \"added_tokens\": [{\"id\": 7, \"content\": \"<s>\"}], " TEMPLATE("[7, 8]") "}",
+         "post_processor.special_tokens.\"<s>\".ids[1]: token id 8 is outside the vocabulary (8 tokens)"},
+        {"{" MODEL ", " TEMPLATE("[-1]") "}",
+         "post_processor.special_tokens.\"<s>\".ids[0]: expected a token id (an integer in [0, 2^24)), got -1"},
+        {"{" MODEL ", " TEMPLATE("\"x\"") "}",
+         "post_processor.single[0]: SpecialToken \"<s>\" is not in special_tokens (with an \"ids\" array)"},
+        {"{" MODEL ", \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"Special\": 1}]}}",
+         "post_processor.single[0]: expected {\"Sequence\": ...} or {\"SpecialToken\": {\"id\": ...}}, got an object"},
+        {"{" MODEL ", \"post_processor\": {\"type\": \"RobertaProcessing\", \"cls\": [\"<s>\", 5], \"sep\": [\"</s>\", 1]}}",
+         "post_processor.cls[1]: token id 5 is outside the vocabulary (3 tokens)"},
+        {"{" MODEL ", \"post_processor\": {\"type\": \"Sequence\", \"processors\": [{\"type\": \"ByteLevel\"},"
+         " {\"type\": \"BertProcessing\", \"cls\": [\"<s>\", 0]}]}}",
+         "post_processor.processors[1].sep[1]: expected a token id (an integer in [0, 2^24)), got nothing"},
+        {"{\"model\": {\"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"a\\nx b\"]}}",
+         "model.merges[0]: merge token \"a\\nx\" is not in the vocabulary"},
+        {"{\"model\": {\"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"b a\"]}}",
+         "model.merges[0]: merged token \"ba\" is not in the vocabulary"},
+        {"{" MODEL_MERGES("\"a b\", \"a b c\"") "}",
+         "model.merges[1]: expected \"a b\" or [\"a\", \"b\"], got \"a b c\""},
+        {"{" MODEL_MERGES("\"a b\", [\"a\", 7]") "}",
+         "model.merges[1]: expected \"a b\" or [\"a\", \"b\"], got an array"},
+        {"{" MODEL ", \"normalizer\": {\"type\": \"NF\\u0007\"}}",
+         "normalizer: unsupported normalizer type \"NF\\x07\""},
+        {"{\"model\": {\"type\": \"Uni\\ngram\", \"vocab\": {}, \"merges\": []}}",
+         "model.type: expected \"BPE\", got \"Uni\\ngram\""},
+        {"{" MODEL ", \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, \"behavior\": \"Weird\"}}",
+         "pre_tokenizer: behavior: unsupported value \"Weird\""},
+        {"{" MODEL ", \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": \"-\", \"behavior\": \"Removed\"}}",
+         "pre_tokenizer.pattern: expected {\"String\": ...} or {\"Regex\": ...}, got \"-\""},
+        {"{" MODEL ", \"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"ab\"}}",
+         "pre_tokenizer: replacement: expected one character, got \"ab\""},
+        {"{" MODEL ", \"pre_tokenizer\": {\"type\": \"Metaspace\", \"prepend_scheme\": \"sometimes\"}}",
+         "pre_tokenizer: prepend_scheme: expected always, first or never, got \"sometimes\""},
+        {"{" MODEL ", \"decoder\": {\"type\": \"Strip\", \"content\": \" \", \"start\": \"x\", \"stop\": 1}}",
+         "decoder: Strip: expected integers \"start\" and \"stop\" >= 0, got \"x\" and 1"},
+        {"{" MODEL ", \"decoder\": {\"type\": \"Sequence\", \"decoders\": {}}}",
+         "decoder: Sequence: expected \"decoders\": [...], got an object"},
+    };
+#undef MODEL
+#undef MODEL_MERGES
+#undef TEMPLATE
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char b[1100];
+        CHECK_STR(load_error(cases[i][0], b, sizeof b), cases[i][1]);
+    }
+}
+
 static void test_errors(void) {
     dp_err err;
     tokenizer *t;
@@ -560,6 +633,7 @@ int main(void) {
     RUN(test_byte_fallback);
     RUN(test_whitespace_is_unicode_white_space);
     RUN(test_utf8);
+    RUN(test_load_errors_show_the_value);
     RUN(test_errors);
     tok_free(gpt2);
     return check_summary();
