@@ -81,15 +81,6 @@ int ds_resolve_template(const ds_options *opt, ds_template *out, dp_err *err) {
     return chat_template_detect(opt->tokenizer_template, out, err);
 }
 
-/* S itself when it is printable ASCII, else dp_quote'd into BUF: a path or
- * jansson's excerpt of a row may hold a newline or bytes that are not UTF-8,
- * which must not break the one-line error rule. */
-static const char *plain_or_quoted(char buf[DP_QUOTE_CAP], const char *s) {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p < 0x20 || *p > 0x7e) return dp_quote(buf, s, (size_t)-1);
-    return s;
-}
-
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && memcmp(s + n - k, suffix, k) == 0;
@@ -232,7 +223,7 @@ int ds_open(ds_reader **out, const char *file, const ds_options *opt, dp_err *er
     r->format = opt->format;
     r->max_line = opt->max_line_bytes ? opt->max_line_bytes : DS_DEFAULT_MAX_LINE;
     char q[DP_QUOTE_CAP];
-    const char *path = plain_or_quoted(q, file); /* for messages */
+    const char *path = dp_label(q, file); /* for messages */
     r->path = strdup(path);
     r->buf = malloc(DS_CHUNK);
     if (!r->path || !r->buf) {
@@ -626,7 +617,7 @@ int ds_next(ds_reader *r, ds_row *row, ds_bad *bad, dp_err *err) {
         if (!obj) {
             char q[DP_QUOTE_CAP];
             dp_fail(err, ROW_FMT "invalid JSON: %s at column %d", ROW_ARGS,
-                    plain_or_quoted(q, jerr.text), jerr.column);
+                    dp_label(q, jerr.text), jerr.column);
             return bad_row(bad, DS_BAD_JSON);
         }
         int rc;
@@ -687,7 +678,7 @@ static int encode_response(const tokenizer *t, const char *text, size_t len, int
 int ds_tokenize(const tokenizer *t, const ds_options *opt, const char *source_file,
                 const ds_row *row, ds_tokens *out, ds_bad *bad, dp_err *err) {
     char q[DP_QUOTE_CAP];
-    const char *source = plain_or_quoted(q, source_file);
+    const char *source = dp_label(q, source_file);
     memset(out, 0, sizeof *out);
     *bad = DS_BAD_NONE;
     if (opt->max_length < 1 || opt->max_prompt_length < 1)

@@ -99,6 +99,13 @@ static void one_line(char *msg) {
     msg[o] = '\0';
 }
 
+const char *dp_label(char buf[DP_QUOTE_CAP], const char *s) {
+    if (!s) return dp_quote(buf, s, 0);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p > 0x7e) return dp_quote(buf, s, (size_t)-1);
+    return s;
+}
+
 int dp_fail(dp_err *err, const char *fmt, ...) {
     if (!err) return -1;
     va_list ap;

@@ -38,6 +38,11 @@ int dp_context(dp_err *err, const char *fmt, ...) __attribute__((format(printf, 
 #define DP_QUOTE_CAP (DP_QUOTE_CHARS * 4 + 8)
 const char *dp_quote(char buf[DP_QUOTE_CAP], const char *s, size_t n);
 
+/* S itself when it is printable ASCII (a plain path, a tensor name), else
+ * dp_quote(buf, s, -1): for text that reads best unquoted but must never
+ * break the one-line rule with a newline or bytes that are not UTF-8. */
+const char *dp_label(char buf[DP_QUOTE_CAP], const char *s);
+
 /* Allocation that fails as a value: returns NULL and fills err. */
 void *dp_malloc(size_t n, dp_err *err);
 void *dp_calloc(size_t count, size_t size, dp_err *err);

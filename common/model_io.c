@@ -13,15 +13,6 @@
 #include "model.h"
 #include "safetensors.h"
 
-/* S itself when it is printable ASCII, else dp_quote'd into BUF: text from a
- * file (a tensor name, a config value, jansson's excerpt of the input) must
- * not break the one-line error rule with a newline or invalid UTF-8. */
-static const char *plain_or_quoted(char buf[DP_QUOTE_CAP], const char *s) {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p < 0x20 || *p > 0x7e) return dp_quote(buf, s, (size_t)-1);
-    return s;
-}
-
 /* ---- config.json ---- */
 
 typedef struct cfg_reader {
@@ -215,7 +206,7 @@ static int parse_config(model_config *c, cfg_reader *r) {
 static int read_text(const char *file, char **out, dp_err *err) {
     *out = NULL;
     char q[DP_QUOTE_CAP];
-    const char *path = plain_or_quoted(q, file); /* for messages */
+    const char *path = dp_label(q, file); /* for messages */
     FILE *f = fopen(file, "rb");
     if (!f) return dp_fail(err, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = 4096, n = 0;
@@ -253,13 +244,13 @@ static int is_json_text(const char *s) {
 
 static int config_from_text(model_config *c, const char *text, const char *file, dp_err *err) {
     char qw[DP_QUOTE_CAP];
-    const char *where = plain_or_quoted(qw, file); /* for messages */
+    const char *where = dp_label(qw, file); /* for messages */
     json_error_t je;
     json_t *root = json_loads(text, 0, &je);
     char q[DP_QUOTE_CAP];
     if (!root)
         return dp_fail(err, "%s:%d:%d: invalid JSON: %s", where, je.line, je.column,
-                       plain_or_quoted(q, je.text));
+                       dp_label(q, je.text));
     cfg_reader r = {root, where, err};
     int rc = parse_config(c, &r);
     json_decref(root);
@@ -395,8 +386,8 @@ static int check_finite(const float *x, size_t n, const char *file, const char *
     int64_t i = first_nonfinite(x, n);
     if (i < 0) return 0;
     char q[DP_QUOTE_CAP], qn[DP_QUOTE_CAP];
-    return dp_fail(err, "%s: tensor %s: element %lld is %s", plain_or_quoted(q, file),
-                   plain_or_quoted(qn, name), (long long)i,
+    return dp_fail(err, "%s: tensor %s: element %lld is %s", dp_label(q, file),
+                   dp_label(qn, name), (long long)i,
                    isnan(x[i]) ? "NaN" : x[i] > 0 ? "Inf" : "-Inf");
 }
 
@@ -410,7 +401,7 @@ static void shape_text(char *buf, size_t cap, int ndim, const int64_t *shape) {
 int model_load(model **out, const char *file, const model_options *opt, dp_err *err) {
     *out = NULL;
     char qd[DP_QUOTE_CAP];
-    const char *dir = plain_or_quoted(qd, file); /* for messages */
+    const char *dir = dp_label(qd, file); /* for messages */
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", file);
     char *text;
@@ -444,7 +435,7 @@ int model_load(model **out, const char *file, const model_options *opt, dp_err *
             if (ignorable(m, t->name, gpt2)) continue;
             char q[DP_QUOTE_CAP];
             rc = dp_fail(err, "%s: tensor %s: not a parameter of a %s model with this config.json",
-                         dir, plain_or_quoted(q, t->name), c.model_type);
+                         dir, dp_label(q, t->name), c.model_type);
             goto done;
         }
         int ok = t->ndim == mt->ndim && t->shape[0] == mt->shape[0] &&

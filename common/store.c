@@ -186,12 +186,6 @@ static int create_schema(store *s, dp_err *err) {
     return 0;
 }
 
-const char *store_label(char buf[DP_QUOTE_CAP], const char *path) {
-    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
-        if (*p < 0x20 || *p > 0x7e) return dp_quote(buf, path, (size_t)-1);
-    return path;
-}
-
 char *store_sqlite_name(const char *path) {
     int plain = strncmp(path, "file:", 5) != 0 && path[0] != ':';
     size_t n = strlen(path);
@@ -319,12 +313,12 @@ int store_open(store **out, const char *path, int mode, dp_err *err) {
     char q[DP_QUOTE_CAP];
     if (mode != STORE_READONLY && mode != STORE_WRITE)
         return dp_fail(err, "%s: store_open: mode %d is neither STORE_READONLY nor STORE_WRITE",
-                       store_label(q, path), mode);
+                       dp_label(q, path), mode);
     store *s = dp_calloc(1, sizeof *s, err);
     if (!s) return -1;
     s->mode = mode;
     s->file = strdup(path);
-    s->path = strdup(store_label(q, path));
+    s->path = strdup(dp_label(q, path));
     if (!s->path || !s->file) {
         free(s->file);
         free(s->path);

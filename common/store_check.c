@@ -201,7 +201,7 @@ static const char merge_conflict_sql[] =
 int store_merge(store *dst, const char *src_file, long *n_copied, dp_err *err) {
     *n_copied = 0;
     char q[DP_QUOTE_CAP];
-    const char *src_path = store_label(q, src_file); /* for messages */
+    const char *src_path = dp_label(q, src_file); /* for messages */
     if (store_require_write(dst, "merge into it", err)) return -1;
     if (!sqlite3_get_autocommit(dst->db))
         return dp_fail(err, "%s: merge: cannot run inside an open transaction", dst->path);

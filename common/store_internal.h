@@ -31,7 +31,7 @@ enum store_stmt {
 
 struct store {
     sqlite3 *db;
-    char *path;                        /* for messages: store_label(file) */
+    char *path;                        /* for messages: dp_label(file) */
     char *file;                        /* the path as given, for opening */
     int mode;                          /* STORE_READONLY or STORE_WRITE */
     sqlite3_stmt *stmt[N_STORE_STMT];
@@ -43,9 +43,6 @@ struct store {
  * err set. Callers sqlite3_reset() it when done so no read stays open. */
 sqlite3_stmt *store_stmt(store *s, enum store_stmt which, dp_err *err);
 
-/* PATH for messages: itself when printable ASCII, else dp_quote'd into BUF
- * (a path may hold a newline; errors stay one line). */
-const char *store_label(char buf[DP_QUOTE_CAP], const char *path);
 
 /* PATH as SQLite must see it to open that file: "./" before a name SQLite
  * would read as a URI ("file:...") or a special name (":memory:"). Malloc'd;
