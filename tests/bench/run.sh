@@ -14,7 +14,7 @@
 #   to model_memory_estimate and what an online DPO would hold; tokenizer
 #   MB/s; store bytes per token.
 #
-#   (default)   a short run: a few batches each, ~10 minutes on 2 cores
+#   (default)   a short run: a few batches each, ~25 minutes on 2 cores
 #   BENCH_FULL=1  longer runs (more pairs and steps; train without sharing too)
 #   --smoke     tiny shapes and lengths, < 20 s: proves the suite runs
 #               (tests/e2e_bench_smoke.sh); its numbers mean nothing
