@@ -469,7 +469,11 @@ static int frontier_figure(FILE *g, const report *rp, dp_err *err) {
           "set key top left\nset offsets graph 0.05, graph 0.15, graph 0.15, graph 0.15\n"
           "plot 'frontier.dat' using 1:2 with linespoints lw 2 pt 7 ps 1.5 lc rgb '" TRAIN_COLOR
           "' title 'trained policies', \\\n"
-          "     '' using 1:2:3 with labels offset char 0,1.2 notitle",
+          /* Slanted, and alternately above and below in KL order: policies
+           * a sweep puts close together keep readable labels. */
+          "     '' every 2 using 1:2:3 with labels rotate by 40 left offset char 0.6,0.6 notitle, \\\n"
+          "     '' every 2::1 using 1:2:3 with labels rotate by -40 left offset char 0.6,-0.6 "
+          "notitle",
           g);
     if (rp->ref.present)
         fputs(", \\\n     'reference.dat' using 1:2 with points pt 5 ps 2 lc rgb '" REJECTED_COLOR
