@@ -1,31 +1,12 @@
 /* error — see error.h. */
 #include "error.h"
 
+#include "utf8.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Bytes of the UTF-8 sequence starting at p (at most n available), or 0 if
- * it is not a valid one (overlong forms, surrogates and > U+10FFFF are not). */
-static size_t utf8_seq(const unsigned char *p, size_t n) {
-    size_t len;
-    unsigned cp;
-    if (p[0] < 0x80) return 1;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf) len = 2, cp = p[0] & 0x1f;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef) len = 3, cp = p[0] & 0x0f;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4) len = 4, cp = p[0] & 0x07;
-    else return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return len;
-}
 
 /* 1 if the valid sequence p[0..len) is a code point that breaks or moves
  * the line on some terminals: C1 controls (U+0080..U+009F, NEL among them)
@@ -35,6 +16,31 @@ static int breaks_line(const unsigned char *p, size_t len) {
            (len == 3 && p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9));
 }
 
+/* How the text at p[0..n) (n >= 1) starts in a one-line message: writes
+ * into out, *out_len bytes, what stands for the bytes it takes from p, and
+ * returns how many it takes: a printable sequence as itself; \n \r \t (and,
+ * when quoting, \" \\) as such; anything else as \xNN per byte (one byte,
+ * or the whole sequence of a C1 control or separator). */
+static size_t render(const unsigned char *p, size_t n, int quoting, char out[17],
+                     size_t *out_len) {
+    unsigned c = p[0];
+    const char *esc = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
+                    : quoting && c == '"' ? "\\\"" : quoting && c == '\\' ? "\\\\" : NULL;
+    if (esc) {
+        memcpy(out, esc, 2), *out_len = 2;
+        return 1;
+    }
+    size_t len = (size_t)utf8_valid_len(p, n);
+    if (len && c >= 0x20 && c != 0x7f && !breaks_line(p, len)) {
+        memcpy(out, p, len), *out_len = len;
+        return len;
+    }
+    if (!len || c < 0x80) len = 1;
+    for (size_t j = 0; j < len; j++) snprintf(out + 4 * j, 5, "\\x%02x", p[j]);
+    *out_len = 4 * len;
+    return len;
+}
+
 const char *dp_quote(char buf[DP_QUOTE_CAP], const char *s, size_t n) {
     if (!s) return strcpy(buf, "(null)");
     if (n == (size_t)-1) n = strlen(s);
@@ -42,24 +48,14 @@ const char *dp_quote(char buf[DP_QUOTE_CAP], const char *s, size_t n) {
     size_t o = 0, i = 0;
     int chars = 0;
     buf[o++] = '"';
-    while (i < n && chars < DP_QUOTE_CHARS) {
-        unsigned c = p[i];
-        const char *esc = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
-                        : c == '"' ? "\\\"" : c == '\\' ? "\\\\" : NULL;
-        size_t len = utf8_seq(p + i, n - i);
-        if (esc) {
-            memcpy(buf + o, esc, 2), o += 2, i++;
-        } else if (len == 0 || c < 0x20 || c == 0x7f || breaks_line(p + i, len)) {
-            /* each escaped byte counts as a character, so buf holds 4 bytes
-             * per character at most */
-            size_t k = len && c >= 0x80 ? len : 1;
-            if (chars + (int)k > DP_QUOTE_CHARS) break;
-            for (size_t j = 0; j < k; j++) snprintf(buf + o, 5, "\\x%02x", p[i + j]), o += 4;
-            i += k, chars += (int)k - 1;
-        } else {
-            memcpy(buf + o, p + i, len), o += len, i += len;
-        }
-        chars++;
+    while (i < n) {
+        char r[17];
+        size_t k, used = render(p + i, n - i, 1, r, &k);
+        /* each byte written \xNN counts as a character, so buf holds at
+         * most 4 bytes per character */
+        int cost = r[0] == '\\' && r[1] == 'x' ? (int)used : 1;
+        if (chars + cost > DP_QUOTE_CHARS) break;
+        memcpy(buf + o, r, k), o += k, i += used, chars += cost;
     }
     buf[o++] = '"';
     if (i < n) memcpy(buf + o, "...", 3), o += 3;
@@ -68,9 +64,9 @@ const char *dp_quote(char buf[DP_QUOTE_CAP], const char *s, size_t n) {
 }
 
 /* The last guard of the one-line rule: whatever a caller formatted, the
- * message keeps no newline, control byte or invalid UTF-8. \n \r \t are
- * written as such, other such bytes as \xNN (the same spelling as
- * dp_quote); text that no longer fits is cut before a whole escape. */
+ * message keeps no newline, control byte or invalid UTF-8, spelled as
+ * dp_quote spells them; text that no longer fits is cut before a whole
+ * escape. */
 static void one_line(char *msg) {
     enum { CAP = sizeof ((dp_err *)0)->msg };
     char in[CAP];
@@ -78,23 +74,10 @@ static void one_line(char *msg) {
     const unsigned char *p = (const unsigned char *)in;
     size_t n = strnlen(in, CAP - 1), o = 0, i = 0;
     while (i < n) {
-        unsigned c = p[i];
-        size_t len = utf8_seq(p + i, n - i);
-        char esc[4 * 4 + 1];
-        size_t k;
-        if (len && c >= 0x20 && c != 0x7f && !breaks_line(p + i, len)) {
-            if (o + len > CAP - 1) break;
-            memcpy(msg + o, p + i, len), o += len, i += len;
-            continue;
-        }
-        if (c == '\n' || c == '\r' || c == '\t') {
-            esc[0] = '\\', esc[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't', k = 2, len = 1;
-        } else {
-            if (!len || c < 0x80) len = 1;
-            for (k = 0; k < 4 * len; k += 4) snprintf(esc + k, 5, "\\x%02x", p[i + k / 4]);
-        }
+        char r[17];
+        size_t k, used = render(p + i, n - i, 0, r, &k);
         if (o + k > CAP - 1) break;
-        memcpy(msg + o, esc, k), o += k, i += len;
+        memcpy(msg + o, r, k), o += k, i += used;
     }
     msg[o] = '\0';
 }

@@ -5,6 +5,7 @@
  * Tensor data points into the read-only private mappings. The host is
  * assumed little-endian, like the format. */
 #include "safetensors.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -81,24 +82,9 @@ static int st_dtype_parse(const char *s, st_dtype *out) {
  * or n if the whole buffer is valid. */
 static size_t st_utf8_invalid_at(const unsigned char *s, size_t n) {
     size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) { i++; continue; }
-        size_t len;
-        unsigned cp, min;
-        if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; min = 0x80; }
-        else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; min = 0x800; }
-        else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; min = 0x10000; }
-        else return i;
-        if (n - i < len) return i;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return i;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-        i += len;
-    }
-    return n;
+    int len;
+    while (i < n && (len = utf8_valid_len(s + i, n - i)) > 0) i += (size_t)len;
+    return i;
 }
 
 /* ---- set building ----------------------------------------------------------- */

@@ -25,7 +25,7 @@ static int flush_bytes(tok_list *out, tok_list *bytes, dp_err *err) {
     if (!bytes->len) return 0;
     int valid = 1;
     for (size_t i = 0; i < bytes->len;) {
-        int l = tok_utf8_valid_len((const unsigned char *)bytes->buf + i, bytes->len - i);
+        int l = utf8_valid_len((const unsigned char *)bytes->buf + i, bytes->len - i);
         if (!l) {
             valid = 0;
             break;

@@ -18,6 +18,7 @@
 
 #include "error.h"
 #include "tokenizer.h"
+#include "utf8.h"
 
 /* ---- tok_json: a read-only JSON DOM for tokenizer.json ---- */
 enum { TJ_NULL, TJ_FALSE, TJ_TRUE, TJ_NUM, TJ_STR, TJ_ARR, TJ_OBJ };
@@ -88,15 +89,10 @@ int tok_list_push(tok_list *l, const char *s, size_t n, int32_t id, int at_start
 void tok_list_clear(tok_list *l);
 void tok_list_free(tok_list *l);
 
-/* ---- UTF-8 ---- */
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-int tok_utf8_valid_len(const unsigned char *s, size_t n);
+/* ---- UTF-8 (validity: utf8.h) ---- */
 /* Decodes the (valid) sequence at s; *cp gets the code point; returns its length. */
 int tok_utf8_decode(const unsigned char *s, size_t n, int32_t *cp);
 int tok_utf8_encode(int32_t cp, char *out);
-/* At an invalid position: the length of the maximal subpart to replace
- * with one U+FFFD (Unicode "substitution of maximal subparts"), >= 1. */
-size_t tok_utf8_bad_len(const unsigned char *s, size_t n);
 /* Appends s[0..n) to OUT->buf with invalid sequences replaced by U+FFFD. */
 int tok_utf8_lossy(tok_list *out, const char *s, size_t n, dp_err *err);
 int tok_is_whitespace(int32_t cp);

@@ -69,7 +69,7 @@ static int parse_string(parser *ps, uint32_t *off, uint32_t *len) {
         if (c == '"') break;
         if (c < 0x20) return perr(ps, ps->p, "control character in string");
         if (c >= 0x80) {
-            int l = tok_utf8_valid_len((const unsigned char *)ps->p, (size_t)(ps->end - ps->p));
+            int l = utf8_valid_len((const unsigned char *)ps->p, (size_t)(ps->end - ps->p));
             if (!l) return perr(ps, ps->p, "invalid UTF-8 in string");
             memmove(w, ps->p, (size_t)l);
             w += l, ps->p += l;

@@ -170,7 +170,7 @@ static int load_replacement(loader *L, const tj_node *o, const char *path, char 
     if (jstr(L, o, "replacement", path, 1, &s, &n)) return -1;
     if (!s) s = "\xE2\x96\x81", n = 3;
     char q[DP_QUOTE_CAP];
-    if (n == 0 || n > 4 || tok_utf8_valid_len((const unsigned char *)s, n) != (int)n)
+    if (n == 0 || n > 4 || utf8_valid_len((const unsigned char *)s, n) != (int)n)
         return jfail(L, path, "replacement: expected one character, got %s", dp_quote(q, s, n));
     memcpy(repl, s, n);
     repl[n] = '\0';

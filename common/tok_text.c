@@ -146,37 +146,6 @@ void tok_strmap_free(tok_strmap *m) {
 
 /* ---------------------------------------------------------------- UTF-8 */
 
-/* Unicode Table 3-7 (well-formed byte sequences): the length of the
- * sequence lead byte C starts (0 if C cannot start one), and the range
- * [*lo, *hi] its second byte must be in (the others are 0x80..0xBF). */
-static int utf8_lead(unsigned c, unsigned *lo, unsigned *hi) {
-    *lo = 0x80, *hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) return 2;
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (c == 0xE0) *lo = 0xA0;
-        if (c == 0xED) *hi = 0x9F;
-        return 3;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (c == 0xF0) *lo = 0x90;
-        if (c == 0xF4) *hi = 0x8F;
-        return 4;
-    }
-    return 0;
-}
-
-int tok_utf8_valid_len(const unsigned char *s, size_t n) {
-    if (!n) return 0;
-    if (s[0] < 0x80) return 1;
-    unsigned lo, hi;
-    int len = utf8_lead(s[0], &lo, &hi);
-    if (!len || n < (size_t)len) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (int i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-    return len;
-}
-
 int tok_utf8_decode(const unsigned char *s, size_t n, int32_t *cp) {
     if (!n) {
         *cp = 0;
@@ -328,19 +297,10 @@ void tok_trie_free(tok_trie *t) {
 
 /* ----------------------------------------------------- invalid UTF-8 */
 
-size_t tok_utf8_bad_len(const unsigned char *s, size_t n) {
-    unsigned lo, hi;
-    size_t len = (size_t)utf8_lead(s[0], &lo, &hi);
-    if (!len || n < 2 || s[1] < lo || s[1] > hi) return 1;
-    size_t k = 2;
-    while (k < n && k < len && s[k] >= 0x80 && s[k] <= 0xBF) k++;
-    return k;
-}
-
 int tok_utf8_lossy(tok_list *out, const char *s, size_t n, dp_err *err) {
     size_t i = 0, run = 0;
     while (i < n) {
-        int l = tok_utf8_valid_len((const unsigned char *)s + i, n - i);
+        int l = utf8_valid_len((const unsigned char *)s + i, n - i);
         if (l) {
             i += (size_t)l;
             continue;
@@ -348,7 +308,7 @@ int tok_utf8_lossy(tok_list *out, const char *s, size_t n, dp_err *err) {
         if (tok_list_bytes(out, s + run, i - run, err) ||
             tok_list_bytes(out, "\xEF\xBF\xBD", 3, err))
             return -1;
-        i += tok_utf8_bad_len((const unsigned char *)s + i, n - i);
+        i += utf8_bad_len((const unsigned char *)s + i, n - i);
         run = i;
     }
     return tok_list_bytes(out, s + run, n - run, err);

@@ -235,7 +235,7 @@ int tok_decode(const tokenizer *t, const int32_t *ids, size_t n, char **text, si
 
 long tok_utf8_first_invalid(const char *s, size_t n) {
     for (size_t i = 0; i < n;) {
-        int l = tok_utf8_valid_len((const unsigned char *)s + i, n - i);
+        int l = utf8_valid_len((const unsigned char *)s + i, n - i);
         if (!l) return (long)i;
         i += (size_t)l;
     }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "store.h"
+#include "utf8.h"
 
 static const char usage_main[] =
     "usage: dpoc store COMMAND STORE [options]\n"
@@ -134,26 +135,13 @@ static int cmd_verify(const char *path) {
     return 0;
 }
 
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs,
- * no surrogates, at most U+10FFFF), or 0. */
-static int utf8_length(const unsigned char *p) {
-    if (p[0] < 0x80) return 1;
-    int n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-    if (!n || p[0] > 0xf4) return 0;
-    for (int i = 1; i < n; i++)
-        if ((p[i] & 0xc0) != 0x80) return 0;
-    if (n == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0))) return 0;
-    if (n == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))) return 0;
-    return n;
-}
-
 /* A JSON string: quotes, backslashes and control bytes escaped; bytes that
  * are not UTF-8 (file names need not be) become U+FFFD so the line stays
  * valid JSON. */
 static void put_json_string(FILE *f, const char *text) {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)text; *p;) {
-        int n = utf8_length(p);
+        int n = utf8_valid_len(p, strnlen((const char *)p, 4));
         if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
         else if (*p == '\n') fputs("\\n", f);
         else if (*p == '\t') fputs("\\t", f);
