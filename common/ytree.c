@@ -1,6 +1,8 @@
 /* ytree — see ytree.h. */
 #include "ytree.h"
 
+#include "utf8.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
@@ -55,25 +57,27 @@ int ytree_parse(const char *name, const char *text, size_t len, ynode **out, dp_
     int depth = 0, rc = -1;
     ynode *root = NULL;
     *out = NULL;
+    /* The file must be UTF-8: the first byte that breaks it is reported
+     * where it is (libyaml's reader gives only a rough offset). */
+    for (size_t at = 0, k; at < len; at += k) {
+        if ((k = (size_t)utf8_valid_len((const unsigned char *)text + at, len - at)) == 0) {
+            size_t line, col;
+            text_position(text, len, at, &line, &col);
+            return dp_fail(err, "%s:%zu:%zu: invalid YAML: invalid UTF-8 (byte 0x%02x)", name,
+                           line, col, (unsigned char)text[at]);
+        }
+    }
     if (!yaml_parser_initialize(&p)) return dp_fail(err, "%s: out of memory", name);
     yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
     for (;;) {
         if (!yaml_parser_parse(&p, &ev)) {
             if (p.error == YAML_READER_ERROR) {
-                /* The reader (invalid UTF-8, control characters) leaves
-                 * problem_mark unset but gives the byte offset. */
-                size_t line, col, at = p.problem_offset;
-                /* A bad trailing octet is reported where it is; the bad
-                 * sequence starts at its lead byte. */
-                if (p.problem && strstr(p.problem, "trailing"))
-                    while (at > 0 && at <= len && ((unsigned char)text[--at] & 0xc0) == 0x80) {}
-                text_position(text, len, at, &line, &col);
-                if (p.problem && strstr(p.problem, "UTF-8") && at < len)
-                    dp_fail(err, "%s:%zu:%zu: invalid YAML: invalid UTF-8 (byte 0x%02x)", name, line,
-                            col, (unsigned char)text[at]);
-                else
-                    dp_fail(err, "%s:%zu:%zu: invalid YAML: %s (U+%04X)", name, line, col,
-                            p.problem ? p.problem : "unreadable input", (unsigned)p.problem_value);
+                /* The reader (control characters; UTF-8 was checked above)
+                 * leaves problem_mark unset but gives the byte offset. */
+                size_t line, col;
+                text_position(text, len, p.problem_offset, &line, &col);
+                dp_fail(err, "%s:%zu:%zu: invalid YAML: %s (U+%04X)", name, line, col,
+                        p.problem ? p.problem : "unreadable input", (unsigned)p.problem_value);
             } else {
                 dp_fail(err, "%s:%zu:%zu: invalid YAML: %s", name, p.problem_mark.line + 1,
                         p.problem_mark.column + 1, p.problem ? p.problem : "syntax error");
