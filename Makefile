@@ -7,6 +7,10 @@
 #   make bench      benchmarks side by side with PyTorch
 #   make fuzz       libFuzzer harnesses, FUZZ_SECONDS=60 each
 
+# common/<part>/ holds one part of the library each; every folder is on the
+# include path, so a header is named by its file name alone.
+COMMON_INC := $(patsubst %/,-I%,$(sort $(dir $(wildcard common/*/*.h))))
+
 CONFIG   ?= pipeline.yaml
 SET      ?=
 SANITIZE ?=
@@ -27,12 +31,12 @@ CFLAGS   ?= -O2 -g
 # -fno-trapping-math -fno-math-errno: no code here reads floating-point
 # exception flags or errno after maths, and without them GCC will not
 # vectorise loops that compare floats (layers.c) or take square roots (optim.c).
-CFLAGS   += -std=c11 -D_GNU_SOURCE -fno-trapping-math -fno-math-errno -Wall -Wextra -Werror -fopenmp -Icommon $(SANFLAGS)
+CFLAGS   += -std=c11 -D_GNU_SOURCE -fno-trapping-math -fno-math-errno -Wall -Wextra -Werror -fopenmp $(COMMON_INC) $(SANFLAGS)
 CFLAGS   += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 LDFLAGS  += -fopenmp $(SANFLAGS)
 
-COMMON_SRC := $(wildcard common/*.c)
+COMMON_SRC := $(wildcard common/*/*.c)
 STAGE_SRC  := $(wildcard stages/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
@@ -55,9 +59,9 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-# The schemas are compiled into the binary (.incbin in common/config.c, common/store.c).
-$(BUILD)/common/config.o: schemas/pipeline.schema.yaml
-$(BUILD)/common/store.o: schemas/store.sql
+# The schemas are compiled into the binary (.incbin in common/config/config.c, common/store/store.c).
+$(BUILD)/common/config/config.o: schemas/pipeline.schema.yaml
+$(BUILD)/common/store/store.o: schemas/store.sql
 
 $(BUILD)/libdpoc.a: $(COMMON_OBJ)
 	@rm -f $@

@@ -1,6 +1,6 @@
 -- store.sql — the schema of a dpoc store (schema version 1).
 --
--- Applied by common/store.c (which embeds this file) when it creates a store,
+-- Applied by common/store/store.c (which embeds this file) when it creates a store,
 -- inside one transaction; store.c then sets PRAGMA application_id = 'dpoc'
 -- and PRAGMA user_version = STORE_SCHEMA_VERSION. Every statement is
 -- idempotent. Change the layout only together with STORE_SCHEMA_VERSION and

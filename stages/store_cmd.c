@@ -1,5 +1,5 @@
 /* store_cmd — `dpoc store info|verify|dump|merge`: inspect and combine the
- * cache of reference log-probabilities (common/store.h).
+ * cache of reference log-probabilities (common/store/store.h).
  *
  * dump writes JSON Lines, one object per (example, reference) in store order:
  *   {"id","split","source","reference","prompt_ids","chosen_ids",

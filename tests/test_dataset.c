@@ -1,4 +1,4 @@
-/* test_dataset — common/dataset.c and common/chat.c.
+/* test_dataset — common/data/dataset.c and common/tokenizer/chat.c.
  *
  * Chat templates are compared with strings rendered by the real Jinja
  * templates (tests/oracles/chat_goldens.py, jinja2 as transformers configures

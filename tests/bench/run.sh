@@ -52,7 +52,7 @@ if [ ! -f "$BUILD/libdpoc.a" ]; then
 fi
 CC=${CC:-gcc}
 # shellcheck disable=SC2046
-$CC -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Icommon $SANFLAGS \
+$CC -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp $(for d in common/*/; do printf -- "-I%s " "${d%/}"; done) $SANFLAGS \
     $(pkg-config --cflags $PKGS) tests/bench/bench.c -o "$BIN" "$BUILD/libdpoc.a" \
     -fopenmp $SANFLAGS $(pkg-config --libs $PKGS) -lm || { echo "run.sh: building $BIN failed" >&2; exit 1; }
 

@@ -1,4 +1,4 @@
-/* fuzz_config — the pipeline.yaml loader (common/config.c, ytree.c) on
+/* fuzz_config — the pipeline.yaml loader (common/config/config.c, ytree.c) on
  * hostile YAML, and --set overrides.
  *
  * The input is written as DIR/pipeline.yaml and loaded. A config that loads

@@ -1,4 +1,4 @@
-/* fuzz_jsonl — the dataset reader (common/dataset.c, chat.c) on hostile
+/* fuzz_jsonl — the dataset reader (common/data/dataset.c, chat.c) on hostile
  * JSON Lines files, then ds_tokenize on every row it accepts.
  *
  * The input is written as DIR/d.jsonl and read in each format (auto,

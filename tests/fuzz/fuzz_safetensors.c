@@ -1,4 +1,4 @@
-/* fuzz_safetensors — common/safetensors.c on hostile files.
+/* fuzz_safetensors — common/data/safetensors.c on hostile files.
  *
  * The input is written as a .safetensors file and opened; every tensor is
  * looked up by name and converted to fp32 (a tensor the header validated

@@ -1,4 +1,4 @@
-/* fuzz_store_blob — the store's blob codec (common/store_blob.c) on hostile
+/* fuzz_store_blob — the store's blob codec (common/store/store_blob.c) on hostile
  * blobs.
  *
  * The input is decoded as a blob with shuffle off and on, against expected

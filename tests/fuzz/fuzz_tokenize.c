@@ -1,5 +1,5 @@
 /* fuzz_tokenize — encoding and decoding with real tokenizers
- * (common/tokenizer.c, tok_text.c, tok_bpe.c, tok_decode.c).
+ * (common/tokenizer/tokenizer.c, tok_text.c, tok_bpe.c, tok_decode.c).
  *
  * Loaded once: examples/tiny/model/tokenizer.json (always; its absence is a
  * failure) and, when tests/fixtures.sh has fetched them, GPT-2

@@ -1,4 +1,4 @@
-/* fuzz_tokenizer_json — tok_load (common/tok_load.c, tok_json.c) on hostile
+/* fuzz_tokenizer_json — tok_load (common/tokenizer/tok_load.c, tok_json.c) on hostile
  * tokenizer.json files.
  *
  * The input is written as DIR/tokenizer.json; when it contains the line

@@ -1,6 +1,6 @@
 #!/bin/sh
 # run.sh — builds the libFuzzer harnesses (tests/fuzz/fuzz_*.c) with clang,
-# ASan and UBSan against common/*.c, then runs each for FUZZ_SECONDS.
+# ASan and UBSan against common/*/*.c, then runs each for FUZZ_SECONDS.
 #
 #   sh tests/fuzz/run.sh                 every harness, FUZZ_SECONDS (60) each
 #   FUZZ_TARGETS="config jsonl" sh tests/fuzz/run.sh      a subset
@@ -30,7 +30,7 @@ PKGS="openblas sqlite3 libzstd yaml-0.1 jansson libpcre2-8 libutf8proc libxxhash
 command -v "$CC" >/dev/null 2>&1 || { echo "fuzz: $CC not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 # The Makefile's flags, minus -Werror (clang warns about things gcc does not).
-CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -Icommon -g -O1 $SAN $(pkg-config --cflags $PKGS)"
+CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp $(for d in common/*/; do printf -- "-I%s " "${d%/}"; done) -g -O1 $SAN $(pkg-config --cflags $PKGS)"
 LIBS="$(pkg-config --libs $PKGS) -lm"
 
 # max_len per harness: enough for a real input of that kind, small enough to
@@ -51,7 +51,7 @@ dict() {
 # ---- build: the library once (objects newer than their sources are kept).
 mkdir -p "$OUT/obj"
 objs=""
-for src in common/*.c; do
+for src in common/*/*.c; do
     o="$OUT/obj/$(basename "$src" .c).o"
     if [ ! -f "$o" ] || [ "$src" -nt "$o" ] || [ -n "$(find common schemas -newer "$o" \( -name '*.h' -o -name '*.yaml' -o -name '*.sql' \) 2>/dev/null | head -n 1)" ]; then
         if ! $CC $CFLAGS -fsanitize=fuzzer-no-link -c "$src" -o "$o" 2>"$o.log"; then

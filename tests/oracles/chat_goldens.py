@@ -6,7 +6,7 @@ prints the expected strings used by tests/test_dataset.c (test_templates).
 
 Run: python3 tests/data/chat_goldens.py  (any Python with jinja2)
 The leading bos_token is removed from each rendering: dpoc supplies it as
-the tokenizer's BOS id, not as text (common/chat.h)."""
+the tokenizer's BOS id, not as text (common/tokenizer/chat.h)."""
 import json
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment

@@ -1,4 +1,4 @@
-"""PyTorch oracle for common/loss.c: the DPO-family losses written the way
+"""PyTorch oracle for common/train/loss.c: the DPO-family losses written the way
 TRL's DPOTrainer / CPOTrainer write them (F.logsigmoid, torch.sigmoid,
 torch.relu, torch.exp), evaluated in float64, derivatives by autograd.
 

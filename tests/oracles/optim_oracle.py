@@ -1,4 +1,4 @@
-"""PyTorch oracle for common/optim.c: torch.optim.AdamW / torch.optim.SGD
+"""PyTorch oracle for common/train/optim.c: torch.optim.AdamW / torch.optim.SGD
 driven by torch.optim.lr_scheduler.LambdaLR with Hugging Face transformers'
 schedule lambdas, and torch.nn.utils.clip_grad_norm_.
 

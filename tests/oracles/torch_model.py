@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""torch_model.py OUTDIR — PyTorch oracle for common/model.c.
+"""torch_model.py OUTDIR — PyTorch oracle for common/model/model.c.
 
 Writes, for each tiny configuration below, a random-weight Hugging Face model
 directory OUTDIR/<name>/ (config.json + model.safetensors in F32, with the

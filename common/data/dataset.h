@@ -113,7 +113,7 @@ void ds_tokens_free(ds_tokens *t);
 
 /* Renders a conversation (NUL-terminated role/content pairs) with a
  * resolved template, exactly as the model family's Jinja template does
- * (common/chat.c names the sources) minus the leading bos_token. Roles that
+ * (common/tokenizer/chat.c names the sources) minus the leading bos_token. Roles that
  * a template refuses (llama2, mistral, gemma: user/assistant alternation;
  * mistral: system) are an error naming the message index. *out is
  * malloc'd, owned by the caller. */

@@ -1,5 +1,5 @@
 /* chat — the built-in chat templates behind ds_render_chat (dataset.h).
- * Private to common/dataset.c and common/chat.c.
+ * Private to common/data/dataset.c and common/tokenizer/chat.c.
  *
  * Each template is a C transcription of the Jinja template its model family
  * ships in tokenizer_config.json (see chat.c for which one), rendered exactly
