@@ -201,11 +201,21 @@ static int do_split(run *r, const char *split, const char *path, log_progress *p
     r->rows_in_window = 0;
     if (ds_open(&rd, path, &r->dso, err)) return -1;
     int rc = 0;
+    long rows = 0;
     for (;;) {
         ds_row row;
         ds_bad why = DS_BAD_NONE;
         int got = ds_next(rd, &row, &why, err);
-        if (got == 0) break;
+        if (got == 0) {
+            /* An empty training file is a mistake to say now, not at train. */
+            if (rows == 0 && !strcmp(split, "train")) {
+                char q[DP_QUOTE_CAP];
+                rc = dp_fail(err, "data.train: %s holds no rows (an empty file, or only blank lines)",
+                             dp_label(q, path));
+            }
+            break;
+        }
+        rows++;
         if (got < 0 || (got == 2 && (rc = bad_row(r, why, err)))) {
             rc = -1;
             break;

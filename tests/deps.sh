@@ -1,11 +1,12 @@
 #!/bin/sh
 # deps.sh check|install — the Debian packages dpoc builds and tests with.
 # Build: compilers and the -dev libraries found with pkg-config.
-# Test only: python3-torch (numerical oracle), nodejs/npm (tokenizer fixtures).
+# Test only: python3-torch (numerical oracle), nodejs/npm (tokenizer fixtures),
+# python3-jinja2 (chat-template oracle).
 set -u
 PKGS="gcc make pkg-config libopenblas-dev libsqlite3-dev libzstd-dev libyaml-dev libjansson-dev
 libpcre2-dev libutf8proc-dev libxxhash-dev zlib1g-dev python3 python3-torch python3-numpy
-nodejs npm sqlite3 zstd gnuplot-nox clang libclang-rt-14-dev libomp-14-dev"
+nodejs npm sqlite3 zstd gnuplot-nox clang libclang-rt-14-dev libomp-14-dev python3-jinja2"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
