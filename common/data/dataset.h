@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "template.h"
 #include "tokenizer.h"
 
 typedef enum ds_format { DS_AUTO, DS_STANDARD, DS_IMPLICIT, DS_CONVERSATIONAL } ds_format;
@@ -119,5 +120,23 @@ void ds_tokens_free(ds_tokens *t);
  * malloc'd, owned by the caller. */
 int ds_render_chat(ds_template tpl, const char *const *roles, const char *const *contents,
                    int n, int add_generation_prompt, char **out, dp_err *err);
+
+/* ---- the model's own Jinja template (ds_chat.c) ---- */
+
+/* The variables apply_chat_template passes: MESSAGES and TOOLS (borrowed;
+ * TOOLS NULL is None), add_generation_prompt and T's named special tokens
+ * (T may be NULL). Returns a new JSON object, NULL when out of memory. */
+json_t *ds_chat_vars(const tokenizer *t, const json_t *messages, const json_t *tools,
+                     int add_generation_prompt);
+
+/* Renders MESSAGES with TP and ds_chat_vars; *out is malloc'd and owned by
+ * the caller. Errors: "chat template: LINE:COL: message". */
+int ds_chat_render(const tmpl *tp, const tokenizer *t, const json_t *messages, const json_t *tools,
+                   int add_generation_prompt, char **out, size_t *len, dp_err *err);
+
+/* Parses the chat template SPEC names: a path ending in .jinja, or NULL
+ * for the model's own (T's; *out stays NULL when it has none). *source
+ * names where it came from (borrowed). */
+int ds_chat_load(const char *spec, const tokenizer *t, tmpl **out, const char **source, dp_err *err);
 
 #endif

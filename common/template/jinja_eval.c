@@ -46,7 +46,9 @@ static jv lookup(jx_render *r, jx_scope *s, const char *name) {
 }
 
 static void assign(jx_render *r, jx_scope *s, const char *name, jv v) {
-    jv_dict_set(r->c, s->vars, jv_cstr(r->c, name), v);
+    jv *slot = jv_dict_findc(s->vars, name);
+    if (slot) *slot = v;
+    else jv_dict_set(r->c, s->vars, jv_cstr(r->c, name), v);
 }
 
 /* Assigns V to the targets of node N (one name, or unpacking). */

@@ -21,6 +21,7 @@ typedef struct lexer {
     const char *s;
     size_t n, pos;
     int line, col;              /* of pos */
+    int end_line, end_col;      /* of the last tag's end marker */
     jt_token *t;
     size_t nt, cap;
 } lexer;
@@ -159,6 +160,7 @@ static int lex_tag(lexer *L, char close, int *opened) {
         if (depth == 0) {
             int mod = (p[0] == '-' || p[0] == '+') && left >= 3 && p[1] == close && p[2] == '}' ? p[0] : 0;
             if (mod || (left >= 2 && p[0] == close && p[1] == '}')) {
+                L->end_line = L->line, L->end_col = L->col;
                 advance(L, mod ? 3 : 2);
                 return mod;
             }
@@ -265,7 +267,7 @@ jt_token *jinja_lex(jx_ctx *c, const char *src, size_t len, size_t *n_tokens) {
         }
     }
     if (n && s[n - 1] == '\n') n--;
-    lexer Lv = {c, s, n, 0, 1, 1, NULL, 0, 0}, *L = &Lv;
+    lexer Lv = {c, s, n, 0, 1, 1, 1, 1, NULL, 0, 0}, *L = &Lv;
     int line_starting = 1, strip_next = 0;
     while (L->pos < L->n) {
         if (strip_next)
@@ -296,7 +298,7 @@ jt_token *jinja_lex(jx_ctx *c, const char *src, size_t len, size_t *n_tokens) {
             size_t first = L->nt;
             emit(L, kind == '{' ? JT_VAR_BEGIN : JT_BLOCK_BEGIN, line, col);
             end_mod = lex_tag(L, kind == '{' ? '}' : '%', NULL);
-            emit(L, kind == '{' ? JT_VAR_END : JT_BLOCK_END, L->line, L->col);
+            emit(L, kind == '{' ? JT_VAR_END : JT_BLOCK_END, L->end_line, L->end_col);
             if (kind == '%' && L->nt - first == 3 && L->t[first + 1].kind == JT_NAME &&
                 L->t[first + 1].n == 3 && !memcmp(L->t[first + 1].s, "raw", 3)) {
                 L->nt = first;

@@ -238,6 +238,7 @@ static jnode *parse_postfix(parser *P, jnode *n) {
             next(P);
             enter(P, t);
             jnode *m = node(P, JN_CALL, t);
+            m->line = n->line, m->col = n->col;
             m->a = n;
             parse_args(P, m);
             P->nesting--;
@@ -554,7 +555,6 @@ static jnode *parse_statement(parser *P) {
             static const char *const ends[] = {"endset", NULL};
             expect_block_end(P);
             n->b = parse_body(P, ends, &ended);
-            return n;
         }
     } else if (is_name(t, "macro")) {
         n = node(P, JN_MACRO, t);
