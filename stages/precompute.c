@@ -259,6 +259,11 @@ static int do_split(run *r, const char *split, const char *path, log_progress *p
             ds_tokens_free(&tok);
             continue;
         }
+        for (int k = 0; k < 2; k++) /* TRL warns, and splits by count all the same */
+            if (tok.not_prefix[k])
+                su_log("precompute: %s:%ld: %s: the prompt's token ids are not a prefix of the prompt + "
+                       "response ids; the response is what follows the first %d ids, as in TRL",
+                       su_basename(path), row.line, k ? "rejected" : "chosen", tok.n_prompt);
         if ((rc = enqueue(r, &rec, &tok, has, err))) break;
     }
     ds_close(rd);
@@ -335,6 +340,7 @@ static void teardown(run *r) {
     free(r->nr);
     if (r->st) store_close(r->st);
     model_free(r->ref);
+    ds_options_free(&r->dso);
     tok_free(r->tok);
     fp_result_free(&r->fp);
     cfg_free(r->cfg);

@@ -142,4 +142,67 @@ grep -q 'stop ids:     198 50256' "$TMP/info" && ok || bad "stop ids: $(grep sto
 rm "$GPT/generation_config.json"
 "$DPOC" model info "$GPT" >"$TMP/info" 2>&1
 grep -q 'eos_token    "Ċ" (id 198) from config.json' "$TMP/info" && ok || bad "config.json eos: $(grep token "$TMP/info")"
+
+# ---- GPT-2 as published precomputes; an empty training file does not -------
+gpt2_config '{"bos_token_id": 50256, "eos_token_id": 50256}'
+echo '{"model_max_length": 1024}' >"$GPT/tokenizer_config.json"
+"$DPOC" model init "$GPT" --seed 3 >/dev/null 2>&1; expect_eq "gpt2 init" $? 0
+mkdir -p "$TMP/gd"
+head -n 4 examples/data/train.jsonl >"$TMP/gd/train.jsonl"
+: >"$TMP/gd/empty.jsonl"
+cat >"$TMP/gp.yaml" <<YAML
+store: $TMP/gd/store.sqlite
+reference:
+  model: $GPT
+data:
+  train: $TMP/gd/train.jsonl
+  max_length: 96
+  max_prompt_length: 48
+YAML
+"$DPOC" precompute -c "$TMP/gp.yaml" >"$TMP/out" 2>&1; expect_eq "gpt2 precompute" $? 0
+grep -q '4 computed' "$TMP/out" && ok || bad "gpt2 precompute: $(tail -n 3 "$TMP/out")"
+expect_fail "empty train file" "data.train: $TMP/gd/empty.jsonl holds no rows (an empty file, or only blank lines)" \
+    "$DPOC" precompute -c "$TMP/gp.yaml" --set data.train="$TMP/gd/empty.jsonl" --set store="$TMP/gd/s2.sqlite"
+
+# ---- conversational precompute on a Qwen3-tokenizer checkpoint: TRL's ids ----
+Q="$TMP/qwen3"
+mkdir -p "$Q"
+cp "$NPM/tokenizer-qwen3/models/tokenizer.json" "$NPM/tokenizer-qwen3/models/tokenizer_config.json" "$Q/"
+cat >"$Q/config.json" <<'JSON'
+{"model_type": "qwen3", "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+ "hidden_size": 16, "head_dim": 8, "intermediate_size": 32, "vocab_size": 151936,
+ "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+ "tie_word_embeddings": true, "attention_bias": false, "hidden_act": "silu"}
+JSON
+"$DPOC" model init "$Q" --seed 5 >/dev/null 2>&1; expect_eq "qwen3 init" $? 0
+cat >"$TMP/conv.jsonl" <<'JSON'
+{"prompt": [{"role": "user", "content": "What is 2+2?"}], "chosen": [{"role": "assistant", "content": "4"}], "rejected": [{"role": "assistant", "content": "5"}]}
+{"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a color."}], "chosen": [{"role": "assistant", "content": "Blue."}], "rejected": [{"role": "assistant", "content": "I cannot."}]}
+{"chosen": [{"role": "user", "content": "héllo 日本"}, {"role": "assistant", "content": "hi"}, {"role": "user", "content": "again"}, {"role": "assistant", "content": "<think>\nok\n</think>\n\nyes"}], "rejected": [{"role": "user", "content": "héllo 日本"}, {"role": "assistant", "content": "hi"}, {"role": "user", "content": "again"}, {"role": "assistant", "content": "no"}]}
+JSON
+cat >"$TMP/qp.yaml" <<YAML
+store: $TMP/qstore.sqlite
+reference:
+  model: $Q
+data:
+  train: $TMP/conv.jsonl
+  format: conversational
+  max_length: 256
+  max_prompt_length: 128
+YAML
+"$DPOC" precompute -c "$TMP/qp.yaml" >"$TMP/out" 2>&1; expect_eq "qwen3 precompute" $? 0
+grep -q 'conversational rows are rendered with tokenizer_config.json' "$TMP/out" && ok || bad "qwen3 log: $(head -n 3 "$TMP/out")"
+"$DPOC" store dump "$TMP/qstore.sqlite" >"$TMP/dump" 2>&1; expect_eq "qwen3 dump" $? 0
+"$PYTHON" tests/oracles/trl_chat_ids.py "$Q" build/fixtures/npm/node_modules <"$TMP/conv.jsonl" >"$TMP/trl" \
+    || bad "trl_chat_ids.py failed"
+"$PYTHON" - "$TMP/dump" "$TMP/trl" <<'PY' && ok || bad "qwen3 ids differ from TRL's"
+import json, sys
+keys = ("prompt_ids", "chosen_ids", "rejected_ids")
+got = sorted(json.dumps([json.loads(l)[k] for k in keys]) for l in open(sys.argv[1]))
+want = sorted(json.dumps([json.loads(l)[k] for k in keys]) for l in open(sys.argv[2]))
+if got != want:
+    print("dpoc:", got, "\nTRL:", want, file=sys.stderr)
+    sys.exit(1)
+PY
 summary
+

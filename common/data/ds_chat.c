@@ -8,6 +8,11 @@
 
 #include "dataset.h"
 
+void ds_options_free(ds_options *opt) {
+    tmpl_free(opt->jinja);
+    opt->jinja = NULL;
+}
+
 json_t *ds_chat_vars(const tokenizer *t, const json_t *messages, const json_t *tools,
                      int add_generation_prompt) {
     json_t *v = json_object();
@@ -75,4 +80,77 @@ int ds_chat_load(const char *spec, const tokenizer *t, tmpl **out, const char **
     }
     free(file_text);
     return rc;
+}
+
+/* The messages of field KEY of ROW: a JSON list of objects, each with a
+ * string "role". FILE:LINE name the row in errors. */
+static int get_list(const json_t *row, const char *key, const char *file, long line, json_t **out,
+                    dp_err *err) {
+    json_t *v = json_object_get(row, key);
+    if (!json_is_array(v))
+        return dp_fail(err, "%s:%ld: field \"%s\": %s, expected a list of {\"role\", \"content\"} messages",
+                       file, line, key, v ? "not a list" : "missing");
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        json_t *m = json_array_get(v, i);
+        if (!json_is_object(m) || !json_is_string(json_object_get(m, "role")))
+            return dp_fail(err, "%s:%ld: field \"%s\": message %zu: expected an object with a string \"role\"",
+                           file, line, key, i);
+    }
+    *out = v;
+    return 0;
+}
+
+static json_t *concat(const json_t *a, size_t from_a, const json_t *b, size_t from_b, size_t n_a) {
+    json_t *out = json_array();
+    for (size_t i = from_a; out && i < n_a; i++) json_array_append(out, json_array_get(a, i));
+    for (size_t i = from_b; out && b && i < json_array_size(b); i++) json_array_append(out, json_array_get(b, i));
+    return out;
+}
+
+int ds_chat_row(const tmpl *tp, const tokenizer *t, const json_t *row, const char *file, long line,
+                char *texts[3], dp_err *err) {
+    texts[0] = texts[1] = texts[2] = NULL;
+    json_t *p = NULL, *c, *j;
+    int explicit_prompt = json_object_get(row, "prompt") != NULL;
+    if ((explicit_prompt && get_list(row, "prompt", file, line, &p, err)) ||
+        get_list(row, "chosen", file, line, &c, err) || get_list(row, "rejected", file, line, &j, err))
+        return 2;
+    json_t *tools = json_object_get(row, "tools");
+    if (json_is_null(tools)) tools = NULL;
+    json_t *lists[3] = {NULL, NULL, NULL};
+    if (explicit_prompt) {
+        lists[0] = concat(p, 0, NULL, 0, json_array_size(p));
+        lists[1] = concat(p, 0, c, 0, json_array_size(p));
+        lists[2] = concat(p, 0, j, 0, json_array_size(p));
+    } else { /* the messages chosen and rejected share at the start are the prompt */
+        size_t k = 0;
+        while (k < json_array_size(c) && k < json_array_size(j) &&
+               json_equal(json_array_get(c, k), json_array_get(j, k)))
+            k++;
+        lists[0] = concat(c, 0, NULL, 0, k);
+        lists[1] = concat(c, 0, NULL, 0, json_array_size(c));
+        lists[2] = concat(j, 0, NULL, 0, json_array_size(j));
+        if (k == json_array_size(c) || k == json_array_size(j)) {
+            for (int i = 0; i < 3; i++) json_decref(lists[i]);
+            dp_fail(err, "%s:%ld: field \"%s\": empty response (no messages after the prompt)", file,
+                    line, k == json_array_size(c) ? "chosen" : "rejected");
+            return 2;
+        }
+    }
+    int rc = 0;
+    for (int i = 0; i < 3 && !rc; i++) {
+        size_t len;
+        if (!lists[i]) rc = dp_fail(err, "out of memory");
+        else if (ds_chat_render(tp, t, lists[i], tools, i == 0, &texts[i], &len, err)) {
+            dp_context(err, "%s:%ld: field \"%s\"", file, line, i == 0 ? (explicit_prompt ? "prompt" : "chosen")
+                                                            : i == 1 ? "chosen" : "rejected");
+            rc = 2;
+        }
+    }
+    for (int i = 0; i < 3; i++) json_decref(lists[i]);
+    if (rc) {
+        for (int i = 0; i < 3; i++) free(texts[i]), texts[i] = NULL;
+        return rc < 0 ? -1 : 2;
+    }
+    return 0;
 }
