@@ -73,8 +73,9 @@ static int load_json(const char *file, json_t **out, dp_err *err) {
     json_t *c = json_load_file(file, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &je);
     if (!c) return dp_fail(err, "%s:%d:%d: %s", file, je.line, je.column, je.text);
     if (!json_is_object(c)) {
+        dp_fail(err, "%s: expected a JSON object, got %s", file, json_kind(c));
         json_decref(c);
-        return dp_fail(err, "%s: expected a JSON object, got %s", file, json_kind(c));
+        return -1;
     }
     *out = c;
     return 0;
