@@ -1,4 +1,4 @@
-/* template_cmd — `dpoc template --model DIR [--template FILE]`: renders
+/* template_cmd — `dpoc template --model DIR [--template NAME|FILE]`: renders
  * conversations with a chat template exactly as transformers'
  * apply_chat_template would, to show what data turns into.
  *
@@ -17,14 +17,16 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: dpoc template --model DIR [--template FILE.jinja]\n"
+            "usage: dpoc template --model DIR [--template NAME|FILE.jinja]\n"
             "  reads JSON Lines on stdin: {\"messages\": [...], \"add_generation_prompt\": true|false,\n"
             "  \"tools\": [...]} (tools optional); writes each rendering as a JSON string line\n"
             "  --model DIR        model directory: tokenizer.json and the files beside it give\n"
             "                     the special tokens (bos_token, eos_token, ...) and the\n"
             "                     model's own template (chat_template.jinja, else\n"
             "                     tokenizer_config.json's chat_template)\n"
-            "  --template FILE    render with this .jinja file instead of the model's own\n"
+            "  --template NAME|FILE  render with a built-in template (chatml, llama3, llama2,\n"
+            "                     mistral, zephyr, gemma) or a .jinja file instead of the\n"
+            "                     model's own\n"
             "  --help             this text\n"
             "The environment is transformers': Jinja with trim_blocks, lstrip_blocks, loop\n"
             "controls, raise_exception, strftime_now and its tojson. A template that raises\n"
@@ -55,12 +57,25 @@ int cmd_template(int argc, char **argv) {
     tokenizer *t = NULL;
     tmpl *tp = NULL;
     const char *source;
-    if (tok_load(&t, dir, &err) || ds_chat_load(spec, t, &tp, &source, &err)) {
+    static const char *const builtins[] = {"chatml", "llama3", "llama2", "mistral", "zephyr", "gemma"};
+    static const ds_template builtin_ids[] = {DS_TEMPLATE_CHATML, DS_TEMPLATE_LLAMA3, DS_TEMPLATE_LLAMA2,
+                                              DS_TEMPLATE_MISTRAL, DS_TEMPLATE_ZEPHYR, DS_TEMPLATE_GEMMA};
+    int builtin = -1;
+    for (int k = 0; spec && k < 6; k++)
+        if (!strcmp(spec, builtins[k])) builtin = k;
+    size_t sl = spec ? strlen(spec) : 0;
+    if (spec && builtin < 0 && (sl <= 6 || strcmp(spec + sl - 6, ".jinja"))) {
+        char q[DP_QUOTE_CAP];
+        fprintf(stderr, "dpoc template: --template: expected chatml, llama3, llama2, mistral, zephyr, "
+                        "gemma or a .jinja file, got %s\n", dp_quote(q, spec, (size_t)-1));
+        return 2;
+    }
+    if (tok_load(&t, dir, &err) || (builtin < 0 && ds_chat_load(spec, t, &tp, &source, &err))) {
         fprintf(stderr, "%s\n", err.msg);
         tok_free(t);
         return 1;
     }
-    if (!tp) {
+    if (!tp && builtin < 0) {
         fprintf(stderr, "%s: the model has no chat template (no chat_template.jinja, no "
                         "chat_template in tokenizer_config.json); give one with --template FILE.jinja\n", dir);
         tok_free(t);
@@ -85,7 +100,8 @@ int cmd_template(int argc, char **argv) {
             rc = dp_fail(&err, "stdin:%ld: expected {\"messages\": [...], \"add_generation_prompt\": ...}", lineno);
         else if (agp && !json_is_boolean(agp))
             rc = dp_fail(&err, "stdin:%ld: add_generation_prompt: expected true or false", lineno);
-        else if (ds_chat_render(tp, t, msgs, json_is_null(tools) ? NULL : tools, json_is_true(agp), &text, &len, &err))
+        else if (builtin >= 0 ? ds_chat_render_builtin(builtin_ids[builtin], t, msgs, json_is_true(agp), &text, &len, &err)
+                              : ds_chat_render(tp, t, msgs, json_is_null(tools) ? NULL : tools, json_is_true(agp), &text, &len, &err))
             rc = dp_context(&err, "stdin:%ld", lineno);
         if (!rc) {
             json_t *s = json_stringn(text, len);

@@ -152,6 +152,12 @@ json_t *ds_chat_vars(const tokenizer *t, const json_t *messages, const json_t *t
 int ds_chat_render(const tmpl *tp, const tokenizer *t, const json_t *messages, const json_t *tools,
                    int add_generation_prompt, char **out, size_t *len, dp_err *err);
 
+/* Renders MESSAGES with built-in template TPL as the whole text the model
+ * family's Jinja template writes (its leading bos_token included, from T).
+ * Only string roles and contents. *out is malloc'd, owned by the caller. */
+int ds_chat_render_builtin(ds_template tpl, const tokenizer *t, const json_t *messages,
+                           int add_generation_prompt, char **out, size_t *len, dp_err *err);
+
 /* Parses the chat template SPEC names: a path ending in .jinja, or NULL
  * for the model's own (T's; *out stays NULL when it has none). *source
  * names where it came from (borrowed). */

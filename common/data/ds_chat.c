@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat.h"
 #include "dataset.h"
 
 void ds_options_free(ds_options *opt) {
@@ -40,6 +41,40 @@ int ds_chat_render(const tmpl *tp, const tokenizer *t, const json_t *messages, c
     json_decref(vars);
     if (rc) dp_context(err, "chat template");
     return rc;
+}
+
+int ds_chat_render_builtin(ds_template tpl, const tokenizer *t, const json_t *messages,
+                           int add_generation_prompt, char **out, size_t *len, dp_err *err) {
+    *out = NULL;
+    size_t n = json_array_size(messages);
+    const char **role = calloc(n + 1, sizeof *role), **content = calloc(n + 1, sizeof *content);
+    int rc = 0;
+    if (!role || !content) rc = dp_fail(err, "out of memory");
+    for (size_t i = 0; !rc && i < n; i++) {
+        json_t *m = json_array_get(messages, i);
+        role[i] = json_string_value(json_object_get(m, "role"));
+        content[i] = json_string_value(json_object_get(m, "content"));
+        if (!role[i] || !content[i])
+            rc = dp_fail(err, "message %zu: the built-in templates need string \"role\" and \"content\"", i);
+    }
+    char *text = NULL;
+    if (!rc) rc = ds_render_chat(tpl, role, content, (int)n, add_generation_prompt, &text, err);
+    free(role);
+    free(content);
+    if (rc) return -1;
+    /* The built-ins leave a leading bos_token out of the text (chat.h): put it back. */
+    const char *bos = chat_starts_with_bos(tpl) && t ? tok_special(t, 0, NULL) : NULL;
+    size_t nb = bos ? strlen(bos) : 0, nt = strlen(text);
+    *out = malloc(nb + nt + 1);
+    if (!*out) {
+        free(text);
+        return dp_fail(err, "out of memory");
+    }
+    if (nb) memcpy(*out, bos, nb);
+    memcpy(*out + nb, text, nt + 1);
+    free(text);
+    *len = nb + nt;
+    return 0;
 }
 
 int ds_chat_load(const char *spec, const tokenizer *t, tmpl **out, const char **source, dp_err *err) {

@@ -152,6 +152,71 @@ static int is_intlike(jv v) { return v.t == JV_INT || v.t == JV_BOOL; }
 static int64_t ival(jv v) { return v.t == JV_INT ? v.i : v.b; }
 static double fval(jv v) { return v.t == JV_FLOAT ? v.f : (double)ival(v); }
 
+/* Python's printf-style str % args: %s %r %d %i %f %x %% with flags,
+ * width and precision. */
+static jv format_percent(jx_render *r, const jnode *e, jv fmt, jv args) {
+    jx_ctx *c = r->c;
+    jv list = args.t == JV_LIST && (args.flag & JV_FLAG_TUPLE) ? args : jv_list_new(c, 1);
+    if (list.l != args.l) jv_list_push(c, list, args);
+    size_t k = 0;
+    jx_buf b = {0};
+    jx_buf_add(c, &b, "", 0);
+    const char *p = fmt.s->p, *end = p + fmt.s->n;
+    while (p < end) {
+        const char *pct = memchr(p, '%', (size_t)(end - p));
+        if (!pct) {
+            jx_buf_add(c, &b, p, (size_t)(end - p));
+            break;
+        }
+        jx_buf_add(c, &b, p, (size_t)(pct - p));
+        const char *q = pct + 1;
+        char spec[32] = "%";
+        size_t sn = 1;
+        while (q < end && strchr("-+ 0#", *q) && sn < 8) spec[sn++] = *q++;
+        while (q < end && ((*q >= '0' && *q <= '9') || *q == '.') && sn < 24) spec[sn++] = *q++;
+        if (q >= end) jx_fail(c, e->line, e->col, "incomplete format");
+        char conv = *q++;
+        if (conv == '%') {
+            jx_buf_puts(c, &b, "%");
+            p = q;
+            continue;
+        }
+        if (k >= list.l->n) jx_fail(c, e->line, e->col, "not enough arguments for format string");
+        jv v = list.l->a[k++];
+        char out[512];
+        if (conv == 's' || conv == 'r') {
+            jx_buf t = {0};
+            jx_buf_add(c, &t, "", 0);
+            if (conv == 's') jv_write_str(c, &t, v);
+            else jv_write_repr(c, &t, v);
+            spec[sn++] = 's';
+            spec[sn] = '\0';
+            if (sn == 2) jx_buf_add(c, &b, t.p, t.n);
+            else snprintf(out, sizeof out, spec, t.p), jx_buf_puts(c, &b, out);
+        } else if (strchr("dixXo", conv)) {
+            if (!is_intlike(v) && v.t != JV_FLOAT)
+                jx_fail(c, e->line, e->col, "%%%c format: a real number is required, not %s", conv, jv_type_name(v));
+            long long i = v.t == JV_FLOAT ? (long long)v.f : (long long)ival(v);
+            spec[sn++] = 'l', spec[sn++] = 'l', spec[sn++] = conv == 'i' ? 'd' : conv;
+            spec[sn] = '\0';
+            snprintf(out, sizeof out, spec, i);
+            jx_buf_puts(c, &b, out);
+        } else if (strchr("feEgG", conv)) {
+            if (!is_intlike(v) && v.t != JV_FLOAT)
+                jx_fail(c, e->line, e->col, "must be real number, not %s", jv_type_name(v));
+            spec[sn++] = conv;
+            spec[sn] = '\0';
+            snprintf(out, sizeof out, spec, fval(v));
+            jx_buf_puts(c, &b, out);
+        } else {
+            jx_fail(c, e->line, e->col, "unsupported format character '%c'", conv);
+        }
+        p = q;
+    }
+    if (k < list.l->n) jx_fail(c, e->line, e->col, "not all arguments converted during string formatting");
+    return jv_str(c, b.p, b.n);
+}
+
 static jv arith(jx_render *r, const jnode *e, const char *op, jv a, jv b) {
     jx_ctx *c = r->c;
     if (a.t == JV_UNDEF) undefined_error(r, e, a);
@@ -199,6 +264,7 @@ static jv arith(jx_render *r, const jnode *e, const char *op, jv a, jv b) {
             return jv_float(m);
         }
     }
+    if (!strcmp(op, "%") && a.t == JV_STR) return format_percent(r, e, a, b);
     if (!strcmp(op, "+") && a.t == b.t && a.t == JV_STR) {
         jx_buf o = {0};
         jx_buf_add(c, &o, a.s->p, a.s->n);
@@ -512,8 +578,14 @@ static int render_for(jx_render *r, jx_scope *s, const jnode *n) {
                                        "length", "previtem", "nextitem", "depth", "depth0"};
     for (int k = 0; k < 11; k++) jv_dict_set(c, loop, jv_cstr(c, keys[k]), jv_none());
     jv *v = loop.d->v;
+    ls = scope_new(r, s);
+    size_t base = 0;
     for (size_t i = 0; i < len; i++) {
         jinja_step(r, n);
+        /* Each iteration starts afresh, as in Jinja: what the body set in
+         * the last one is dropped (the loop variables stay in place, so a
+         * long loop allocates nothing per iteration). */
+        if (i > 0) ls->vars.d->n = base;
         v[0] = jv_int((int64_t)i + 1), v[1] = jv_int((int64_t)i);
         v[2] = jv_int((int64_t)(len - i)), v[3] = jv_int((int64_t)(len - i - 1));
         v[4] = jv_bool(i == 0), v[5] = jv_bool(i + 1 == len), v[6] = jv_int((int64_t)len);
@@ -522,6 +594,7 @@ static int render_for(jx_render *r, jx_scope *s, const jnode *n) {
         v[9] = jv_int(1), v[10] = jv_int(0);
         assign(r, ls, "loop", loop);
         assign_targets(r, ls, n, items.l->a[i]);
+        if (i == 0) base = ls->vars.d->n;
         int st = render_body(r, ls, n->b);
         if (st == BROKE) break;
     }

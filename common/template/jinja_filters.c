@@ -140,6 +140,10 @@ static jv recase(jx_render *r, jv s, int mode) {
             break;
         }
         }
+        if (cp == 0xDF && out == 0x1E9E) { /* Python's full case mapping: "ß".upper() == "SS" */
+            jx_buf_puts(r->c, &b, mode == 'u' ? "SS" : "Ss");
+            continue;
+        }
         utf8proc_uint8_t enc[4];
         utf8proc_ssize_t k = utf8proc_encode_char(out, enc);
         jx_buf_add(r->c, &b, (const char *)enc, (size_t)k);

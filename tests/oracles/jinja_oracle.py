@@ -4,6 +4,9 @@ as transformers' apply_chat_template configures it (REFERENCES §10), for the
 template tests to compare dpoc's interpreter against.
 
 usage: jinja_oracle.py TEMPLATE_SOURCE [MODEL_DIR] < rows.jsonl
+       jinja_oracle.py --each MODEL_DIR FILE.jinja... < rows.jsonl
+  (--each: every template over the rows in one run; each output line is the
+  template's file name, a tab, then what the first form prints)
   TEMPLATE_SOURCE: a .jinja file, or a model directory (chat_template.jinja,
   else tokenizer_config.json's chat_template; named lists: "default").
   Each input line: {"messages": [...], "add_generation_prompt": bool,
@@ -71,21 +74,28 @@ def load(source, model_dir=None):
     return text, special
 
 
-def main():
-    text, special = load(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
-    template = environment().from_string(text)
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        row = json.loads(line)
+def render_rows(template, special, rows, prefix=""):
+    for row in rows:
         kwargs = dict(special)
         kwargs.update(row.get("vars", {}))
         try:
             out = template.render(messages=row["messages"], tools=row.get("tools"),
                                   add_generation_prompt=row.get("add_generation_prompt", False), **kwargs)
-            print(json.dumps(out, ensure_ascii=False))
+            print(prefix + json.dumps(out, ensure_ascii=False))
         except jinja2.exceptions.TemplateError as e:
-            print(json.dumps({"error": str(e)}))
+            print(prefix + json.dumps({"error": str(e)}))
+
+
+def main():
+    rows = [json.loads(line) for line in sys.stdin if line.strip()]
+    if sys.argv[1] == "--each":
+        special = load(sys.argv[2])[1]
+        for path in sys.argv[3:]:
+            text = open(path, encoding="utf-8").read()
+            render_rows(environment().from_string(text), special, rows, os.path.basename(path) + "\t")
+        return
+    text, special = load(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
+    render_rows(environment().from_string(text), special, rows)
 
 
 if __name__ == "__main__":
