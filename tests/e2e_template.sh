@@ -1,7 +1,8 @@
 #!/bin/sh
 # e2e_template.sh — `dpoc template` against python3-jinja2 set up as
 # transformers sets it up (tests/oracles/jinja_oracle.py): the real chat
-# templates of the npm tokenizer fixtures (Qwen3, Llama 3, Gemma 3) over
+# templates of the npm tokenizer fixtures (Qwen3, Llama 3, Gemma 3,
+# DeepSeek-V3) over
 # varied conversations, one small template per Jinja construct
 # (tests/data/jinja_conformance.txt), template errors, and the special
 # tokens of published layouts (GPT-2's, AddedToken objects,
@@ -54,7 +55,7 @@ compare() {
     done <"$TMP/errs"
 }
 
-for m in qwen3 llama3 gemma3; do
+for m in qwen3 llama3 gemma3 deepseek_v3; do
     compare "$m" "$NPM/tokenizer-$m/models" "" "$ROWS"
 done
 
