@@ -197,6 +197,7 @@ JSON
 "$DPOC" model init "$Q" --seed 5 >/dev/null 2>&1; expect_eq "qwen3 init" $? 0
 cat >"$TMP/conv.jsonl" <<'JSON'
 {"prompt": [{"role": "user", "content": "What is 2+2?"}], "chosen": [{"role": "assistant", "content": "4"}], "rejected": [{"role": "assistant", "content": "5"}]}
+{"prompt": [{"role": "user", "content": "count"}], "chosen": [{"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "count", "arguments": {"n": 3, "x": 1.5}}}]}], "rejected": [{"role": "assistant", "content": "no"}]}
 {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a color."}], "chosen": [{"role": "assistant", "content": "Blue."}], "rejected": [{"role": "assistant", "content": "I cannot."}]}
 {"chosen": [{"role": "user", "content": "héllo 日本"}, {"role": "assistant", "content": "hi"}, {"role": "user", "content": "again"}, {"role": "assistant", "content": "<think>\nok\n</think>\n\nyes"}], "rejected": [{"role": "user", "content": "héllo 日本"}, {"role": "assistant", "content": "hi"}, {"role": "user", "content": "again"}, {"role": "assistant", "content": "no"}]}
 JSON

@@ -566,8 +566,12 @@ static int parse_row(ds_reader *r, json_t *obj, ds_bad *bad, dp_err *err) {
     }
     case DS_CONVERSATIONAL:
         if (r->jinja) {
+            /* The template sees integers as integers (tojson writes 1, not
+             * 1.0): parse again without INT_AS_REAL when the line allows. */
             char *texts[3];
-            rc = ds_chat_row(r->jinja, r->jinja_tok, obj, r->path, r->lineno, texts, err);
+            json_t *exact = json_loadb(r->line, r->line_len, JSON_REJECT_DUPLICATES, NULL);
+            rc = ds_chat_row(r->jinja, r->jinja_tok, exact ? exact : obj, r->path, r->lineno, texts, err);
+            json_decref(exact);
             if (rc == 2) *bad = DS_BAD_FIELD;
             if (rc) return rc;
             rc = set_texts(r, texts[0], strlen(texts[0]), texts[1], strlen(texts[1]), texts[2],
