@@ -52,6 +52,7 @@ int su_dataset_options(const config *c, const tokenizer *t, ds_options *o, dp_er
             su_log("data.chat_template: auto: the model's own template does not parse (%s); guessing "
                    "a built-in template from its markers instead", perr.msg);
         } else {
+            if (!file && ds_chat_load_tool_use(t, &o->jinja_tools, err)) return -1;
             o->jinja_tok = t;
             su_log("data.chat_template: %s: conversational rows are rendered with %s", tpl,
                    file ? "this file" : source);
@@ -62,6 +63,10 @@ int su_dataset_options(const config *c, const tokenizer *t, ds_options *o, dp_er
             const char *text = file ? NULL : tok_chat_template(t);
             if (file) XXH3_128bits_update(&st, tpl, tl); /* the path stands in; its content below */
             if (text) XXH3_128bits_update(&st, text, strlen(text) + 1);
+            if (o->jinja_tools) {
+                const char *tu = tok_chat_template_tool_use(t);
+                XXH3_128bits_update(&st, tu, strlen(tu) + 1);
+            }
             if (file) {
                 FILE *f = fopen(tpl, "rb");
                 char buf[4096];

@@ -23,7 +23,8 @@ static void usage(FILE *f) {
             "  --model DIR        model directory: tokenizer.json and the files beside it give\n"
             "                     the special tokens (bos_token, eos_token, ...) and the\n"
             "                     model's own template (chat_template.jinja, else\n"
-            "                     tokenizer_config.json's chat_template)\n"
+            "                     tokenizer_config.json's chat_template; of a named list\n"
+            "                     \"default\", or \"tool_use\" for rows that give tools)\n"
             "  --template NAME|FILE  render with a built-in template (chatml, llama3, llama2,\n"
             "                     mistral, zephyr, gemma) or a .jinja file instead of the\n"
             "                     model's own\n"
@@ -55,7 +56,7 @@ int cmd_template(int argc, char **argv) {
     }
     dp_err err;
     tokenizer *t = NULL;
-    tmpl *tp = NULL;
+    tmpl *tp = NULL, *tp_tools = NULL;
     const char *source;
     static const char *const builtins[] = {"chatml", "llama3", "llama2", "mistral", "zephyr", "gemma"};
     static const ds_template builtin_ids[] = {DS_TEMPLATE_CHATML, DS_TEMPLATE_LLAMA3, DS_TEMPLATE_LLAMA2,
@@ -70,8 +71,10 @@ int cmd_template(int argc, char **argv) {
                         "gemma or a .jinja file, got %s\n", dp_quote(q, spec, (size_t)-1));
         return 2;
     }
-    if (tok_load(&t, dir, &err) || (builtin < 0 && ds_chat_load(spec, t, &tp, &source, &err))) {
+    if (tok_load(&t, dir, &err) || (builtin < 0 && ds_chat_load(spec, t, &tp, &source, &err)) ||
+        (builtin < 0 && !spec && ds_chat_load_tool_use(t, &tp_tools, &err))) {
         fprintf(stderr, "%s\n", err.msg);
+        tmpl_free(tp);
         tok_free(t);
         return 1;
     }
@@ -101,7 +104,7 @@ int cmd_template(int argc, char **argv) {
         else if (agp && !json_is_boolean(agp))
             rc = dp_fail(&err, "stdin:%ld: add_generation_prompt: expected true or false", lineno);
         else if (builtin >= 0 ? ds_chat_render_builtin(builtin_ids[builtin], t, msgs, json_is_true(agp), &text, &len, &err)
-                              : ds_chat_render(tp, t, msgs, json_is_null(tools) ? NULL : tools, json_is_true(agp), &text, &len, &err))
+                              : ds_chat_render(tp_tools && tools && !json_is_null(tools) ? tp_tools : tp, t, msgs, json_is_null(tools) ? NULL : tools, json_is_true(agp), &text, &len, &err))
             rc = dp_context(&err, "stdin:%ld", lineno);
         if (!rc) {
             json_t *s = json_stringn(text, len);
@@ -117,6 +120,7 @@ int cmd_template(int argc, char **argv) {
     free(line);
     if (rc) fprintf(stderr, "%s\n", err.msg);
     tmpl_free(tp);
+    tmpl_free(tp_tools);
     tok_free(t);
     return rc ? 1 : 0;
 }

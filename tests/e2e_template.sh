@@ -68,6 +68,19 @@ cmp -s "$TMP/builtin" "$TMP/own" && ok || bad "built-in gemma differs from Gemma
 "$DPOC" template --model "$NPM/tokenizer-gemma3/models" --template nope </dev/null >/dev/null 2>&1
 expect_eq "unknown template name" $? 2
 
+# a named list: "default", or "tool_use" for rows that give tools
+NL="$TMP/named"
+mkdir -p "$NL"
+cp examples/tiny/model/tokenizer.json "$NL/"
+cat >"$NL/tokenizer_config.json" <<'JSON'
+{"eos_token": "<|endoftext|>", "chat_template": [{"name": "default", "template": "D{{ messages | length }}"},
+ {"name": "tool_use", "template": "T{{ tools | tojson }}"}]}
+JSON
+printf '%s\n' '{"messages": [], "add_generation_prompt": false}' \
+    '{"messages": [], "add_generation_prompt": false, "tools": [{"name": "f"}]}' >"$TMP/named.jsonl"
+got=$("$DPOC" template --model "$NL" <"$TMP/named.jsonl" 2>&1 | tr '\n' ' ')
+expect_eq "named templates" "$got" '"D0" "T[{\"name\": \"f\"}]" '
+
 # ---- one template per construct ----------------------------------------------
 MODEL="$TMP/tiny"
 mkdir -p "$MODEL"

@@ -201,6 +201,7 @@ static void test_special_tokens(void) {
                "{\"chat_template\": [{\"name\": \"tool_use\", \"template\": \"T\"}, {\"name\": \"default\", \"template\": \"D\"}]}");
     CHECK(tok_load(&t, scratch(), &err) == 0);
     CHECK_STR(tok_chat_template(t), "D");
+    CHECK_STR(tok_chat_template_tool_use(t), "T");
     tok_free(t);
     write_file("chat_template.jinja", "J{{ eos_token }}");
     CHECK(tok_load(&t, scratch(), &err) == 0);

@@ -31,6 +31,7 @@ struct ds_reader {
     int tpl_resolved;
     dp_err tpl_err;         /* why not, reported on the first conversational row */
     const tmpl *jinja;      /* opt->jinja: the model's own template */
+    const tmpl *jinja_tools;
     const tokenizer *jinja_tok;
 
     int kind;
@@ -235,6 +236,7 @@ int ds_open(ds_reader **out, const char *file, const ds_options *opt, dp_err *er
     /* Resolve the template now: a conversational dataset fails before any
      * row; with format auto the failure waits for a conversational row. */
     r->jinja = opt->jinja;
+    r->jinja_tools = opt->jinja_tools;
     r->jinja_tok = opt->jinja_tok;
     if (r->jinja || ds_resolve_template(opt, &r->tpl, &r->tpl_err) == 0) {
         r->tpl_resolved = 1;
@@ -570,7 +572,7 @@ static int parse_row(ds_reader *r, json_t *obj, ds_bad *bad, dp_err *err) {
              * 1.0): parse again without INT_AS_REAL when the line allows. */
             char *texts[3];
             json_t *exact = json_loadb(r->line, r->line_len, JSON_REJECT_DUPLICATES, NULL);
-            rc = ds_chat_row(r->jinja, r->jinja_tok, exact ? exact : obj, r->path, r->lineno, texts, err);
+            rc = ds_chat_row(r->jinja, r->jinja_tools, r->jinja_tok, exact ? exact : obj, r->path, r->lineno, texts, err);
             json_decref(exact);
             if (rc == 2) *bad = DS_BAD_FIELD;
             if (rc) return rc;

@@ -55,6 +55,8 @@ typedef struct ds_options {
                                         this Jinja template (the model's own, or a .jinja
                                         file) and tokenized by TRL's rule (ds_tokenize);
                                         owned: ds_options_free frees it */
+    tmpl *jinja_tools;               /* the model's "tool_use" template, for rows that give
+                                        tools (NULL: jinja); owned */
     const tokenizer *jinja_tok;      /* its special-token variables (may be NULL) */
     char jinja_id[80];               /* "jinja:" + a hash of the template and its
                                         variables, for the reference fingerprint */
@@ -163,13 +165,18 @@ int ds_chat_render_builtin(ds_template tpl, const tokenizer *t, const json_t *me
  * names where it came from (borrowed). */
 int ds_chat_load(const char *spec, const tokenizer *t, tmpl **out, const char **source, dp_err *err);
 
-/* A conversational ROW rendered with TP as TRL's DPO renders it: texts[0]
+/* Parses T's "tool_use" template (tok_chat_template_tool_use) into *out, or
+ * leaves it NULL when T has none. */
+int ds_chat_load_tool_use(const tokenizer *t, tmpl **out, dp_err *err);
+
+/* A conversational ROW rendered with TP (TP_TOOLS instead, when given and
+ * the row has "tools") as TRL's DPO renders it: texts[0]
  * the prompt messages with the generation prompt, texts[1] and texts[2]
  * prompt + chosen and prompt + rejected in full (without "prompt", the
  * messages chosen and rejected share at the start are the prompt). Each
  * malloc'd, owned by the caller. Returns 0, 2 for a bad row (err
  * "FILE:LINE: ...", a template that raises included), -1 on error. */
-int ds_chat_row(const tmpl *tp, const tokenizer *t, const json_t *row, const char *file, long line,
-                char *texts[3], dp_err *err);
+int ds_chat_row(const tmpl *tp, const tmpl *tp_tools, const tokenizer *t, const json_t *row,
+                const char *file, long line, char *texts[3], dp_err *err);
 
 #endif

@@ -11,7 +11,16 @@
 
 void ds_options_free(ds_options *opt) {
     tmpl_free(opt->jinja);
-    opt->jinja = NULL;
+    tmpl_free(opt->jinja_tools);
+    opt->jinja = opt->jinja_tools = NULL;
+}
+
+int ds_chat_load_tool_use(const tokenizer *t, tmpl **out, dp_err *err) {
+    *out = NULL;
+    const char *text = tok_chat_template_tool_use(t);
+    if (!text) return 0;
+    if (tmpl_parse(out, text, strlen(text), err)) return dp_context(err, "tokenizer_config.json: chat_template \"tool_use\"");
+    return 0;
 }
 
 json_t *ds_chat_vars(const tokenizer *t, const json_t *messages, const json_t *tools,
@@ -142,8 +151,8 @@ static json_t *concat(const json_t *a, size_t from_a, const json_t *b, size_t fr
     return out;
 }
 
-int ds_chat_row(const tmpl *tp, const tokenizer *t, const json_t *row, const char *file, long line,
-                char *texts[3], dp_err *err) {
+int ds_chat_row(const tmpl *tp, const tmpl *tp_tools, const tokenizer *t, const json_t *row,
+                const char *file, long line, char *texts[3], dp_err *err) {
     texts[0] = texts[1] = texts[2] = NULL;
     json_t *p = NULL, *c, *j;
     int explicit_prompt = json_object_get(row, "prompt") != NULL;
@@ -152,6 +161,7 @@ int ds_chat_row(const tmpl *tp, const tokenizer *t, const json_t *row, const cha
         return 2;
     json_t *tools = json_object_get(row, "tools");
     if (json_is_null(tools)) tools = NULL;
+    if (tools && tp_tools) tp = tp_tools;
     json_t *lists[3] = {NULL, NULL, NULL};
     if (explicit_prompt) {
         lists[0] = concat(p, 0, NULL, 0, json_array_size(p));

@@ -274,6 +274,7 @@ struct tokenizer {
     uint32_t *id_len;
     char *chat_template;
     const char *chat_template_source;         /* file it came from (static string) */
+    char *chat_template_tool_use;             /* a named list's "tool_use", or NULL */
     char *special[TOK_N_SPECIAL];             /* named special tokens (tok_special_name) */
     const char *special_source[TOK_N_SPECIAL];
     int32_t *stop_ids;                        /* generation stops on any of these */

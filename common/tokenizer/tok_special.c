@@ -17,7 +17,8 @@
  * list), else config.json's, else the tokenizer's EOS.
  * The chat template: chat_template.jinja beside the files wins over
  * tokenizer_config.json's chat_template (a string, or a list of
- * {"name", "template"} of which "default" is taken). */
+ * {"name", "template"} of which "default" is taken, and "tool_use" kept
+ * for rows that give tools). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@ size_t tok_stop_ids(const tokenizer *t, const int32_t **ids) {
 }
 
 const char *tok_chat_template_source(const tokenizer *t) { return t->chat_template_source; }
+const char *tok_chat_template_tool_use(const tokenizer *t) { return t->chat_template_tool_use; }
 
 static const char *json_kind(const json_t *v) {
     return !v ? "nothing" : json_is_object(v) ? "an object" : json_is_array(v) ? "an array"
@@ -150,7 +152,11 @@ static int load_template(tokenizer *t, const char *jinja, json_t *cfg, const cha
         for (size_t i = 0; i < json_array_size(ct); i++) {
             json_t *e = json_array_get(ct, i);
             const char *nm = json_string_value(json_object_get(e, "name"));
-            if (nm && !strcmp(nm, "default")) pick = json_object_get(e, "template");
+            json_t *tx = json_object_get(e, "template");
+            if (nm && !strcmp(nm, "default")) pick = tx;
+            if (nm && !strcmp(nm, "tool_use") && json_is_string(tx) && !t->chat_template_tool_use &&
+                !(t->chat_template_tool_use = dupn(json_string_value(tx), json_string_length(tx), err)))
+                return -1;
         }
         if (!pick)
             return dp_fail(err, "%s: chat_template: a list of named templates without \"default\"",

@@ -47,6 +47,9 @@ int tok_adds_bos(const tokenizer *t);        /* 1 if encode_special prepends BOS
  * when there is none. tok_chat_template_source names the file. */
 const char *tok_chat_template(const tokenizer *t);
 const char *tok_chat_template_source(const tokenizer *t);
+/* A named list's "tool_use" template (transformers uses it when tools are
+ * given), or NULL. */
+const char *tok_chat_template_tool_use(const tokenizer *t);
 
 /* Named special tokens (bos_token, eos_token, unk_token, pad_token,
  * sep_token, cls_token, mask_token), resolved as transformers does:
