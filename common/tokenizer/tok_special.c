@@ -232,12 +232,11 @@ static int resolve(tokenizer *t, const char *dir, json_t *cfg, json_t *map, json
             set_special(t, k, str, len, "tokenizer.json post_processor", err))
             return -1;
     }
-    /* BOS/EOS ids: the resolved token strings (a string outside the
-     * vocabulary leaves the id unset, as before). */
+    /* BOS/EOS ids: the resolved token strings' (a string outside the
+     * vocabulary leaves the post-processor's id, as before). */
     for (int k = 0; k < 2; k++) {
         int32_t id = t->special[k] ? tok_token_id(t, t->special[k], strlen(t->special[k])) : -1;
-        if (k == SP_BOS) t->bos_id = id >= 0 ? id : t->special[k] ? -1 : t->bos_id;
-        else t->eos_id = id >= 0 ? id : t->special[k] ? -1 : t->eos_id;
+        if (id >= 0) *(k == SP_BOS ? &t->bos_id : &t->eos_id) = id;
     }
     /* Stop ids. */
     int32_t ids[64];
