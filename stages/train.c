@@ -205,6 +205,7 @@ static int write_metrics(trainer *t, const metrics *m, const char *prefix, doubl
 }
 
 static int evaluate(trainer *t, dp_err *err) {
+    model_lora_dropout(t->pol, 0, 0);
     metrics m;
     memset(&m, 0, sizeof m);
     long saved_tokens = t->num_tokens;
@@ -344,20 +345,24 @@ static int setup(trainer *t, dp_err *err) {
     char ckpt[4200];
     int found = !strcmp(cfg_str(c, "train.resume"), "auto") &&
                 tu_checkpoint_find(t->out_dir, ckpt, sizeof ckpt);
-    const char *init = found ? ckpt
-                       : cfg_str(c, "train.init")[0] ? cfg_str(c, "train.init")
-                                                      : cfg_str(c, "reference.model");
+    const char *init = cfg_str(c, "train.init")[0] ? cfg_str(c, "train.init")
+                                                   : cfg_str(c, "reference.model");
     long max_len = cfg_int(c, "data.max_length");
     model_options mo = {.training = 1,
                         .prefix_sharing = cfg_bool(c, "train.prefix_sharing"),
                         .threads = (int)cfg_int(c, "train.threads"),
                         .recompute = cfg_bool(c, "train.recompute"),
                         .max_tokens = (int)((long)t->micro * (2 * max_len + 2))};
-    if (model_load(&t->pol, init, &mo, err)) return -1;
+    char init_config[4200];
+    snprintf(init_config, sizeof init_config, "%s/config.json", init);
+    if (tu_lora_options(c, "train", init_config, (uint64_t)cfg_int(c, "train.seed"), &mo.lora, err))
+        return -1;
+    if (tu_load_policy(&t->pol, init, NULL, 0, found ? ckpt : NULL, &mo, err)) return -1;
     size_t n_params;
-    model_params(t->pol, &n_params);
+    model_trainable(t->pol, NULL, &n_params);
     if (optim_init(&t->opt, &oc, n_params, err)) return -1;
-    if (tu_exclude_norms_and_biases(&t->opt, t->pol, err)) return -1;
+    /* Adapters are matrices: weight decay applies to all of them. */
+    if (!mo.lora.r && tu_exclude_norms_and_biases(&t->opt, t->pol, err)) return -1;
     if (found) {
         tu_state st;
         if (tu_checkpoint_load(ckpt, "reference", t->fp.fingerprint,
@@ -437,7 +442,7 @@ static int train_loop(trainer *t, dp_err *err) {
     long save_every = cfg_int(c, "train.save_every");
     double max_norm = cfg_num(c, "train.max_grad_norm");
     size_t n_params;
-    float *grads = model_grads(t->pol, &n_params);
+    float *grads, *params = model_trainable(t->pol, &grads, &n_params);
     char (*batch)[40] = malloc((size_t)t->batch_size * sizeof *batch);
     if (!batch) return dp_fail(err, "out of memory");
     epoch_order(t);
@@ -458,6 +463,9 @@ static int train_loop(trainer *t, dp_err *err) {
         memset(&m, 0, sizeof m);
         for (int lo = 0; lo < n && !rc; lo += t->micro) {
             int k = n - lo < t->micro ? n - lo : t->micro;
+            /* adapter dropout: masks fixed by (step, micro-batch), so a
+             * resumed run draws the ones it would have */
+            model_lora_dropout(t->pol, 1, (uint64_t)t->step << 20 | (uint64_t)lo);
             rc = micro_step(t, batch + lo, k, 1, (double)n, sft_tokens, &m, err);
         }
         if (rc) break;
@@ -469,7 +477,7 @@ static int train_loop(trainer *t, dp_err *err) {
                          isnan(isfinite(m.loss) ? norm : m.loss) ? "NaN" : "infinite");
             break;
         }
-        double lr = optim_step(&t->opt, model_params(t->pol, &n_params), grads);
+        double lr = optim_step(&t->opt, params, grads);
         t->step++;
         if (t->step % log_every == 0 || t->step == t->total_steps)
             rc = write_metrics(t, &m, "", norm, lr, err);
@@ -483,11 +491,11 @@ static int train_loop(trainer *t, dp_err *err) {
 }
 
 static int export_model(trainer *t, dp_err *err) {
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/model", t->out_dir);
-    if (su_mkdirs(dir, err)) return -1;
-    if (model_save(t->pol, dir, cfg_bool(t->cfg, "train.export_bf16"), err)) return -1;
-    return su_copy_tokenizer_files(cfg_str(t->cfg, "reference.model"), dir, err);
+    const config *c = t->cfg;
+    const char *base = cfg_str(c, "train.init")[0] ? cfg_str(c, "train.init")
+                                                   : cfg_str(c, "reference.model");
+    return tu_export(t->pol, t->out_dir, base, cfg_bool(c, "train.lora.merge"),
+                     cfg_bool(c, "train.export_bf16"), cfg_str(c, "reference.model"), err);
 }
 
 /* Runs one training with config C (owned by the caller); *eval receives

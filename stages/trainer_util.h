@@ -27,6 +27,27 @@ void tu_optim_config(const config *c, const char *section, long total_steps, opt
 /* As Hugging Face's Trainer: no weight decay on biases and norm weights. */
 int tu_exclude_norms_and_biases(optim *o, const model *m, dp_err *err);
 
+/* SECTION.lora.* as model options for the model whose config.json is
+ * CONFIG_JSON (the target names depend on the family); o->r is 0 when LoRA
+ * is off. seed draws A and the dropout masks. */
+int tu_lora_options(const config *c, const char *section, const char *config_json,
+                    uint64_t seed, model_lora_options *o, dp_err *err);
+
+/* The policy to train. Full fine-tuning: the checkpoint CKPT's weights when
+ * resuming (CKPT not NULL), else INIT's (a model directory; NULL: random
+ * weights for INIT_CONFIG with seed). With mo->lora.r > 0: the base from
+ * INIT (or INIT_CONFIG), frozen, and the adapters from CKPT when resuming
+ * (fresh ones otherwise). A checkpoint of the other kind is an error. */
+int tu_load_policy(model **out, const char *init, const char *init_config, uint64_t seed,
+                   const char *ckpt, const model_options *mo, dp_err *err);
+
+/* Writes the trained policy: with adapters OUT_DIR/adapter (PEFT) and,
+ * when merge, OUT_DIR/model merged (the adapters are folded in, so m is a
+ * plain model afterwards); without, OUT_DIR/model. Tokenizer files from
+ * TOK_DIR go beside the model. BASE_NAME is the adapter's base model. */
+int tu_export(model *m, const char *out_dir, const char *base_name, int merge, int bf16,
+              const char *tok_dir, dp_err *err);
+
 /* order[0..n) = the data order of epoch EPOCH: 0..n-1 when !shuffle, else a
  * Fisher-Yates shuffle that depends only on (seed, epoch), so a resumed run
  * needs no RNG state beyond its position. */

@@ -150,6 +150,7 @@ void layer_layernorm_backward(float *dinp, float *dw, float *db, const float *do
             di[c] += (float)((dn - dn_mean - norm * dn_norm_mean) * rstd[i]);
         }
     }
+    if (!dw) return; /* a frozen norm: only the input gradient */
 #pragma omp parallel for
     for (int c = 0; c < C; c++) {
         double sw = 0, sb = 0;
@@ -191,6 +192,7 @@ void layer_rmsnorm_backward(float *dinp, float *dw, const float *dout, const flo
         float *di = dinp + (size_t)i * C;
         for (int c = 0; c < C; c++) di[c] += r * d[c] * w[c] - k * x[c];
     }
+    if (!dw) return; /* a frozen norm: only the input gradient */
 #pragma omp parallel for
     for (int c = 0; c < C; c++) {
         double s = 0;

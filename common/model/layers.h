@@ -24,7 +24,8 @@ void layer_embedding_backward(float *dwte, float *dwpe, const float *dout, const
                               const int *pos, int T, int C);
 
 /* LayerNorm over rows of inp[N,C]: out = (x - mean) * rstd * w + b.
- * Saves mean[N] and rstd[N] for backward. */
+ * Saves mean[N] and rstd[N] for backward. In the backwards of both norms dw
+ * (and db) may be NULL: a frozen norm, only dinp is computed. */
 void layer_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                              const float *w, const float *b, int N, int C, float eps);
 void layer_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,

@@ -42,8 +42,9 @@ struct model {
     void (*release)(void *);
     void *release_ctx;
     char *names; /* tensor names, one allocation */
-    float *params, *grads;
+    float *params, *grads;   /* grads NULL without training, and when adapters train */
     size_t n_params;
+    lora_set *lora;          /* adapters, or NULL */
     model_weights w, g;
     float *inv_freq;
     /* activations */
@@ -195,6 +196,7 @@ static void bind_weights(model *m) {
         *m->wfield[i] = m->mapped[i] ? (float *)m->mapped[i] : m->params + m->tensors[i].offset;
         *m->gfield[i] = m->grads ? m->grads + m->tensors[i].offset : NULL;
     }
+    for (int l = 0; l < m->cfg.n_layer; l++) m->w.layer[l].lora = m->lora, m->w.layer[l].layer = l;
     int C = m->cfg.d_model;
     model_weights *ws[2] = {&m->w, &m->g};
     for (int s = 0; s < 2; s++) {
@@ -369,7 +371,11 @@ int model_new(model **out, const model_config *c, const char *config_json_text,
     /* calloc'd: pages never written (mapped tensors) cost no memory. */
     m->params = dp_calloc(m->n_params, sizeof(float), err);
     if (!m->params) goto fail;
-    if (opt->training && !(m->grads = dp_calloc(m->n_params, sizeof(float), err))) goto fail;
+    int base_trains = opt->training && opt->lora.r == 0;
+    if (base_trains && !(m->grads = dp_calloc(m->n_params, sizeof(float), err))) goto fail;
+    if (opt->lora.r > 0 &&
+        lora_set_new(&m->lora, c, &opt->lora, opt->training, opt->max_tokens, err))
+        goto fail;
     bind_weights(m);
 
     m->inv_freq = dp_calloc((size_t)c->head_dim / 2 + 1, sizeof(float), err);
@@ -407,6 +413,7 @@ fail:
 void model_free(model *m) {
     if (!m) return;
     if (m->release) m->release(m->release_ctx);
+    lora_set_free(m->lora);
     free(m->wfield), free(m->gfield), free(m->mapped);
     free(m->config_text), free(m->tensors), free(m->names), free(m->params), free(m->grads);
     free(m->w.layer), free(m->g.layer), free(m->inv_freq), free(m->act_mem), free(m->res);
@@ -428,8 +435,8 @@ const model_tensor *model_find_tensor(const model *m, const char *name) {
 }
 
 int model_attach_tensor(model *m, int i, const float *data, dp_err *err) {
-    if (m->opt.training)
-        return dp_fail(err, "model_attach_tensor: a model built for training owns its weights");
+    if (m->grads)
+        return dp_fail(err, "model_attach_tensor: a model whose base trains owns its weights");
     if (i < 0 || i >= m->n_tensors || ((uintptr_t)data & 3))
         return dp_fail(err, "model_attach_tensor: expected a tensor index and 4-byte aligned data");
     m->mapped[i] = data;
@@ -456,6 +463,80 @@ float *model_grads(model *m, size_t *n) {
 }
 void model_zero_grads(model *m) {
     if (m->grads) memset(m->grads, 0, m->n_params * sizeof(float));
+    size_t n;
+    float *g = NULL;
+    if (m->lora && (lora_params(m->lora, &g, &n), g)) memset(g, 0, n * sizeof(float));
+}
+
+/* ---- adapters ---- */
+
+int model_lora_add(model *m, const model_lora_options *o, dp_err *err) {
+    if (m->lora) return dp_fail(err, "model_lora_add: the model already has adapters");
+    if (m->grads) return dp_fail(err, "model_lora_add: the model's base trains");
+    if (lora_set_new(&m->lora, &m->cfg, o, 0, m->opt.max_tokens, err)) return -1;
+    m->opt.lora = *lora_options(m->lora);
+    bind_weights(m);
+    return 0;
+}
+
+const model_lora_options *model_lora(const model *m) { return m->lora ? lora_options(m->lora) : NULL; }
+
+lora_set *model_lora_set(model *m) { return m->lora; }
+
+float *model_trainable(model *m, float **grads, size_t *n) {
+    if (m->lora) return lora_params(m->lora, grads, n);
+    if (grads) *grads = m->grads;
+    if (n) *n = m->n_params;
+    return m->params;
+}
+
+void model_lora_dropout(model *m, int on, uint64_t key) {
+    if (m->lora) lora_set_dropout(m->lora, on, key);
+}
+
+/* The weight matrix adapter kind KIND of layer L sits on: its data (in
+ * params), row stride and layout; the tensor's index in *ti. */
+static float *adapted_weight(model *m, int l, int kind, int *ld, int *ti) {
+    model_layer_weights *w = &m->w.layer[l];
+    const model_arch *A = &m->arch;
+    float **f;
+    switch (kind) {
+    case 0: f = &w->q_w, *ld = A->ldq; break;
+    case 1: f = &w->k_w, *ld = A->ldkv; break;
+    case 2: f = &w->v_w, *ld = A->ldkv; break;
+    case 3: f = &w->o_w, *ld = A->ldo; break;
+    case 4: f = &w->fc_w, *ld = A->ldfc; break;
+    case 5: f = &w->up_w, *ld = A->ldfc; break;
+    case 6: f = &w->down_w, *ld = A->lddown; break;
+    default: f = &w->qkv_w, *ld = 3 * A->C; break;
+    }
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->wfield[i] == f) *ti = i;
+    return *f;
+}
+
+int model_lora_merge(model *m, dp_err *err) {
+    if (!m->lora) return 0;
+    for (int i = 0; i < lora_count(m->lora); i++) {
+        lora_view_info v;
+        lora_info(m->lora, i, &v);
+        int ld, ti = -1;
+        adapted_weight(m, v.layer, v.kind, &ld, &ti);
+        if (ti < 0) return dp_fail(err, "model_lora_merge: no weight under %s", v.module);
+        if (m->mapped[ti]) { /* a read-only mapping: merge into an owned copy */
+            memcpy(m->params + m->tensors[ti].offset, m->mapped[ti],
+                   m->tensors[ti].numel * sizeof(float));
+            m->mapped[ti] = NULL;
+            bind_weights(m);
+        }
+        float *w = adapted_weight(m, v.layer, v.kind, &ld, &ti);
+        lora_merge_into(m->lora, i, w, ld, m->arch.layout);
+    }
+    lora_set_free(m->lora);
+    m->lora = NULL;
+    memset(&m->opt.lora, 0, sizeof m->opt.lora);
+    bind_weights(m);
+    return 0;
 }
 
 /* ---- the packing plan ---- */
@@ -581,6 +662,9 @@ void model_qkv_forward(const model_arch *a, const model_layer_weights *w, const 
     layer_linear_forward(ql, x, w->q_w, a->ldq, lay, w->q_b, n, C, H * D);
     layer_linear_forward(kl, x, w->k_w, a->ldkv, lay, w->k_b, n, C, KV * D);
     layer_linear_forward(o->v, x, w->v_w, a->ldkv, lay, w->v_b, n, C, KV * D);
+    lora_forward(w->lora, w->layer, LORA_VIEW_Q, ql, x, n);
+    lora_forward(w->lora, w->layer, LORA_VIEW_K, kl, x, n);
+    lora_forward(w->lora, w->layer, LORA_VIEW_V, o->v, x, n);
     if (a->qk_norm) {
         layer_rmsnorm_forward(o->q, o->q_rstd, o->q_lin, w->q_norm, n * H, D, a->eps);
         layer_rmsnorm_forward(o->k, o->k_rstd, o->k_lin, w->k_norm, n * KV, D, a->eps);
@@ -591,17 +675,28 @@ void model_qkv_forward(const model_arch *a, const model_layer_weights *w, const 
     }
 }
 
+void model_o_forward(const model_arch *a, const model_layer_weights *w, const float *att,
+                     float *out, int n) {
+    layer_linear_forward(out, att, w->o_w, a->ldo, a->layout, w->o_b, n, a->H * a->D, a->C);
+    lora_forward(w->lora, w->layer, LORA_VIEW_O, out, att, n);
+}
+
 void model_mlp_forward(const model_arch *a, const model_layer_weights *w, const float *x,
                        float *fc, float *up, float *act, float *out, int n) {
     int C = a->C, F = a->F, lay = a->layout;
     layer_linear_forward(fc, x, w->fc_w, a->ldfc, lay, w->fc_b, n, C, F);
-    if (!a->gpt2) layer_linear_forward(up, x, w->up_w, a->ldfc, lay, w->up_b, n, C, F);
+    lora_forward(w->lora, w->layer, LORA_VIEW_GATE, fc, x, n);
+    if (!a->gpt2) {
+        layer_linear_forward(up, x, w->up_w, a->ldfc, lay, w->up_b, n, C, F);
+        lora_forward(w->lora, w->layer, LORA_VIEW_UP, up, x, n);
+    }
     if (!out) return;
     if (a->gpt2)
         layer_gelu_forward(act, fc, (size_t)n * F);
     else
         layer_swiglu_forward(act, fc, up, (size_t)n * F);
     layer_linear_forward(out, act, w->down_w, a->lddown, lay, w->down_b, n, F, C);
+    lora_forward(w->lora, w->layer, LORA_VIEW_DOWN, out, act, n);
 }
 
 /* Runs layer l over the planned batch: res_next[T, C] = the layer applied
@@ -618,7 +713,7 @@ static void forward_layer(model *m, int l, layer_acts *a, const float *res, floa
     model_qkv_forward(A, w, m->inv_freq, m->pos, a->ln1, &forms, T);
     layer_attention_forward(a->att, a->lse, a->q, H * D, a->k, KV * D, a->v, KV * D, mask, H,
                             KV, D, m->attn_scratch);
-    layer_linear_forward(m->proj, a->att, w->o_w, A->ldo, A->layout, w->o_b, T, H * D, A->C);
+    model_o_forward(A, w, a->att, m->proj, T);
     add_arrays(a->res_mid, res, m->proj, TC);
     model_norm_forward(A, a->ln2, a->ln2_mean, a->ln2_rstd, a->res_mid, w->ln2_w, w->ln2_b, T);
     model_mlp_forward(A, w, a->ln2, a->fc, a->up, a->act, res_next ? m->proj : NULL, T);
@@ -719,6 +814,7 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
         zero(m->dact, (size_t)T * F);
         layer_linear_backward(m->dact, g->down_w, g->down_b, m->dres, a->act, w->down_w,
                               A->lddown, lay, T, F, C);
+        lora_backward(m->lora, l, LORA_VIEW_DOWN, m->dact, m->dres, a->act, T);
         zero(m->dfc, (size_t)T * F);
         zero(m->dln, TC);
         if (gpt2) {
@@ -728,15 +824,18 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
             layer_swiglu_backward(m->dfc, m->dup, m->dact, a->fc, a->up, (size_t)T * F);
             layer_linear_backward(m->dln, g->up_w, g->up_b, m->dup, a->ln2, w->up_w, A->ldfc,
                                   lay, T, C, F);
+            lora_backward(m->lora, l, LORA_VIEW_UP, m->dln, m->dup, a->ln2, T);
         }
         layer_linear_backward(m->dln, g->fc_w, g->fc_b, m->dfc, a->ln2, w->fc_w, A->ldfc, lay,
                               T, C, F);
+        lora_backward(m->lora, l, LORA_VIEW_GATE, m->dln, m->dfc, a->ln2, T);
         norm_backward(m, m->dres, g->ln2_w, g->ln2_b, m->dln, a->res_mid, w->ln2_w, a->ln2_mean,
                       a->ln2_rstd, T);
         /* attention: res_mid = res + o(att(q, k, v)) */
         zero(m->datt, (size_t)T * H * D);
         layer_linear_backward(m->datt, g->o_w, g->o_b, m->dres, a->att, w->o_w, A->ldo, lay,
                               T, H * D, C);
+        lora_backward(m->lora, l, LORA_VIEW_O, m->datt, m->dres, a->att, T);
         zero(m->dq, (size_t)T * H * D);
         zero(m->dk, (size_t)T * KV * D);
         zero(m->dv, (size_t)T * KV * D);
@@ -757,18 +856,25 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
             layer_rmsnorm_backward(m->dk, g->k_norm, dk, a->k_lin, w->k_norm, a->k_rstd, T * KV, D);
             dq = m->dq, dk = m->dk;
         }
+        /* Below layer 0 only the embeddings' gradients remain: a frozen
+         * base needs no input gradient there. */
+        float *dln = l > 0 || m->grads ? m->dln : NULL;
         zero(m->dln, TC);
         model_norm_forward(A, a->ln1, a->ln1_mean, a->ln1_rstd, m->res[l], w->ln1_w, w->ln1_b, T);
-        layer_linear_backward(m->dln, g->q_w, g->q_b, dq, a->ln1, w->q_w, A->ldq, lay, T, C,
+        layer_linear_backward(dln, g->q_w, g->q_b, dq, a->ln1, w->q_w, A->ldq, lay, T, C,
                               H * D);
-        layer_linear_backward(m->dln, g->k_w, g->k_b, dk, a->ln1, w->k_w, A->ldkv, lay, T, C,
+        layer_linear_backward(dln, g->k_w, g->k_b, dk, a->ln1, w->k_w, A->ldkv, lay, T, C,
                               KV * D);
-        layer_linear_backward(m->dln, g->v_w, g->v_b, m->dv, a->ln1, w->v_w, A->ldkv, lay, T,
+        layer_linear_backward(dln, g->v_w, g->v_b, m->dv, a->ln1, w->v_w, A->ldkv, lay, T,
                               C, KV * D);
-        norm_backward(m, m->dres, g->ln1_w, g->ln1_b, m->dln, m->res[l], w->ln1_w, a->ln1_mean,
-                      a->ln1_rstd, T);
+        lora_backward(m->lora, l, LORA_VIEW_Q, dln, dq, a->ln1, T);
+        lora_backward(m->lora, l, LORA_VIEW_K, dln, dk, a->ln1, T);
+        lora_backward(m->lora, l, LORA_VIEW_V, dln, m->dv, a->ln1, T);
+        if (dln)
+            norm_backward(m, m->dres, g->ln1_w, g->ln1_b, m->dln, m->res[l], w->ln1_w,
+                          a->ln1_mean, a->ln1_rstd, T);
     }
-    layer_embedding_backward(m->g.wte, m->g.wpe, m->dres, m->tok, m->pos, T, C);
+    if (m->grads) layer_embedding_backward(m->g.wte, m->g.wpe, m->dres, m->tok, m->pos, T, C);
     return 0;
 }
 

@@ -160,7 +160,7 @@ static void add_into(float *x, const float *y, size_t n) {
 static void run_chunk(model_kv *kv, const int32_t *tok, int n) {
     const model_arch *A = &kv->arch;
     const model_weights *w = kv->w;
-    int C = A->C, HD = A->H * A->D;
+    int C = A->C;
     for (int i = 0; i < n; i++) kv->pos[i] = kv->len + i;
     layer_embedding_forward(kv->x, tok, kv->pos, w->wte, w->wpe, n, C);
     model_qkv qkv = {kv->q, kv->k, kv->v, kv->qlin, kv->klin, kv->qrstd, kv->krstd};
@@ -173,7 +173,7 @@ static void run_chunk(model_kv *kv, const int32_t *tok, int n) {
         memcpy(a->k_cache + (size_t)kv->len * row, kv->k, (size_t)n * row * sizeof(float));
         memcpy(a->v_cache + (size_t)kv->len * row, kv->v, (size_t)n * row * sizeof(float));
         attend(kv, a, n);
-        layer_linear_forward(kv->proj, kv->att, lw->o_w, A->ldo, A->layout, lw->o_b, n, HD, C);
+        model_o_forward(A, lw, kv->att, kv->proj, n);
         add_into(kv->x, kv->proj, (size_t)n * C);
         model_norm_forward(A, kv->ln, kv->mean, kv->rstd, kv->x, lw->ln2_w, lw->ln2_b, n);
         model_mlp_forward(A, lw, kv->ln, kv->fc, kv->up, kv->act, kv->proj, n);
@@ -195,6 +195,8 @@ int model_kv_append(model *m, model_kv *kv, const int32_t *tokens, int n, float 
         if (tokens[i] < 0 || tokens[i] >= c->vocab)
             return dp_fail(err, "model_kv_append: token id %d outside the vocabulary [0, %d)",
                            tokens[i], c->vocab);
+    lora_set *lora = kv->w->layer[0].lora;
+    if (lora && lora_reserve(lora, n < KV_CHUNK ? n : KV_CHUNK, err)) return -1;
     /* A few rows of a small model are less work than waking a thread team
      * for every kernel: such steps run on this thread alone. */
     int saved = omp_get_max_threads();

@@ -455,7 +455,8 @@ int model_load(model **out, const char *file, const model_options *opt, dp_err *
         }
         seen[idx] = 1;
         const float *values = params + mt->offset;
-        if (!opt->training && t->dtype == ST_F32 && !((uintptr_t)t->data & 3)) {
+        int frozen = !opt->training || opt->lora.r > 0; /* read, never written */
+        if (frozen && t->dtype == ST_F32 && !((uintptr_t)t->data & 3)) {
             if ((rc = model_attach_tensor(m, idx, t->data, err))) goto done;
             mapped = 1;
             values = t->data;
