@@ -1,7 +1,9 @@
-/* model_cmd — `dpoc model info DIR [--tokens N]`: what a Hugging Face model
- * directory holds (family, sizes, parameter count), the memory training it
- * would take, and whether its weights load; `dpoc model init DIR [--seed N]`
- * writes random weights (N(0, 0.02)) for the config.json in DIR. */
+/* model_cmd — `dpoc model info DIR [--tokens N] [--lora-r R]`: what a
+ * Hugging Face model directory holds (family, sizes, parameter count), the
+ * memory training it would take (full and with LoRA), and whether its
+ * weights load; `dpoc model init DIR [--seed N]` writes random weights
+ * (N(0, 0.02)) for the config.json in DIR; `dpoc model merge BASE ADAPTER
+ * OUT` folds a LoRA adapter into its base and writes a plain model. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,20 +11,26 @@
 #include <sys/stat.h>
 
 #include "model.h"
+#include "stage_util.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: dpoc model info DIR [--tokens N]\n"
+            "usage: dpoc model info DIR [--tokens N] [--lora-r R]\n"
             "       dpoc model init DIR [--seed N] [--bf16]\n"
+            "       dpoc model merge BASE ADAPTER OUT [--bf16]\n"
             "  info         family, sizes, parameter count, training memory; loads the\n"
             "               weights when DIR holds any, to check them\n"
             "  init         writes DIR/model.safetensors with random weights for\n"
             "               DIR/config.json (and rewrites config.json)\n"
+            "  merge        writes OUT, the model BASE with the LoRA adapter directory\n"
+            "               ADAPTER (PEFT layout) folded in (W + scale * B A), and BASE's\n"
+            "               tokenizer files\n"
             "  DIR          a Hugging Face model directory\n"
             "  --tokens N   token budget of one packed batch for the activation estimate\n"
             "               (default 2048)\n"
+            "  --lora-r R   rank for the LoRA estimate (default 16; all-linear targets)\n"
             "  --seed N     random seed for init (default 0)\n"
-            "  --bf16       init writes BF16 instead of F32\n"
+            "  --bf16       init and merge write BF16 instead of F32\n"
             "  --help       this text\n");
 }
 
@@ -50,18 +58,56 @@ static void print_bytes(const char *what, size_t bytes) {
     printf("  %-12s %10.1f MiB\n", what, (double)bytes / (1024.0 * 1024.0));
 }
 
+/* dpoc model merge BASE ADAPTER OUT [--bf16] */
+static int merge_cmd(int argc, char **argv) {
+    const char *pos[3];
+    int n = 0, bf16 = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--bf16")) {
+            bf16 = 1;
+        } else if (argv[i][0] == '-' || n == 3) {
+            char q[DP_QUOTE_CAP];
+            fprintf(stderr, "dpoc model merge: unexpected argument %s\n", dp_quote(q, argv[i], (size_t)-1));
+            return 2;
+        } else {
+            pos[n++] = argv[i];
+        }
+    }
+    if (n != 3) {
+        usage(stderr);
+        return 2;
+    }
+    model_options o = {.training = 0, .prefix_sharing = 1, .threads = 0, .max_tokens = 1};
+    model *m = NULL;
+    dp_err err;
+    int rc = model_load(&m, pos[0], &o, &err);
+    if (!rc) rc = model_lora_load(m, pos[1], &err);
+    if (!rc) rc = model_lora_merge(m, &err);
+    if (!rc) rc = su_mkdirs(pos[2], &err);
+    if (!rc) rc = model_save(m, pos[2], bf16, &err);
+    if (!rc) rc = su_copy_tokenizer_files(pos[0], pos[2], &err);
+    model_free(m);
+    if (rc) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    printf("%s: %s with %s folded in\n", pos[2], pos[0], pos[1]);
+    return 0;
+}
+
 int cmd_model(int argc, char **argv) {
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         usage(stdout);
         return 0;
     }
     int info = argc >= 2 && !strcmp(argv[1], "info"), init = argc >= 2 && !strcmp(argv[1], "init");
+    if (argc >= 2 && !strcmp(argv[1], "merge")) return merge_cmd(argc, argv);
     if (argc < 3 || (!info && !init)) {
         usage(stderr);
         return 2;
     }
     const char *dir = NULL;
-    long tokens = 2048, seed = 0;
+    long tokens = 2048, seed = 0, lora_r = 16;
     int bf16 = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -69,6 +115,9 @@ int cmd_model(int argc, char **argv) {
             return 0;
         } else if (info && !strcmp(argv[i], "--tokens")) {
             if (parse_long("--tokens", i + 1 < argc ? argv[i + 1] : NULL, 1, 1L << 30, &tokens)) return 2;
+            i++;
+        } else if (info && !strcmp(argv[i], "--lora-r")) {
+            if (parse_long("--lora-r", i + 1 < argc ? argv[i + 1] : NULL, 1, 4096, &lora_r)) return 2;
             i++;
         } else if (init && !strcmp(argv[i], "--seed")) {
             if (parse_long("--seed", i + 1 < argc ? argv[i + 1] : NULL, 0, INT64_MAX, &seed)) return 2;
@@ -144,6 +193,15 @@ int cmd_model(int argc, char **argv) {
     printf("with train.recompute: true (layers recomputed in backward):\n");
     print_bytes("activations", mm.activations_recompute);
     print_bytes("total", mm.weights + mm.grads + mm.adam + mm.activations_recompute);
+    /* LoRA: the base frozen (no gradients, no AdamW state); the adapters
+     * carry weights, gradients and two moments, 16 bytes a parameter. */
+    size_t n_lora = model_lora_param_count(&c, (int)lora_r, model_lora_family_targets(c.model_type));
+    printf("with LoRA r %ld on all-linear targets (%zu trainable parameters, %.2f%%):\n", lora_r,
+           n_lora, 100.0 * (double)n_lora / (double)mm.n_params);
+    print_bytes("weights", mm.weights);
+    print_bytes("adapters", n_lora * 16);
+    print_bytes("activations", mm.activations);
+    print_bytes("total", mm.weights + n_lora * 16 + mm.activations);
     printf("weights:      %s\n", weights);
     printf("blas:         OpenBLAS %s\n", model_blas_corename());
     return 0;

@@ -25,6 +25,8 @@ static void usage(FILE *f) {
             "options:\n"
             "  --model DIR            Hugging Face model directory (config.json, safetensors,\n"
             "                         tokenizer.json)\n"
+            "  --adapter DIR          a LoRA adapter (PEFT layout: adapter_config.json,\n"
+            "                         adapter_model.safetensors) applied on the model, unmerged\n"
             "  --prompt TEXT          the prompt; without it, prompts come from stdin\n"
             "  --temperature T        sampling temperature, 0 = greedy (default 1.0)\n"
             "  --top-k K              sample among the K most likely tokens, 0 = all (default 0)\n"
@@ -165,7 +167,7 @@ static int run_stdin(sampler_run *r, dp_err *err) {
 }
 
 int cmd_sample(int argc, char **argv) {
-    const char *dir = NULL, *prompt = NULL;
+    const char *dir = NULL, *prompt = NULL, *adapter = NULL;
     double temperature = 1.0, top_k = 0, top_p = 1.0, seed = 1, max_new = 64, threads = 0;
     int special = 0;
     for (int i = 1; i < argc; i++) {
@@ -177,6 +179,7 @@ int cmd_sample(int argc, char **argv) {
         } else if (!strcmp(a, "--special")) {
             special = 1, takes = 0;
         } else if (!v && (!strcmp(a, "--model") || !strcmp(a, "--prompt") ||
+                          !strcmp(a, "--adapter") ||
                           !strcmp(a, "--temperature") || !strcmp(a, "--top-k") ||
                           !strcmp(a, "--top-p") || !strcmp(a, "--seed") ||
                           !strcmp(a, "--max-new-tokens") || !strcmp(a, "--threads"))) {
@@ -184,6 +187,8 @@ int cmd_sample(int argc, char **argv) {
             return 2;
         } else if (!strcmp(a, "--model")) {
             dir = v;
+        } else if (!strcmp(a, "--adapter")) {
+            adapter = v;
         } else if (!strcmp(a, "--prompt")) {
             prompt = v;
         } else if (!strcmp(a, "--temperature")) {
@@ -214,6 +219,7 @@ int cmd_sample(int argc, char **argv) {
     model_options mo = {.training = 0, .prefix_sharing = 1, .threads = (int)threads, .max_tokens = 1};
     int rc = tok_load(&r.tok, dir, &err);
     if (!rc) rc = model_load(&r.m, dir, &mo, &err);
+    if (!rc && adapter) rc = model_lora_load(r.m, adapter, &err);
     if (!rc) {
         const model_config *c = model_get_config(r.m);
         if (tok_vocab_size(r.tok) > c->vocab)

@@ -69,7 +69,7 @@ static const kind_info KINDS[LORA_KINDS] = {
 
 static int is_gpt2(const char *model_type) { return !strcmp(model_type, "gpt2"); }
 
-unsigned lora_family_targets(const char *model_type) {
+unsigned model_lora_family_targets(const char *model_type) {
     unsigned all = 0;
     for (int k = 0; k < LORA_KINDS; k++)
         if (is_gpt2(model_type) ? KINDS[k].gpt2_name != NULL : KINDS[k].name != NULL)
@@ -85,7 +85,7 @@ int model_lora_parse_targets(const char *model_type, const char *const *names, i
     *targets = 0;
     for (int i = 0; i < n; i++) {
         if (!strcmp(names[i], "all-linear")) {
-            *targets |= lora_family_targets(model_type);
+            *targets |= model_lora_family_targets(model_type);
             continue;
         }
         unsigned bits = 0;
@@ -93,7 +93,7 @@ int model_lora_parse_targets(const char *model_type, const char *const *names, i
             if (kind_name(gpt2, k) && !strcmp(kind_name(gpt2, k), names[i])) bits |= KINDS[k].bit;
         if (!bits) {
             char valid[256], q[DP_QUOTE_CAP];
-            model_lora_target_names(model_type, lora_family_targets(model_type), valid,
+            model_lora_target_names(model_type, model_lora_family_targets(model_type), valid,
                                     sizeof valid);
             return dp_fail(err, "lora.target_modules: %s is not a linear layer of a %s model "
                                 "(all-linear, %s are)",
@@ -140,7 +140,7 @@ static void kind_dims(const model_config *c, int k, int *in, int *out) {
 }
 
 size_t model_lora_param_count(const model_config *c, int r, unsigned targets) {
-    unsigned fam = lora_family_targets(c->model_type);
+    unsigned fam = model_lora_family_targets(c->model_type);
     size_t per_layer = 0;
     for (int k = 0; k < LORA_KINDS; k++)
         if (targets & fam & KINDS[k].bit) {
@@ -189,7 +189,7 @@ int lora_set_new(lora_set **out, const model_config *c, const model_lora_options
     if (o->r < 1) return dp_fail(err, "lora.r: expected >= 1, got %d", o->r);
     if (!(o->dropout >= 0 && o->dropout < 1))
         return dp_fail(err, "lora.dropout: expected a number in [0, 1), got %g", (double)o->dropout);
-    unsigned fam = lora_family_targets(c->model_type);
+    unsigned fam = model_lora_family_targets(c->model_type);
     if (!(o->targets & fam)) return dp_fail(err, "lora.target_modules: no module of a %s model", c->model_type);
     lora_set *s = dp_calloc(1, sizeof *s, err);
     if (!s) return -1;

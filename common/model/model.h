@@ -186,6 +186,8 @@ int model_read_config(model_config *c, const char *config_json, dp_err *err);
  * lists the valid ones. */
 int model_lora_parse_targets(const char *model_type, const char *const *names, int n,
                              unsigned *targets, dp_err *err);
+/* Every MODEL_LORA_* bit a family has ("all-linear"). */
+unsigned model_lora_family_targets(const char *model_type);
 /* The expanded names of TARGETS for MODEL_TYPE, sorted, comma-separated,
  * into buf. */
 void model_lora_target_names(const char *model_type, unsigned targets, char *buf, size_t cap);

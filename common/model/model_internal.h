@@ -25,8 +25,6 @@ int lora_set_new(lora_set **out, const model_config *c, const model_lora_options
 void lora_set_free(lora_set *s);
 /* Grows the scratch to rows rows. */
 int lora_reserve(lora_set *s, int rows, dp_err *err);
-/* Every MODEL_LORA_* bit a family has. */
-unsigned lora_family_targets(const char *model_type);
 const model_lora_options *lora_options(const lora_set *s);
 float lora_scale(const lora_set *s);
 float *lora_params(lora_set *s, float **grads, size_t *n);
