@@ -436,10 +436,11 @@ static int cmd_precompute(int argc, char **argv) {
 /* ---- train ---- */
 
 static int cmd_train(int argc, char **argv) {
-    if (argc != 7)
-        return fprintf(stderr, "usage: bench train CONFIG LENGTHS SHARING BATCH STEPS OUT\n"), 2;
+    if (argc != 7 && argc != 8)
+        return fprintf(stderr, "usage: bench train CONFIG LENGTHS SHARING BATCH STEPS OUT [LORA_R]\n"), 2;
     const char *config = argv[1];
     int sharing = atoi(argv[3]), B = atoi(argv[4]), steps = atoi(argv[5]);
+    int lora_r = argc == 8 ? atoi(argv[7]) : 0; /* > 0: LoRA on every linear layer, alpha 2r */
     if (B < 1 || steps < 1) return fprintf(stderr, "bench train: expected BATCH, STEPS >= 1\n"), 2;
     dp_err e = {0};
     model_config c;
@@ -463,6 +464,9 @@ static int cmd_train(int argc, char **argv) {
     }
     model_options opt = {.training = 1, .prefix_sharing = sharing, .threads = threads_wanted(),
                          .max_tokens = (int)max_tok};
+    if (lora_r > 0)
+        opt.lora = (model_lora_options){.r = lora_r, .alpha = 2.0f * (float)lora_r, .seed = 42,
+                                        .targets = model_lora_family_targets(c.model_type)};
     model *m = NULL;
     double t_init = log_now_seconds();
     if (model_init_random(&m, config, 42, &opt, &e)) {
@@ -471,7 +475,7 @@ static int cmd_train(int argc, char **argv) {
     }
     t_init = log_now_seconds() - t_init;
     size_t n_params = 0;
-    float *params = model_params(m, &n_params), *grads = model_grads(m, NULL);
+    float *grads, *params = model_trainable(m, &grads, &n_params);
     optim_config oc;
     optim_config_default(&oc);
     oc.schedule = SCHED_CONSTANT;
@@ -538,8 +542,11 @@ static int cmd_train(int argc, char **argv) {
             continue;
         }
         t_sum += t;
+        /* A LoRA step skips the base's weight gradients: forward + input
+         * gradients, 2x a forward (the adapters' own products not counted). */
         for (int k = 0; k < B; k++)
-            flops += 3.0 * pair_forward_flops(&c, &p, ord[k], sharing), seq += seq_tokens(&p, ord[k]);
+            flops += (lora_r ? 2.0 : 3.0) * pair_forward_flops(&c, &p, ord[k], sharing),
+                seq += seq_tokens(&p, ord[k]);
     }
     if (!rc) {
         model_memory mm = model_memory_estimate(&c, (int)max_tok);
@@ -559,6 +566,8 @@ static int cmd_train(int argc, char **argv) {
         json_object_set_new(o2, "est_grads_bytes", json_integer((json_int_t)mm.grads));
         json_object_set_new(o2, "est_adam_bytes", json_integer((json_int_t)mm.adam));
         json_object_set_new(o2, "est_activation_bytes", json_integer((json_int_t)mm.activations));
+        json_object_set_new(o2, "lora_r", json_integer(lora_r));
+        json_object_set_new(o2, "lora_params", json_integer((json_int_t)(lora_r ? n_params : 0)));
         rc = write_json(o2, argv[6]);
     }
     optim_free(&o);
@@ -777,14 +786,15 @@ static int cmd_report(int argc, char **argv) {
         char *dsave = NULL;
         for (char *dn = strtok_r(dl, ",", &dsave); dn; dn = strtok_r(NULL, ",", &dsave)) {
             char nm[600];
-            json_t *part[6];
-            const char *suffix[6] = {"pre_on", "pre_off", "train_on", "train_off", "torch_pre", "torch_train"};
-            for (int k = 0; k < 6; k++) {
+            json_t *part[8];
+            const char *suffix[8] = {"pre_on", "pre_off", "train_on", "train_off", "torch_pre",
+                                     "torch_train", "train_lora", "torch_lora"};
+            for (int k = 0; k < 8; k++) {
                 snprintf(nm, sizeof nm, "%s.%s.%s", mn, dn, suffix[k]);
                 part[k] = load_part(dir, nm);
             }
             json_t *pon = part[0], *poff = part[1], *ton = part[2], *toff = part[3], *tp = part[4],
-                   *tt = part[5];
+                   *tt = part[5], *tl = part[6], *ttl = part[7];
             const char *pk[] = {"pairs", "batches", "max_batch_tokens", "seq_tokens", "packed_tokens",
                                 "seconds", "tokens_per_s", "pairs_per_s", "gflops_per_s",
                                 "peak_rss_bytes", NULL};
@@ -826,6 +836,24 @@ static int cmd_report(int argc, char **argv) {
             json_object_set_new(tr, "ratio_vs_torch_policy_only", jnum(num(ton, "tokens_per_s") / tr_pol));
             json_object_set_new(r, "precompute", pre);
             json_object_set_new(r, "train", tr);
+            /* LoRA: our step against PyTorch's LoRA DPO step (reference =
+             * the base, adapters off) and against our own full step. */
+            double mfu_tl = num(tl, "gflops_per_s") * 1e9 / peak;
+            if (tl) {
+                json_t *lo = json_object(), *ol = pick(tl, tk2);
+                json_object_set_new(ol, "mfu", jnum(mfu_tl));
+                json_object_set_new(ol, "lora_r", jnum(num(tl, "lora_r")));
+                json_object_set_new(ol, "lora_params", jnum(num(tl, "lora_params")));
+                json_object_set_new(ol, "estimate_bytes",
+                                    jnum(num(tl, "est_weights_bytes") + 16 * num(tl, "lora_params") +
+                                         num(tl, "est_activation_bytes")));
+                json_object_set_new(lo, "ours", ol);
+                json_object_set_new(lo, "torch", pick(ttl, ttk));
+                json_object_set_new(lo, "ratio", jnum(num(tl, "tokens_per_s") / num(ttl, "tokens_per_s")));
+                json_object_set_new(lo, "step_over_full_step",
+                                    jnum(num(tl, "seconds_per_step") / num(ton, "seconds_per_step")));
+                json_object_set_new(r, "train_lora", lo);
+            }
             /* Memory: what training needs by the estimate, what an online DPO
              * (policy + reference weights, one policy's gradients and AdamW
              * state, activations) needs, and the issue's bound. */
@@ -855,6 +883,12 @@ static int cmd_report(int argc, char **argv) {
             row(lab, poff, "tokens_per_s", pre_t, mfu_poff, num(poff, "peak_rss_bytes"));
             snprintf(lab, sizeof lab, "%s %s train step, sharing", mn, dn);
             row(lab, ton, "tokens_per_s", tr_t, mfu_ton, rss);
+            if (tl) {
+                snprintf(lab, sizeof lab, "%s %s LoRA r%.0f step (%.2fx full)", mn, dn,
+                         num(tl, "lora_r"), num(tl, "seconds_per_step") / num(ton, "seconds_per_step"));
+                row(lab, tl, "tokens_per_s", num(ttl, "tokens_per_s"), mfu_tl,
+                    num(tl, "peak_rss_bytes"));
+            }
             if (toff) {
                 snprintf(lab, sizeof lab, "%s %s train step, no sharing", mn, dn);
                 row(lab, toff, "tokens_per_s", tr_t, mfu_toff, num(toff, "peak_rss_bytes"));

@@ -10,6 +10,8 @@
 #   precompute tokens/s with prefix sharing on and off, and PyTorch's;
 #   train pairs/s and tokens/s of full DPO optimizer steps, and PyTorch's
 #   online DPO step (reference forward + policy forward/backward + AdamW);
+#   the same for LoRA r 16 on every linear layer against PyTorch's LoRA DPO
+#   step (the reference is the base with the adapters off, as TRL with PEFT);
 #   MFU against a cblas_sgemm peak measured in the same run; peak RSS next
 #   to model_memory_estimate and what an online DPO would hold; tokenizer
 #   MB/s; store bytes per token.
@@ -74,6 +76,7 @@ else
     PRE_PAIRS=8 TRAIN_BATCH=4 TRAIN_STEPS=1 SGEMM_N=2048 TOK_BYTES=4000000 TRAIN_OFF=0
 fi
 DISTS="hh uf"
+LORA_R=16
 MAX_TOKENS=4096
 TORCH_PRE_BATCH=8
 echo "dpoc bench ($MODE): $THREADS threads; OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset}; logs in $PARTS" >&2
@@ -119,10 +122,13 @@ for m in $MODELS; do
         run $m.$d.pre_off ours "$BIN" precompute "$cfg" "$L" 0 $MAX_TOKENS "$PARTS/$m.$d.pre_off.json"
         step "$m $d: train, $TRAIN_BATCH pairs x $TRAIN_STEPS steps"
         run $m.$d.train_on ours "$BIN" train "$cfg" "$L" 1 $TRAIN_BATCH $TRAIN_STEPS "$PARTS/$m.$d.train_on.json"
+        step "$m $d: LoRA r$LORA_R train, $TRAIN_BATCH pairs x $TRAIN_STEPS steps"
+        run $m.$d.train_lora ours "$BIN" train "$cfg" "$L" 1 $TRAIN_BATCH $TRAIN_STEPS "$PARTS/$m.$d.train_lora.json" $LORA_R
         if [ $TRAIN_OFF = 1 ]; then
             run $m.$d.train_off ours "$BIN" train "$cfg" "$L" 0 $TRAIN_BATCH $TRAIN_STEPS "$PARTS/$m.$d.train_off.json"
         fi
         jobs="precompute,$cfg,$L,$TORCH_PRE_BATCH,$m.$d.torch_pre train,$cfg,$L,$TRAIN_BATCH,$TRAIN_STEPS,$m.$d.torch_train"
+        jobs="$jobs train_lora,$cfg,$L,$TRAIN_BATCH,$TRAIN_STEPS,$LORA_R,$m.$d.torch_lora"
         if [ $SMOKE = 0 ] && [ $PY_OK = 1 ]; then
             for j in $jobs; do
                 step "$m $d: PyTorch ${j%%,*}"
