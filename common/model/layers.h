@@ -126,4 +126,31 @@ void layer_logprob_backward(float *dh, float *dw, const float *dlogp, const floa
                             const float *w, const int32_t *target, const float *lse, int R,
                             int C, int V, float *scratch, int chunk_rows, int logits_in_scratch);
 
+/* ---- half-precision weights ----
+ * Frozen weights may stay in the checkpoint's IEEE half or bfloat16; they
+ * are widened to float32 (exactly) just before the products that read them. */
+
+/* dst[n] = src[n] widened: bfloat16 when bf16, else IEEE half. */
+void layer_widen(float *dst, const uint16_t *src, int bf16, size_t n);
+
+/* The LM head [V, C] as the log-prob kernels read it: float32 w, or, when
+ * half is set, rows in half precision widened buf_rows at a time into buf
+ * (buf_rows·C floats). A half head is frozen: it gets no gradient. */
+typedef struct layer_head {
+    const float *w;
+    const uint16_t *half;
+    int bf16, buf_rows;
+    float *buf;
+} layer_head;
+/* layer_logprob_forward / _backward with the head as above (dw ignored for
+ * a half head), and logits[V] = head · x[C] for one row. */
+void layer_logprob_forward_head(float *logp, float *mean_logits, float *lse, const float *h,
+                                const layer_head *hd, const int32_t *target, int R, int C, int V,
+                                float *scratch, int chunk_rows);
+void layer_logprob_backward_head(float *dh, float *dw, const float *dlogp, const float *h,
+                                 const layer_head *hd, const int32_t *target, const float *lse,
+                                 int R, int C, int V, float *scratch, int chunk_rows,
+                                 int logits_in_scratch);
+void layer_head_gemv(float *logits, const layer_head *hd, const float *x, int C, int V);
+
 #endif

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "layers.h"
 #include "model_internal.h"
@@ -39,6 +40,15 @@ struct model {
     model_tensor *tensors;
     float ***wfield, ***gfield; /* per tensor: the weights/grads field it binds */
     const float **mapped;       /* per tensor: external (memory-mapped) data or NULL */
+    char *half;                 /* per tensor: 0, or kept in half precision: 1 F16, 2 BF16 */
+    const uint16_t **half_src;  /* per tensor: its half-precision data */
+    int streaming;              /* release mapped pages after use (model_stream) */
+    int *tlayer;                /* per tensor: its layer, -1 outside the layers */
+    frozen_set *frozen;         /* half-precision layer matrices, or NULL */
+    layer_head head;            /* the LM head as the log-prob kernels read it */
+    const uint16_t *wte_half;   /* half-precision embeddings, or NULL */
+    int wte_bf16;
+    size_t params_bytes, grads_bytes, act_bytes; /* arena sizes */
     void (*release)(void *);
     void *release_ctx;
     char *names; /* tensor names, one allocation */
@@ -60,6 +70,27 @@ struct model {
     int *pos, *lo0, *hi0, *lo1, *hi1, *unit_start, *pred;
     int T, R, n_units, have_forward;
 };
+
+/* ---- memory ---- */
+
+void *model_arena_alloc(size_t bytes, dp_err *err) {
+    if (!bytes) bytes = 1;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        dp_fail(err, "out of memory reserving %zu bytes", bytes);
+        return NULL;
+    }
+#ifdef MADV_HUGEPAGE
+    /* Big arenas on 2 MiB pages: fewer first-touch faults and TLB misses. */
+    if (bytes >= (4u << 20)) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+void model_arena_free(void *p, size_t bytes) {
+    if (p) munmap(p, bytes ? bytes : 1);
+}
 
 /* ---- threads ---- */
 
@@ -113,6 +144,7 @@ static void reg(reg_ctx *r, float **wf, float **gf, int ndim, int64_t d0, int64_
         t->offset = m->n_params;
         m->wfield[i] = wf;
         m->gfield[i] = gf;
+        m->tlayer[i] = strstr(fmt, "%d") ? layer : -1;
         m->n_params += t->numel;
     }
     r->names_len += strlen(name) + 1;
@@ -189,29 +221,42 @@ static void register_tensors(reg_ctx *r) {
     }
 }
 
+/* GPT-2's c_attn [C, 3C]: q, k, v are its column blocks, used in place. */
+static void fused_views(const model *m, model_layer_weights *a, int C) {
+    if (!m->arch.gpt2) return;
+    a->q_w = a->qkv_w, a->k_w = a->qkv_w ? a->qkv_w + C : NULL;
+    a->v_w = a->qkv_w ? a->qkv_w + 2 * C : NULL;
+    a->q_b = a->qkv_b, a->k_b = a->qkv_b ? a->qkv_b + C : NULL;
+    a->v_b = a->qkv_b ? a->qkv_b + 2 * C : NULL;
+}
+
 /* Points the weight structs into params/grads (or the mapped data) and
  * derives the aliases. */
 static void bind_weights(model *m) {
     for (int i = 0; i < m->n_tensors; i++) {
-        *m->wfield[i] = m->mapped[i] ? (float *)m->mapped[i] : m->params + m->tensors[i].offset;
+        if (!m->half[i]) /* half tensors are bound layer by layer (model_layer_ready) */
+            *m->wfield[i] = m->mapped[i] ? (float *)m->mapped[i] : m->params + m->tensors[i].offset;
+        else if (m->tlayer[i] >= 0)
+            *m->wfield[i] = NULL;
         *m->gfield[i] = m->grads ? m->grads + m->tensors[i].offset : NULL;
     }
+    if (m->frozen) frozen_prepare(m->frozen); /* unbinds: the next layer widens anew */
     for (int l = 0; l < m->cfg.n_layer; l++) m->w.layer[l].lora = m->lora, m->w.layer[l].layer = l;
     int C = m->cfg.d_model;
     model_weights *ws[2] = {&m->w, &m->g};
     for (int s = 0; s < 2; s++) {
         model_weights *w = ws[s];
         if (m->cfg.tie_embeddings) w->lm_head = w->wte;
-        if (!m->arch.gpt2) continue;
-        for (int l = 0; l < m->cfg.n_layer; l++) {
-            model_layer_weights *a = &w->layer[l];
-            /* c_attn [C, 3C]: q, k, v are column blocks, used in place. */
-            a->q_w = a->qkv_w, a->k_w = a->qkv_w ? a->qkv_w + C : NULL;
-            a->v_w = a->qkv_w ? a->qkv_w + 2 * C : NULL;
-            a->q_b = a->qkv_b, a->k_b = a->qkv_b ? a->qkv_b + C : NULL;
-            a->v_b = a->qkv_b ? a->qkv_b + 2 * C : NULL;
-        }
+        for (int l = 0; l < m->cfg.n_layer; l++) fused_views(m, &w->layer[l], C);
     }
+    m->head = (layer_head){.w = m->w.lm_head, .half = m->head.half, .bf16 = m->head.bf16,
+                           .buf = m->head.buf, .buf_rows = m->head.buf_rows};
+}
+
+int model_layer_ready(model *m, int l) {
+    int bound = frozen_bind_layer(m->frozen, l);
+    if (bound) fused_views(m, &m->w.layer[l], m->cfg.d_model);
+    return bound;
 }
 
 /* ---- activation layout ---- */
@@ -365,14 +410,21 @@ int model_new(model **out, const model_config *c, const char *config_json_text,
     m->wfield = dp_calloc((size_t)nt, sizeof *m->wfield, err);
     m->gfield = dp_calloc((size_t)nt, sizeof *m->gfield, err);
     m->mapped = dp_calloc((size_t)nt, sizeof *m->mapped, err);
-    if (!m->tensors || !m->names || !m->wfield || !m->gfield || !m->mapped) goto fail;
+    m->half = dp_calloc((size_t)nt, 1, err);
+    m->half_src = dp_calloc((size_t)nt, sizeof *m->half_src, err);
+    m->tlayer = dp_calloc((size_t)nt, sizeof *m->tlayer, err);
+    if (!m->tensors || !m->names || !m->wfield || !m->gfield || !m->mapped || !m->half ||
+        !m->tlayer || !m->half_src)
+        goto fail;
     r.count_only = 0;
     register_tensors(&r);
-    /* calloc'd: pages never written (mapped tensors) cost no memory. */
-    m->params = dp_calloc(m->n_params, sizeof(float), err);
-    if (!m->params) goto fail;
+    /* Pages never written (mapped tensors) cost no memory, nor count against
+     * overcommit: a 7B model's float32 layout is only reserved. */
+    m->params_bytes = m->n_params * sizeof(float);
+    if (!(m->params = model_arena_alloc(m->params_bytes, err))) goto fail;
     int base_trains = opt->training && opt->lora.r == 0;
-    if (base_trains && !(m->grads = dp_calloc(m->n_params, sizeof(float), err))) goto fail;
+    m->grads_bytes = base_trains ? m->n_params * sizeof(float) : 0;
+    if (base_trains && !(m->grads = model_arena_alloc(m->grads_bytes, err))) goto fail;
     if (opt->lora.r > 0 &&
         lora_set_new(&m->lora, c, &opt->lora, opt->training, opt->max_tokens, err))
         goto fail;
@@ -389,7 +441,8 @@ int model_new(model **out, const model_config *c, const char *config_json_text,
     m->la = dp_calloc((size_t)c->n_layer, sizeof *m->la, err);
     if (!m->res || !m->la) goto fail;
     size_t n_act = carve_acts(m, NULL);
-    if (!(m->act_mem = dp_malloc(n_act * sizeof(float), err))) goto fail;
+    m->act_bytes = n_act * sizeof(float);
+    if (!(m->act_mem = model_arena_alloc(m->act_bytes, err))) goto fail;
     carve_acts(m, m->act_mem);
     m->tok = dp_malloc(T * sizeof *m->tok, err);
     m->target = dp_malloc(T * sizeof *m->target, err);
@@ -414,9 +467,15 @@ void model_free(model *m) {
     if (!m) return;
     if (m->release) m->release(m->release_ctx);
     lora_set_free(m->lora);
-    free(m->wfield), free(m->gfield), free(m->mapped);
-    free(m->config_text), free(m->tensors), free(m->names), free(m->params), free(m->grads);
-    free(m->w.layer), free(m->g.layer), free(m->inv_freq), free(m->act_mem), free(m->res);
+    frozen_free(m->frozen);
+    free(m->head.buf);
+    free(m->wfield), free(m->gfield), free(m->mapped), free(m->half), free(m->tlayer);
+    free(m->half_src);
+    free(m->config_text), free(m->tensors), free(m->names);
+    model_arena_free(m->params, m->params_bytes);
+    model_arena_free(m->grads, m->grads_bytes);
+    model_arena_free(m->act_mem, m->act_bytes);
+    free(m->w.layer), free(m->g.layer), free(m->inv_freq), free(m->res);
     free(m->la), free(m->tok), free(m->target), free(m->pos), free(m->lo0), free(m->hi0);
     free(m->lo1), free(m->hi1), free(m->unit_start), free(m->pred);
     free(m);
@@ -450,7 +509,52 @@ void model_set_release(model *m, void (*release)(void *), void *ctx) {
 }
 
 const float *model_tensor_data(const model *m, int i) {
-    return m->mapped[i] ? m->mapped[i] : m->params + m->tensors[i].offset;
+    if (m->mapped[i]) return m->mapped[i];
+    float *own = m->params + m->tensors[i].offset;
+    if (m->half[i]) /* widened into its float32 slot on demand (saving, merging) */
+        layer_widen(own, m->half_src[i], m->half[i] == 2, m->tensors[i].numel);
+    return own;
+}
+
+int model_attach_half(model *m, int i, const uint16_t *data, int bf16, dp_err *err) {
+    if (m->grads)
+        return dp_fail(err, "model_attach_half: a model whose base trains owns its weights");
+    if (i < 0 || i >= m->n_tensors || m->tensors[i].ndim != 2)
+        return dp_fail(err, "model_attach_half: expected the index of a matrix");
+    const model_config *c = &m->cfg;
+    float **f = m->wfield[i];
+    int is_wte = f == &m->w.wte, is_head = f == &m->w.lm_head;
+    if (m->tlayer[i] < 0 && !is_wte && !is_head)
+        return dp_fail(err, "model_attach_half: %s stays float32", m->tensors[i].name);
+    if (m->tlayer[i] >= 0) {
+        if (!m->frozen && !(m->frozen = frozen_new(c->n_layer)))
+            return dp_fail(err, "out of memory");
+        if (frozen_add(m->frozen, f, m->tlayer[i], data, bf16, m->tensors[i].numel))
+            return dp_fail(err, "out of memory");
+    }
+    if (is_wte) m->wte_half = data, m->wte_bf16 = bf16;
+    if (is_head || (is_wte && c->tie_embeddings)) {
+        /* the head is widened in blocks of rows: 8 MiB of floats at a time */
+        int rows = (int)((2u << 20) / (unsigned)c->d_model);
+        rows = rows < 1 ? 1 : rows > c->vocab ? c->vocab : rows;
+        if (!m->head.buf && !(m->head.buf = dp_malloc((size_t)rows * c->d_model * sizeof(float), err)))
+            return -1;
+        m->head.half = data, m->head.bf16 = bf16, m->head.buf_rows = rows;
+    }
+    m->half[i] = bf16 ? 2 : 1;
+    m->half_src[i] = data;
+    bind_weights(m);
+    if (m->frozen && frozen_prepare(m->frozen)) return dp_fail(err, "out of memory");
+    return 0;
+}
+
+void model_stream(model *m, int on) {
+    if (m->frozen) frozen_set_release(m->frozen, on);
+    m->streaming = on;
+}
+
+void model_read_stats(const model *m, uint64_t *bytes, double *seconds) {
+    frozen_stats(m->frozen, bytes, seconds);
 }
 
 float *model_params(model *m, size_t *n) {
@@ -523,10 +627,12 @@ int model_lora_merge(model *m, dp_err *err) {
         int ld, ti = -1;
         adapted_weight(m, v.layer, v.kind, &ld, &ti);
         if (ti < 0) return dp_fail(err, "model_lora_merge: no weight under %s", v.module);
-        if (m->mapped[ti]) { /* a read-only mapping: merge into an owned copy */
-            memcpy(m->params + m->tensors[ti].offset, m->mapped[ti],
-                   m->tensors[ti].numel * sizeof(float));
-            m->mapped[ti] = NULL;
+        if (m->mapped[ti] || m->half[ti]) { /* read-only: merge into an owned float32 copy */
+            const float *src = model_tensor_data(m, ti);
+            float *own = m->params + m->tensors[ti].offset;
+            if (src != own) memcpy(own, src, m->tensors[ti].numel * sizeof(float));
+            if (m->half[ti]) frozen_forget(m->frozen, m->wfield[ti]);
+            m->mapped[ti] = NULL, m->half[ti] = 0;
             bind_weights(m);
         }
         float *w = adapted_weight(m, v.layer, v.kind, &ld, &ti);
@@ -720,6 +826,29 @@ static void forward_layer(model *m, int l, layer_acts *a, const float *res, floa
     if (res_next) add_arrays(res_next, a->res_mid, m->proj, TC);
 }
 
+void model_embed(model *m, float *out, const int32_t *tok, const int *pos, int T) {
+    int C = m->cfg.d_model;
+    if (!m->wte_half) {
+        layer_embedding_forward(out, tok, pos, m->w.wte, m->w.wpe, T, C);
+        return;
+    }
+#pragma omp parallel for if (T > 64)
+    for (int t = 0; t < T; t++) {
+        float *o = out + (size_t)t * C;
+        layer_widen(o, m->wte_half + (size_t)tok[t] * C, m->wte_bf16, (size_t)C);
+        if (m->w.wpe)
+            for (int c = 0; c < C; c++) o[c] += m->w.wpe[(size_t)pos[t] * C + c];
+    }
+}
+
+const layer_head *model_head(const model *m) { return &m->head; }
+
+/* Streaming: the head's pages go back once a pass over it is done. */
+static void head_done(model *m) {
+    if (m->streaming && m->head.half)
+        frozen_drop_pages(m->head.half, (size_t)m->cfg.vocab * m->cfg.d_model * sizeof(uint16_t));
+}
+
 /* Plans the batch and runs embedding and every layer: the last residual
  * stream is left in m->res[L] (or its alternate when !training). */
 static const float *run_layers(model *m, const model_batch *b, dp_err *err) {
@@ -728,8 +857,9 @@ static const float *run_layers(model *m, const model_batch *b, dp_err *err) {
     if (build_plan(m, b, err)) return NULL;
     int L = m->cfg.n_layer, train = m->opt.training;
     layer_attn_mask mask = plan_mask(m);
-    layer_embedding_forward(m->res[0], m->tok, m->pos, m->w.wte, m->w.wpe, m->T, m->cfg.d_model);
+    model_embed(m, m->res[0], m->tok, m->pos, m->T);
     for (int l = 0; l < L; l++) {
+        model_layer_ready(m, l);
         layer_acts *a = &m->la[train && !m->opt.recompute ? l : 0];
         float *res = m->res[train ? l : l % 2], *res_next = m->res[train ? l + 1 : (l + 1) % 2];
         forward_layer(m, l, a, res, res_next, &mask);
@@ -748,8 +878,9 @@ int model_forward(model *m, const model_batch *b, float *logps, float *mean_logi
         memcpy(m->hR_in + (size_t)r * C, res_L + (size_t)m->pred[r] * C, (size_t)C * sizeof(float));
     model_norm_forward(&m->arch, m->hR, m->lnf_mean, m->lnf_rstd, m->hR_in, m->w.lnf_w,
                        m->w.lnf_b, m->R);
-    layer_logprob_forward(logps, mean_logits, m->out_lse, m->hR, m->w.lm_head, m->target, m->R, C,
-                          c->vocab, m->logit_scratch, m->chunk_rows);
+    layer_logprob_forward_head(logps, mean_logits, m->out_lse, m->hR, &m->head, m->target, m->R,
+                               C, c->vocab, m->logit_scratch, m->chunk_rows);
+    head_done(m);
     m->have_forward = 1;
     return 0;
 }
@@ -764,8 +895,8 @@ int model_next_logits(model *m, const int32_t *tokens, int n, float *logits, dp_
     int C = m->cfg.d_model;
     model_norm_forward(&m->arch, m->hR, m->lnf_mean, m->lnf_rstd, res_L + (size_t)(n - 1) * C,
                        m->w.lnf_w, m->w.lnf_b, 1);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, m->cfg.vocab, C, 1.0f, m->w.lm_head, C, m->hR, 1,
-                0.0f, logits, 1);
+    layer_head_gemv(logits, &m->head, m->hR, C, m->cfg.vocab);
+    head_done(m);
     m->have_forward = 0; /* nothing for backward to go through */
     return 0;
 }
@@ -787,8 +918,9 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
     size_t TC = (size_t)T * C;
 
     zero(m->dhR, (size_t)R * C);
-    layer_logprob_backward(m->dhR, m->g.lm_head, dlogps, m->hR, m->w.lm_head, m->target,
-                           m->out_lse, R, C, c->vocab, m->logit_scratch, m->chunk_rows, 1);
+    layer_logprob_backward_head(m->dhR, m->g.lm_head, dlogps, m->hR, &m->head, m->target,
+                                m->out_lse, R, C, c->vocab, m->logit_scratch, m->chunk_rows, 1);
+    head_done(m);
     zero(m->dhR_in, (size_t)R * C);
     norm_backward(m, m->dhR_in, m->g.lnf_w, m->g.lnf_b, m->dhR, m->hR_in, m->w.lnf_w,
                   m->lnf_mean, m->lnf_rstd, R);
@@ -802,6 +934,7 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
         const model_layer_weights *w = &m->w.layer[l];
         model_layer_weights *g = &m->g.layer[l];
         layer_acts *a = &m->la[m->opt.recompute ? 0 : l];
+        model_layer_ready(m, l); /* before w's fields are read */
         /* Recompute: the one slot still holds the top layer from forward. */
         if (m->opt.recompute && l < L - 1) forward_layer(m, l, a, m->res[l], NULL, &mask);
         /* MLP: res_next = res_mid + down(act(ln2)); ln2 and act first come

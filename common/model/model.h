@@ -61,6 +61,9 @@ typedef struct model_options {
     int prefix_sharing;      /* 1 (default) or 0 */
     int threads;             /* OpenMP and BLAS threads; 0 = all cores */
     int max_tokens;          /* largest packed batch (tokens) forward will see */
+    int widen_half;          /* load half-precision frozen weights as float32
+                              * copies (0: keep them in the file's dtype, widened
+                              * one layer at a time) */
     int recompute;           /* training: keep only each layer's input (residual
                               * stream) and run the layer's forward again inside
                               * backward, so activations cost one layer instead
@@ -114,6 +117,19 @@ const float *model_tensor_data(const model *m, int i);
  * release(ctx) runs once in model_free (it unmaps). */
 int model_attach_tensor(model *m, int i, const float *data, dp_err *err);
 void model_set_release(model *m, void (*release)(void *), void *ctx);
+/* Keeps matrix tensor i (a layer's matrix, the embeddings or an untied head)
+ * in half precision: data holds numel IEEE half (bf16 == 0) or bfloat16
+ * values, 2-byte aligned, valid until model_free. Only for frozen weights
+ * (no training, or LoRA's base). Layer matrices are widened one layer at a
+ * time, the head in blocks of rows, embeddings row by row. */
+int model_attach_half(model *m, int i, const uint16_t *data, int bf16, dp_err *err);
+/* Streaming (on): the mapped pages of a layer, and of the head, go back to
+ * the kernel once they are widened, so resident memory holds about one
+ * layer of the file; reading them again costs a page-cache or disk read. */
+void model_stream(model *m, int on);
+/* Bytes of half-precision weights read (widened) so far and the seconds
+ * spent on it. */
+void model_read_stats(const model *m, uint64_t *bytes, double *seconds);
 
 /* Sets OpenMP and OpenBLAS thread counts (0 = all cores). model_new and
  * model_load call it with opt->threads, and forward/backward restore their

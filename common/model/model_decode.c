@@ -24,7 +24,7 @@ typedef struct kv_layer {
 } kv_layer;
 
 struct model_kv {
-    const model *m;
+    model *m; /* not const: its half-precision layers are bound as the cache runs */
     model_config c;
     model_arch arch;
     const model_weights *w; /* the model's, so they follow model_attach_tensor */
@@ -162,9 +162,10 @@ static void run_chunk(model_kv *kv, const int32_t *tok, int n) {
     const model_weights *w = kv->w;
     int C = A->C;
     for (int i = 0; i < n; i++) kv->pos[i] = kv->len + i;
-    layer_embedding_forward(kv->x, tok, kv->pos, w->wte, w->wpe, n, C);
+    model_embed(kv->m, kv->x, tok, kv->pos, n);
     model_qkv qkv = {kv->q, kv->k, kv->v, kv->qlin, kv->klin, kv->qrstd, kv->krstd};
     for (int l = 0; l < kv->c.n_layer; l++) {
+        model_layer_ready(kv->m, l);
         const model_layer_weights *lw = &w->layer[l];
         kv_layer *a = &kv->layer[l];
         model_norm_forward(A, kv->ln, kv->mean, kv->rstd, kv->x, lw->ln1_w, lw->ln1_b, n);
@@ -208,8 +209,7 @@ int model_kv_append(model *m, model_kv *kv, const int32_t *tokens, int n, float 
         int C = c->d_model;
         model_norm_forward(&kv->arch, kv->ln, kv->mean, kv->rstd, kv->last, kv->w->lnf_w,
                            kv->w->lnf_b, 1);
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, c->vocab, C, 1.0f, kv->w->lm_head, C, kv->ln, 1,
-                    0.0f, last_logits, 1);
+        layer_head_gemv(last_logits, model_head(m), kv->ln, C, c->vocab);
     }
     if (alone && saved > 1) omp_set_num_threads(saved);
     return 0;

@@ -48,6 +48,46 @@ void lora_info(lora_set *s, int i, lora_view_info *v);
 /* W += scale · B A for adapter i, W in layout (layers.h) with row stride ldw. */
 void lora_merge_into(const lora_set *s, int i, float *w, int ldw, int layout);
 
+/* ---- frozen weights (frozen.c) ----
+ * Half-precision matrices of the layers, kept in the checkpoint's mapping
+ * and widened to float32 one layer at a time into a shared scratch. */
+typedef struct frozen_set frozen_set;
+frozen_set *frozen_new(int n_layer);
+void frozen_free(frozen_set *f);
+/* Registers a matrix of layer LAYER: *field is pointed at its widened copy
+ * when the layer is bound. -1 on allocation failure. */
+int frozen_add(frozen_set *f, float **field, int layer, const uint16_t *src, int bf16,
+               size_t numel);
+/* Drops FIELD's matrix (it became an owned float32 tensor). */
+void frozen_forget(frozen_set *f, float **field);
+int frozen_count(const frozen_set *f);
+/* Lays the scratch out for the registered matrices (one layer's worth) and
+ * unbinds; -1 on allocation failure. */
+int frozen_prepare(frozen_set *f);
+size_t frozen_scratch_bytes(const frozen_set *f);
+/* Widens layer LAYER's matrices into the scratch and binds their fields,
+ * unless it is bound already; returns 1 when it bound something. f may be
+ * NULL (nothing to do). */
+int frozen_bind_layer(frozen_set *f, int layer);
+/* Streaming: after widening, a layer's mapped pages go back to the kernel. */
+void frozen_set_release(frozen_set *f, int on);
+void frozen_release_layer(frozen_set *f, int layer);
+void frozen_drop_pages(const void *p, size_t n);
+/* Bytes of the mapping widened so far and the seconds it took. */
+void frozen_stats(const frozen_set *f, uint64_t *bytes, double *seconds);
+
+/* Readies layer l's weights (binds its half-precision matrices); returns 1
+ * when it widened something. Every pass over a layer calls it first. */
+int model_layer_ready(model *m, int l);
+/* out[T, C] = the token embeddings of tok (+ positions when learned). */
+void model_embed(model *m, float *out, const int32_t *tok, const int *pos, int T);
+/* The LM head as the kernels read it. */
+const layer_head *model_head(const model *m);
+/* Anonymous memory reserved without overcommit accounting, on huge pages
+ * when large; zeroed. NULL with err on failure. */
+void *model_arena_alloc(size_t bytes, dp_err *err);
+void model_arena_free(void *p, size_t bytes);
+
 /* The model's adapters, or NULL. */
 lora_set *model_lora_set(model *m);
 
