@@ -4,6 +4,7 @@
  * weights load; `dpoc model init DIR [--seed N]` writes random weights
  * (N(0, 0.02)) for the config.json in DIR; `dpoc model merge BASE ADAPTER
  * OUT` folds a LoRA adapter into its base and writes a plain model. */
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: dpoc model info DIR [--tokens N] [--lora-r R]\n"
+            "usage: dpoc model info DIR [--tokens N] [--lora-r R] [--budget SIZE]\n"
             "       dpoc model init DIR [--seed N] [--bf16]\n"
             "       dpoc model merge BASE ADAPTER OUT [--bf16]\n"
             "  info         family, sizes, parameter count, training memory; loads the\n"
@@ -29,6 +30,8 @@ static void usage(FILE *f) {
             "  --tokens N   token budget of one packed batch for the activation estimate\n"
             "               (default 2048)\n"
             "  --lora-r R   rank for the LoRA estimate (default 16; all-linear targets)\n"
+            "  --budget SIZE  the plans precompute, full training and LoRA would make to\n"
+            "               fit SIZE (e.g. 4GiB), as memory.budget does\n"
             "  --seed N     random seed for init (default 0)\n"
             "  --bf16       init and merge write BF16 instead of F32\n"
             "  --help       this text\n");
@@ -108,6 +111,7 @@ int cmd_model(int argc, char **argv) {
     }
     const char *dir = NULL;
     long tokens = 2048, seed = 0, lora_r = 16;
+    size_t budget = 0;
     int bf16 = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -118,6 +122,13 @@ int cmd_model(int argc, char **argv) {
             i++;
         } else if (info && !strcmp(argv[i], "--lora-r")) {
             if (parse_long("--lora-r", i + 1 < argc ? argv[i + 1] : NULL, 1, 4096, &lora_r)) return 2;
+            i++;
+        } else if (info && !strcmp(argv[i], "--budget")) {
+            dp_err e;
+            if (i + 1 >= argc || su_parse_size(argv[i + 1], "--budget", &budget, &e)) {
+                fprintf(stderr, "dpoc model: %s\n", i + 1 < argc ? e.msg : "--budget needs a size");
+                return 2;
+            }
             i++;
         } else if (init && !strcmp(argv[i], "--seed")) {
             if (parse_long("--seed", i + 1 < argc ? argv[i + 1] : NULL, 0, INT64_MAX, &seed)) return 2;
@@ -161,15 +172,24 @@ int cmd_model(int argc, char **argv) {
         return 1;
     }
     const char *weights = "none (config.json only)";
+    int wb = 4;
     if (has_weights(dir)) {
-        model_options o = {.training = 0, .prefix_sharing = 1, .threads = 1, .max_tokens = 1};
+        /* names, shapes and dtypes from the headers: any size, at once */
+        model_options o = {.training = 0, .prefix_sharing = 1, .threads = 1, .max_tokens = 1,
+                           .headers_only = 1};
         model *m;
-        if (model_load(&m, dir, &o, &err)) {
+        if (model_load(&m, dir, &o, &err) || model_weight_bytes(dir, &wb, &err)) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
         model_free(m);
-        weights = "load";
+        weights = wb == 2 ? "half precision (kept so when frozen)" : "float32";
+    } else {
+        /* no weights yet: the dtype config.json announces */
+        json_t *root = json_load_file(path, 0, NULL);
+        const char *dt = json_string_value(json_object_get(root, "torch_dtype"));
+        if (dt && (!strcmp(dt, "bfloat16") || !strcmp(dt, "float16"))) wb = 2;
+        json_decref(root);
     }
     model_memory mm = model_memory_estimate(&c, (int)tokens);
     printf("model:        %s\n", dir);
@@ -203,6 +223,24 @@ int cmd_model(int argc, char **argv) {
     print_bytes("activations", mm.activations);
     print_bytes("total", mm.weights + n_lora * 16 + mm.activations);
     printf("weights:      %s\n", weights);
+    if (budget) {
+        static const char *const what[] = {"precompute", "full training", "LoRA"};
+        printf("plans for a budget of %.2f GiB (%ld tokens per batch or fewer):\n",
+               (double)budget / (double)(1u << 30), tokens);
+        for (int j = 0; j < 3; j++) {
+            model_plan p;
+            char line[400];
+            dp_err e;
+            int min = tokens < 256 ? (int)tokens : 256; /* a pair of 127-token sides */
+            if (model_plan_fit(&p, &c, (model_job)j, wb, (int)tokens, min, 0,
+                               budget, (int)lora_r, model_lora_family_targets(c.model_type), &e)) {
+                printf("  %-14s does not fit: %s\n", what[j], e.msg);
+                continue;
+            }
+            model_plan_describe(&p, line, sizeof line);
+            printf("  %-14s %s\n", what[j], line);
+        }
+    }
     printf("blas:         OpenBLAS %s\n", model_blas_corename());
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -256,4 +257,38 @@ long su_count_lines(const char *path) {
         for (ssize_t i = 0; i < k; i++) lines += buf[i] == '\n';
     close(fd);
     return k < 0 ? -1 : lines;
+}
+
+int su_parse_size(const char *text, const char *field, size_t *out, dp_err *err) {
+    char *end, q[DP_QUOTE_CAP];
+    errno = 0;
+    double v = strtod(text, &end);
+    while (*end == ' ') end++;
+    static const struct { const char *unit; double mul; } units[] = {
+        {"", 1}, {"b", 1}, {"k", 1e3}, {"kb", 1e3}, {"m", 1e6}, {"mb", 1e6}, {"g", 1e9},
+        {"gb", 1e9}, {"t", 1e12}, {"tb", 1e12}, {"kib", 1024.0}, {"mib", 1048576.0},
+        {"gib", 1073741824.0}, {"tib", 1099511627776.0}};
+    int found = -1;
+    for (size_t i = 0; i < sizeof units / sizeof *units && found < 0; i++)
+        if (!strcasecmp(end, units[i].unit)) found = (int)i;
+    if (end == text || errno || found < 0 || !(v > 0) || v * units[found].mul > 1e18)
+        return dp_fail(err, "%s: expected a size like 4GiB, 512MiB or a byte count, got %s", field,
+                       dp_quote(q, text, (size_t)-1));
+    *out = (size_t)(v * units[found].mul);
+    return 0;
+}
+
+int su_memory_budget(const config *c, size_t *out, dp_err *err) {
+    const char *b = cfg_str(c, "memory.budget");
+    *out = 0;
+    return b[0] ? su_parse_size(b, "memory.budget", out, err) : 0;
+}
+
+void su_log_weights_read(const char *who, const model *m, long tokens) {
+    uint64_t bytes;
+    double secs;
+    model_read_stats(m, &bytes, &secs);
+    if (!bytes) return;
+    su_log("%s: read %s of half-precision weights from the checkpoint in %.1f s (%.0f bytes per "
+           "token)", who, su_bytes((double)bytes), secs, tokens > 0 ? (double)bytes / (double)tokens : 0.0);
 }

@@ -11,6 +11,7 @@
 #include "dataset.h"
 #include "fingerprint.h"
 #include "log.h"
+#include "model.h"
 #include "tokenizer.h"
 
 /* reference.tokenizer, or <reference.model>/tokenizer.json. */
@@ -67,5 +68,18 @@ int su_copy_tokenizer_files(const char *from_dir, const char *to_dir, dp_err *er
 #define su_now log_now_seconds
 /* log_format_bytes into a static buffer (one use per statement). */
 const char *su_bytes(double bytes);
+
+/* A size as users write it: a byte count, or a number with K/M/G/T (powers
+ * of 1000) or KiB/MiB/GiB/TiB (powers of 1024), B optional, case-insensitive.
+ * Errors name FIELD. */
+int su_parse_size(const char *text, const char *field, size_t *out, dp_err *err);
+
+/* Logs how many bytes of half-precision weights WHO's model widened from
+ * the checkpoint, in how long, and per token of TOKENS (nothing when the
+ * weights are float32). */
+void su_log_weights_read(const char *who, const model *m, long tokens);
+
+/* memory.budget of C in bytes, 0 when unset. */
+int su_memory_budget(const config *c, size_t *out, dp_err *err);
 
 #endif

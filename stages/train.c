@@ -357,7 +357,13 @@ static int setup(trainer *t, dp_err *err) {
     snprintf(init_config, sizeof init_config, "%s/config.json", init);
     if (tu_lora_options(c, "train", init_config, (uint64_t)cfg_int(c, "train.seed"), &mo.lora, err))
         return -1;
+    int stream = 0;
+    if (tu_plan_budget(c, "train", init, &t->grad_accum, t->batch_size, 2 * max_len + 2, &mo,
+                       &stream, err))
+        return -1;
+    t->micro = t->batch_size / t->grad_accum;
     if (tu_load_policy(&t->pol, init, NULL, 0, found ? ckpt : NULL, &mo, err)) return -1;
+    model_stream(t->pol, stream);
     size_t n_params;
     model_trainable(t->pol, NULL, &n_params);
     if (optim_init(&t->opt, &oc, n_params, err)) return -1;
@@ -516,6 +522,7 @@ static int train_run(config *c, metrics *eval, int *have_eval, double *seconds, 
     if (!rc && t.step == t.total_steps && t.n_eval && !t.have_eval) rc = evaluate(&t, err);
     if (!rc) rc = export_model(&t, err);
     double secs = su_now() - t.start;
+    if (!rc && t.pol) su_log_weights_read("train", t.pol, t.num_tokens - t.resumed_tokens);
     if (!rc)
         su_log("train: done in %.1f s, %.0f tokens/s, peak memory %s; model in %s/model", secs,
                secs > 0 ? (t.num_tokens - t.resumed_tokens) / secs : 0.0, su_bytes(log_peak_rss_bytes()), t.out_dir);

@@ -88,6 +88,38 @@ int tu_load_policy(model **out, const char *init, const char *init_config, uint6
     return 0;
 }
 
+int tu_plan_budget(const config *c, const char *section, const char *init, int *grad_accum,
+                   int batch, long unit, model_options *mo, int *stream, dp_err *err) {
+    size_t budget;
+    *stream = 0;
+    if (su_memory_budget(c, &budget, err)) return -1;
+    if (!budget) return 0;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", init);
+    model_config mc;
+    int wb;
+    if (model_read_config(&mc, path, err) || model_weight_bytes(init, &wb, err)) return -1;
+    model_job job = mo->lora.r > 0 ? MODEL_JOB_LORA : MODEL_JOB_TRAIN;
+    model_plan p;
+    int rc = -1;
+    for (int a = *grad_accum; a <= batch && rc; a++) {
+        if (batch % a) continue;
+        int tokens = (int)((long)(batch / a) * unit);
+        rc = model_plan_fit(&p, &mc, job, wb, tokens, tokens, mo->recompute, budget, mo->lora.r,
+                            mo->lora.targets, err);
+        if (!rc) *grad_accum = a;
+    }
+    if (rc) return -1; /* the error of the smallest micro-batch, one pair */
+    char line[400];
+    model_plan_describe(&p, line, sizeof line);
+    su_log("%s: memory plan for %s: %s; grad_accum %d", section, cfg_str(c, "memory.budget"), line,
+           *grad_accum);
+    mo->max_tokens = p.tokens;
+    mo->recompute = p.recompute;
+    *stream = p.stream;
+    return 0;
+}
+
 int tu_export(model *m, const char *out_dir, const char *base_name, int merge, int bf16,
               const char *tok_dir, dp_err *err) {
     char dir[4200];

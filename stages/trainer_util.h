@@ -41,6 +41,15 @@ int tu_lora_options(const config *c, const char *section, const char *config_jso
 int tu_load_policy(model **out, const char *init, const char *init_config, uint64_t seed,
                    const char *ckpt, const model_options *mo, dp_err *err);
 
+/* Under memory.budget (nothing to do without one): the plan for training
+ * INIT's model with *mo (LoRA or full) on batches of BATCH pairs of at most
+ * UNIT tokens each — the smallest gradient accumulation ≥ *grad_accum that
+ * divides BATCH and fits, with recompute and streaming as the plan says
+ * (set into *grad_accum, mo->max_tokens, mo->recompute, *stream). Logged;
+ * an error before any work when nothing fits. */
+int tu_plan_budget(const config *c, const char *section, const char *init, int *grad_accum,
+                   int batch, long unit, model_options *mo, int *stream, dp_err *err);
+
 /* Writes the trained policy: with adapters OUT_DIR/adapter (PEFT) and,
  * when merge, OUT_DIR/model merged (the adapters are folded in, so m is a
  * plain model afterwards); without, OUT_DIR/model. Tokenizer files from

@@ -1032,6 +1032,8 @@ model_memory model_memory_estimate(const model_config *c, int tokens) {
         n += L * per + C + (c->tie_embeddings ? 0 : V * C);
     }
     mm.n_params = n;
+    mm.layer_matrix_params = gpt2 ? C * 3 * C + C * C + 2 * C * F : QD * C + 2 * KD * C + C * QD + 3 * C * F;
+    mm.embed_params = V * C * (c->tie_embeddings ? 1 : 2);
     mm.weights = n * sizeof(float);
     mm.grads = n * sizeof(float);
     mm.adam = 2 * n * sizeof(float);
@@ -1042,5 +1044,7 @@ model_memory model_memory_estimate(const model_config *c, int tokens) {
     mm.activations = carve_acts(&probe, NULL) * sizeof(float);
     probe.opt.recompute = 1;
     mm.activations_recompute = carve_acts(&probe, NULL) * sizeof(float);
+    probe.opt.training = 0;
+    mm.activations_inference = carve_acts(&probe, NULL) * sizeof(float);
     return mm;
 }

@@ -61,6 +61,8 @@ typedef struct model_options {
     int prefix_sharing;      /* 1 (default) or 0 */
     int threads;             /* OpenMP and BLAS threads; 0 = all cores */
     int max_tokens;          /* largest packed batch (tokens) forward will see */
+    int headers_only;        /* model_load checks names, shapes and dtypes from the
+                              * headers and reads no weight (model info) */
     int widen_half;          /* load half-precision frozen weights as float32
                               * copies (0: keep them in the file's dtype, widened
                               * one layer at a time) */
@@ -185,8 +187,45 @@ int model_save(model *m, const char *dir, int bf16, dp_err *err);
  * without (activations) and with (activations_recompute) options.recompute. */
 typedef struct model_memory {
     size_t n_params, weights, grads, adam, activations, activations_recompute;
+    size_t activations_inference;   /* a forward only (precompute, eval) */
+    size_t layer_matrix_params;     /* one layer's matrices */
+    size_t embed_params;            /* embeddings and an untied head */
 } model_memory;
 model_memory model_memory_estimate(const model_config *c, int tokens);
+
+/* ---- memory plans (plan.c) ----
+ * How a job fits a memory budget (peak resident memory): the engine's
+ * buffers as model_memory_estimate counts them, the weights as they are
+ * kept (frozen half-precision weights mapped, one layer widened to float32
+ * at a time; streamed, about one layer of the file resident), adapters and
+ * their optimizer state, and a fixed allowance for the process (libraries,
+ * BLAS buffers). */
+typedef enum model_job { MODEL_JOB_FORWARD, MODEL_JOB_TRAIN, MODEL_JOB_LORA } model_job;
+typedef struct model_plan {
+    model_job job;
+    int weight_bytes;   /* bytes per element of the checkpoint's matrices: 2 or 4 */
+    int tokens;         /* tokens of one packed batch */
+    int stream, recompute;
+    size_t weights, scratch, trainable, activations, overhead, total;
+} model_plan;
+/* The plan with these switches (stream applies to frozen half-precision
+ * weights only; recompute to training). lora_r/targets for MODEL_JOB_LORA. */
+model_plan model_plan_estimate(const model_config *c, model_job job, int weight_bytes, int tokens,
+                               int stream, int recompute, int lora_r, unsigned targets);
+/* The cheapest plan within budget bytes: as asked (recompute as given),
+ * then with recompute (training), then streaming (frozen half weights), then
+ * with fewer tokens per batch, halving down to min_tokens. Returns 0 with
+ * *out, or -1 with err giving the smallest estimate and what would fit
+ * (a larger budget, LoRA instead of full training). */
+int model_plan_fit(model_plan *out, const model_config *c, model_job job, int weight_bytes,
+                   int tokens, int min_tokens, int recompute, size_t budget, int lora_r,
+                   unsigned targets, dp_err *err);
+/* One line describing the plan ("streamed, recompute, 2048 tokens: weights
+ * ... = total ..."), into buf. */
+void model_plan_describe(const model_plan *p, char *buf, size_t cap);
+/* Bytes per element of DIR's layer matrices (2 for BF16/F16, 4 for F32),
+ * from the safetensors headers only. */
+int model_weight_bytes(const char *dir, int *bytes, dp_err *err);
 
 /* Reads and validates config.json into *c. config_json is a path, or the
  * JSON text itself when its first non-blank character is '{' (the same for

@@ -485,6 +485,7 @@ int model_load(model **out, const char *file, const model_options *opt, dp_err *
             goto done;
         }
         seen[idx] = 1;
+        if (opt->headers_only) continue;
         const float *values = params + mt->offset;
         int frozen = !opt->training || opt->lora.r > 0; /* read, never written */
         int half = (t->dtype == ST_BF16 || t->dtype == ST_F16) && !((uintptr_t)t->data & 1);
