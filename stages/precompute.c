@@ -285,7 +285,7 @@ static int plan_budget(const config *c, long max_unit, long *batch_tokens, int *
                "values match larger batches to float rounding",
                p.tokens, *batch_tokens);
     *batch_tokens = p.tokens;
-    *stream = p.stream;
+    *stream |= p.stream;
     return 0;
 }
 
@@ -302,7 +302,7 @@ static int setup(run *r, const char *shard_opt, dp_err *err) {
     r->window_rows = (int)cfg_int(c, "precompute.window_rows");
     r->commit_seconds = cfg_num(c, "precompute.commit_seconds");
     long max_unit = 2L * cfg_int(c, "data.max_length") + 2;
-    int stream = 0;
+    int stream = cfg_bool(c, "memory.stream");
     if (plan_budget(c, max_unit, &r->batch_tokens, &stream, err)) return -1;
     model_options mo = {.training = 0,
                         .prefix_sharing = cfg_bool(c, "precompute.prefix_sharing"),

@@ -363,7 +363,7 @@ static int setup(trainer *t, dp_err *err) {
         return -1;
     t->micro = t->batch_size / t->grad_accum;
     if (tu_load_policy(&t->pol, init, NULL, 0, found ? ckpt : NULL, &mo, err)) return -1;
-    model_stream(t->pol, stream);
+    model_stream(t->pol, stream || cfg_bool(c, "memory.stream"));
     size_t n_params;
     model_trainable(t->pol, NULL, &n_params);
     if (optim_init(&t->opt, &oc, n_params, err)) return -1;

@@ -55,7 +55,8 @@ model_plan model_plan_estimate(const model_config *c, model_job job, int weight_
 }
 
 static void gib(char *buf, size_t cap, size_t bytes) {
-    snprintf(buf, cap, "%.2f GiB", (double)bytes / (double)(1u << 30));
+    if (bytes >= (1u << 30)) snprintf(buf, cap, "%.2f GiB", (double)bytes / (double)(1u << 30));
+    else snprintf(buf, cap, "%.1f MiB", (double)bytes / (double)(1u << 20));
 }
 
 void model_plan_describe(const model_plan *p, char *buf, size_t cap) {
@@ -97,7 +98,8 @@ int model_plan_fit(model_plan *out, const model_config *c, model_job job, int we
                                             model_lora_family_targets(c->model_type));
         char l[32];
         gib(l, sizeof l, lo.total);
-        return dp_fail(err, "memory.budget %s: full training needs at least %s (%s); LoRA r 16 "
+        if (lo.total < best.total)
+            return dp_fail(err, "memory.budget %s: full training needs at least %s (%s); LoRA r 16 "
                             "would need %s (train.lora.r: 16)", have, want, line, l);
     }
     return dp_fail(err, "memory.budget %s: no plan fits; the smallest needs %s (%s)", have, want,
