@@ -24,6 +24,9 @@
 #include "layers.h"
 #include "model_internal.h"
 
+/* Rows of the MLP a forward-only pass runs at once (training keeps all). */
+enum { MLP_ROWS = 1024 };
+
 /* Saved activations of one layer (training keeps one per layer). */
 typedef struct layer_acts {
     float *ln1, *ln1_mean, *ln1_rstd, *q_lin, *k_lin, *q_rstd, *k_rstd, *q, *k, *v;
@@ -300,9 +303,11 @@ static size_t carve_acts(model *m, float *base) {
         SHARED(ln2, T * C);
         TAKE(a->ln2_mean, T);
         TAKE(a->ln2_rstd, T);
-        TAKE(a->fc, T * F);
-        if (!gpt2) TAKE(a->up, T * F);
-        SHARED(act, T * F);
+        /* A forward alone runs the MLP MLP_ROWS rows at a time. */
+        size_t TF = (train || T <= MLP_ROWS ? T : MLP_ROWS) * F;
+        TAKE(a->fc, TF);
+        if (!gpt2) TAKE(a->up, TF);
+        SHARED(act, TF);
     }
     TAKE(m->proj, T * C);
     TAKE(m->hR_in, T * C);
@@ -822,7 +827,15 @@ static void forward_layer(model *m, int l, layer_acts *a, const float *res, floa
     model_o_forward(A, w, a->att, m->proj, T);
     add_arrays(a->res_mid, res, m->proj, TC);
     model_norm_forward(A, a->ln2, a->ln2_mean, a->ln2_rstd, a->res_mid, w->ln2_w, w->ln2_b, T);
-    model_mlp_forward(A, w, a->ln2, a->fc, a->up, a->act, res_next ? m->proj : NULL, T);
+    if (m->opt.training || T <= MLP_ROWS) {
+        model_mlp_forward(A, w, a->ln2, a->fc, a->up, a->act, res_next ? m->proj : NULL, T);
+    } else { /* row blocks: the [T, d_ff] buffers would dominate a forward's memory */
+        for (int r0 = 0; r0 < T; r0 += MLP_ROWS) {
+            int n = T - r0 < MLP_ROWS ? T - r0 : MLP_ROWS;
+            size_t off = (size_t)r0 * A->C;
+            model_mlp_forward(A, w, a->ln2 + off, a->fc, a->up, a->act, m->proj + off, n);
+        }
+    }
     if (res_next) add_arrays(res_next, a->res_mid, m->proj, TC);
 }
 

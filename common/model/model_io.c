@@ -485,7 +485,15 @@ int model_load(model **out, const char *file, const model_options *opt, dp_err *
             goto done;
         }
         seen[idx] = 1;
-        if (opt->headers_only) continue;
+        if (opt->headers_only) {
+            int is_float = t->dtype == ST_F32 || t->dtype == ST_F16 || t->dtype == ST_BF16 ||
+                           t->dtype == ST_F64;
+            if (!is_float) { /* st_to_f32 names the dtype; it fails before writing */
+                rc = st_to_f32(t, NULL, err);
+                goto done;
+            }
+            continue;
+        }
         const float *values = params + mt->offset;
         int frozen = !opt->training || opt->lora.r > 0; /* read, never written */
         int half = (t->dtype == ST_BF16 || t->dtype == ST_F16) && !((uintptr_t)t->data & 1);
