@@ -59,6 +59,7 @@ typedef struct evaluator {
 static int load_eval_split(evaluator *ev, dp_err *err) {
     config *c = ev->cfg;
     char tok_path[4096];
+    if (su_check_reference(c, err)) return -1;
     su_tokenizer_path(c, tok_path, sizeof tok_path);
     if (tok_load(&ev->tok, tok_path, err)) return -1;
     ds_options dso;

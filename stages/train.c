@@ -312,6 +312,7 @@ static int setup(trainer *t, dp_err *err) {
     if (loss_setup(t, err)) return -1;
     /* The fingerprint needs the tokenizer's BOS/EOS policy and files, not
      * the reference model's weights in memory. */
+    if (su_check_reference(c, err)) return -1;
     char tok_path[4096];
     su_tokenizer_path(c, tok_path, sizeof tok_path);
     tokenizer *tok;
