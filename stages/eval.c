@@ -179,7 +179,11 @@ static int generation(evaluator *ev, model *pol, figures *f, dp_err *err) {
     model_sampling sp = {(float)cfg_num(c, "eval.temperature"), (int)cfg_int(c, "eval.top_k"),
                          (float)cfg_num(c, "eval.top_p")};
     uint64_t seed = (uint64_t)cfg_int(c, "eval.seed");
-    model_sampler *smp = model_sampler_new(mc->vocab, &sp, seed, err);
+    /* Only ids the tokenizer knows: Qwen's and others' embedding matrices
+     * are padded past the tokenizer's vocabulary (151936 rows for 151665
+     * ids), and a padding id cannot be decoded. */
+    int vocab = tok_vocab_size(ev->tok) < mc->vocab ? tok_vocab_size(ev->tok) : mc->vocab;
+    model_sampler *smp = model_sampler_new(vocab, &sp, seed, err);
     model_kv *kv = smp ? model_kv_new(m, ev->max_tokens, err) : NULL;
     int rc = kv ? 0 : -1;
     double judge_sum = 0, kl_sum = 0;
