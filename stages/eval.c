@@ -59,6 +59,11 @@ typedef struct evaluator {
 static int load_eval_split(evaluator *ev, dp_err *err) {
     config *c = ev->cfg;
     char tok_path[4096];
+    const char *path = cfg_str(c, "store");
+    /* no store is said first: make precompute makes it (and with the
+     * default pipeline the reference before it) */
+    if (access(path, F_OK) != 0)
+        return dp_fail(err, "%s: no such store; run `make precompute`", path);
     if (su_check_reference(c, err)) return -1;
     su_tokenizer_path(c, tok_path, sizeof tok_path);
     if (tok_load(&ev->tok, tok_path, err)) return -1;
@@ -67,13 +72,10 @@ static int load_eval_split(evaluator *ev, dp_err *err) {
     int rc = su_dataset_options(c, ev->tok, &dso, err);
     if (!rc) rc = su_fingerprint(c, ev->tok, &dso, tok_path, &fp, err);
     if (rc) return -1;
-    const char *path = cfg_str(c, "store");
     store *st = NULL;
     char (*ids)[40] = NULL;
     size_t n = 0, missing = 0;
-    if (access(path, F_OK) != 0)
-        rc = dp_fail(err, "%s: no such store; run `make precompute`", path);
-    if (!rc) rc = store_open(&st, path, STORE_READONLY, err);
+    rc = store_open(&st, path, STORE_READONLY, err);
     if (!rc) rc = store_list(st, "eval", fp.fingerprint, &ids, &n, &missing, err);
     if (!rc && n == 0)
         rc = dp_fail(err, "%s: no eval examples in the store; set data.eval and run "

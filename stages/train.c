@@ -315,6 +315,10 @@ static int setup(trainer *t, dp_err *err) {
     t->micro = t->batch_size / t->grad_accum;
     t->ld_alpha = cfg_num(c, "train.ld_alpha");
     if (loss_setup(t, err)) return -1;
+    /* No store yet is the first thing to say: make precompute makes it, and
+     * with the default pipeline the reference before it. */
+    if (access(cfg_str(c, "store"), F_OK) != 0)
+        return dp_fail(err, "%s: no such store; run `make precompute`", cfg_str(c, "store"));
     /* The fingerprint needs the tokenizer's BOS/EOS policy and files, not
      * the reference model's weights in memory. */
     if (su_check_reference(c, err)) return -1;
@@ -327,8 +331,6 @@ static int setup(trainer *t, dp_err *err) {
     if (!rc) rc = su_fingerprint(c, tok, &dso, tok_path, &t->fp, err);
     tok_free(tok);
     if (rc) return -1;
-    if (access(cfg_str(c, "store"), F_OK) != 0)
-        return dp_fail(err, "%s: no such store; run `make precompute`", cfg_str(c, "store"));
     if (store_open(&t->st, cfg_str(c, "store"), STORE_WRITE, err)) return -1;
     if (check_store(t, err)) return -1;
 

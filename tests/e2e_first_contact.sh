@@ -21,9 +21,16 @@ grep -q '^  model: runs/sft/model$' pipeline.yaml && grep -q '^DEFAULT_REFERENCE
     && ok || bad "Makefile DEFAULT_REFERENCE and pipeline.yaml reference.model agree"
 
 mk train >"$TMP/train0.out" 2>&1; rc=$?
-[ $rc -ne 0 ] && grep -qx 'pipeline.yaml: reference.model: runs/sft/model does not exist yet; it is the model `dpoc sft -c pipeline.yaml` (make sft) writes' "$TMP/train0.out" \
-    && ok || bad "make train on a fresh clone names make sft: exit $rc, $(cat "$TMP/train0.out")"
-grep -q "cannot open" "$TMP/train0.out" && bad "no raw 'cannot open' on a fresh clone" || ok
+[ $rc -ne 0 ] && grep -qx 'cache/store.sqlite: no such store; run `make precompute`' "$TMP/train0.out" \
+    && ok || bad "make train on a fresh clone says make precompute: exit $rc, $(cat "$TMP/train0.out")"
+mk eval >"$TMP/eval0.out" 2>&1; rc=$?
+[ $rc -ne 0 ] && grep -qx 'cache/store.sqlite: no such store; run `make precompute`' "$TMP/eval0.out" \
+    && ok || bad "make eval on a fresh clone says make precompute: exit $rc, $(cat "$TMP/eval0.out")"
+grep -q "cannot open" "$TMP/train0.out" "$TMP/eval0.out" && bad "no raw 'cannot open' on a fresh clone" || ok
+# dpoc itself (no make chain) names the command that makes the reference
+expect_fail "dpoc precompute on a fresh clone" \
+    'pipeline.yaml: reference.model: runs/sft/model does not exist yet; it is the model `dpoc sft -c pipeline.yaml` (make sft) writes' \
+    sh -c "cd '$CLONE' && '$D' precompute -c pipeline.yaml"
 
 mk precompute >"$TMP/pre.out" 2>&1; expect_eq "make precompute on a fresh clone" $? 0
 [ -f "$CLONE/runs/sft/model/model.safetensors" ] && ok || bad "make precompute trained the reference (make sft) first"
