@@ -361,7 +361,7 @@ static void check_bounds(const ynode *map, const char *prefix, const char *expla
             double step = is_int ? 1 : (fabs(bound) > 1 ? fabs(bound) * 1e-9 : 1e-9);
             double past = kinds[j].upper ? bound + step : bound - step;
             double inside = kinds[j].upper ? bound - step : bound + step;
-            char msg[1024], want[600];
+            char msg[1024], want[1200];
             CHECK_MSG(try_set(key, kinds[j].exclusive ? inside : bound, is_int, msg, sizeof msg) == 0,
                       "%s: %s %s: refused: %s", key, kinds[j].name, b->text, msg);
             CHECK_MSG(try_set(key, kinds[j].exclusive ? bound : past, is_int, msg, sizeof msg) == -1,
