@@ -60,6 +60,12 @@ typedef struct evaluator {
 static int load_eval_split(evaluator *ev, dp_err *err) {
     config *c = ev->cfg;
     char tok_path[4096];
+    const char *path = cfg_str(c, "store");
+    /* no store is said first: make precompute makes it (and with the
+     * default pipeline the reference before it) */
+    if (access(path, F_OK) != 0)
+        return dp_fail(err, "%s: no such store; run `make precompute`", path);
+    if (su_check_reference(c, err)) return -1;
     su_tokenizer_path(c, tok_path, sizeof tok_path);
     if (tok_load(&ev->tok, tok_path, err)) return -1;
     ds_options dso;
@@ -67,13 +73,10 @@ static int load_eval_split(evaluator *ev, dp_err *err) {
     int rc = su_dataset_options(c, ev->tok, &dso, err);
     if (!rc) rc = su_fingerprint(c, ev->tok, &dso, tok_path, &fp, err);
     if (rc) return -1;
-    const char *path = cfg_str(c, "store");
     store *st = NULL;
     char (*ids)[40] = NULL;
     size_t n = 0, missing = 0;
-    if (access(path, F_OK) != 0)
-        rc = dp_fail(err, "%s: no such store; run `make precompute`", path);
-    if (!rc) rc = store_open(&st, path, STORE_READONLY, err);
+    rc = store_open(&st, path, STORE_READONLY, err);
     if (!rc) rc = store_list(st, "eval", fp.fingerprint, &ids, &n, &missing, err);
     if (!rc && n == 0)
         rc = dp_fail(err, "%s: no eval examples in the store; set data.eval and run "
@@ -179,7 +182,11 @@ static int generation(evaluator *ev, model *pol, figures *f, dp_err *err) {
     model_sampling sp = {(float)cfg_num(c, "eval.temperature"), (int)cfg_int(c, "eval.top_k"),
                          (float)cfg_num(c, "eval.top_p")};
     uint64_t seed = (uint64_t)cfg_int(c, "eval.seed");
-    model_sampler *smp = model_sampler_new(mc->vocab, &sp, seed, err);
+    /* Only ids the tokenizer knows: Qwen's and others' embedding matrices
+     * are padded past the tokenizer's vocabulary (151936 rows for 151665
+     * ids), and a padding id cannot be decoded. */
+    int vocab = tok_vocab_size(ev->tok) < mc->vocab ? tok_vocab_size(ev->tok) : mc->vocab;
+    model_sampler *smp = model_sampler_new(vocab, &sp, seed, err);
     model_kv *kv = smp ? model_kv_new(m, ev->max_tokens, err) : NULL;
     int rc = kv ? 0 : -1;
     double judge_sum = 0, kl_sum = 0;

@@ -294,6 +294,7 @@ static int setup(run *r, const char *shard_opt, dp_err *err) {
     const char *shard = shard_opt ? shard_opt : cfg_str(c, "precompute.shard");
     if (parse_shard(shard, &r->shard_i, &r->shard_n, err)) return -1;
     char tok_path[4096];
+    if (su_check_reference(c, err)) return -1;
     su_tokenizer_path(c, tok_path, sizeof tok_path);
     if (tok_load(&r->tok, tok_path, err)) return -1;
     if (su_dataset_options(c, r->tok, &r->dso, err)) return -1;

@@ -228,7 +228,9 @@ int cmd_sample(int argc, char **argv) {
         r.eos = tok_eos_id(r.tok) >= 0 ? tok_eos_id(r.tok) : c->eos_id;
         r.bos = tok_bos_id(r.tok) >= 0 ? tok_bos_id(r.tok) : c->bos_id;
         model_sampling sp = {(float)temperature, (int)top_k, (float)top_p};
-        if (!rc) r.smp = model_sampler_new(c->vocab, &sp, r.seed, &err);
+        /* only ids the tokenizer can decode (the model's vocabulary may be
+         * padded past them, as Qwen's is) */
+        if (!rc) r.smp = model_sampler_new(tok_vocab_size(r.tok), &sp, r.seed, &err);
         if (!rc && !r.smp) rc = -1;
         if (!rc) r.out = malloc((size_t)r.max_new * sizeof *r.out);
         if (!rc && !r.out) rc = dp_fail(&err, "out of memory");

@@ -60,6 +60,7 @@ typedef struct sft {
     FILE *metrics_file;
     double start;
     long start_tokens;          /* num_tokens when this process started (resume) */
+    long start_step, responses; /* the step it started at; responses it trained on */
 } sft;
 
 /* ---- data ----------------------------------------------------------------- */
@@ -208,8 +209,11 @@ static int log_step(sft *s, double loss, double norm, double lr, dp_err *err) {
              "\"epoch\": %.6g, \"num_tokens\": %ld, \"tokens_per_sec\": %.1f}",
              s->at.step, loss, norm, lr, (double)s->at.step / (double)s->steps_per_epoch,
              s->at.num_tokens, tps);
-    su_log("step %ld/%ld  loss %.4f  grad_norm %.4g  lr %.3g  %.0f tok/s", s->at.step,
-           s->total_steps, loss, norm, lr, tps);
+    char timing[80];
+    su_log("step %ld/%ld  loss %.4f  grad_norm %.4g  lr %.3g  %.0f tok/s  %s", s->at.step,
+           s->total_steps, loss, norm, lr, tps,
+           tu_step_timing(timing, sizeof timing, s->start, s->at.step, s->start_step,
+                          s->total_steps));
     return write_line(s, line, err);
 }
 
@@ -292,6 +296,7 @@ static int setup(sft *s, dp_err *err) {
             return -1;
         su_log("sft: resuming from %s at step %ld", ckpt, s->at.step);
         s->start_tokens = s->at.num_tokens;
+        s->start_step = s->at.step;
     } else {
         snprintf(s->at.tag, sizeof s->at.tag, "%s", s->tag);
     }
@@ -358,6 +363,7 @@ static int sft_loop(sft *s, dp_err *err) {
         long n_resp = 0;
         if ((rc = run_batch(s, &s->train, s->order + at->pos, n, 1, &nll, &n_resp, err))) break;
         at->pos += (size_t)n;
+        s->responses += n;
         double loss = nll / (double)n_resp;
         double norm = optim_clip(grads, n_params, max_norm);
         if (!isfinite(loss) || !isfinite(norm)) {
@@ -411,8 +417,8 @@ int cmd_sft(int argc, char **argv) {
     if (!rc) rc = export_model(&s, &err);
     double secs = su_now() - s.start;
     if (!rc)
-        su_log("sft: done in %.1f s, %.0f tokens/s; model in %s/model", secs,
-               secs > 0 ? (double)(s.at.num_tokens - s.start_tokens) / secs : 0.0, s.out_dir);
+        tu_log_summary("sft", s.at.step - s.start_step, s.responses, "responses",
+                       s.at.num_tokens - s.start_tokens, secs, s.out_dir);
     if (rc) cli_error(err.msg);
     teardown(&s);
     cfg_free(s.cfg);

@@ -18,6 +18,35 @@ void su_tokenizer_path(const config *c, char *buf, size_t size) {
     else snprintf(buf, size, "%s/tokenizer.json", cfg_str(c, "reference.model"));
 }
 
+/* A and B name the same path, ignoring trailing slashes. */
+static int same_path(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    while (na > 1 && a[na - 1] == '/') na--;
+    while (nb > 1 && b[nb - 1] == '/') nb--;
+    return na == nb && !strncmp(a, b, na);
+}
+
+int su_check_reference(const config *c, dp_err *err) {
+    const char *ref = cfg_str(c, "reference.model");
+    struct stat st;
+    int found = stat(ref, &st) == 0, e = errno;
+    if (found && S_ISDIR(st.st_mode)) return 0;
+    char qc[DP_QUOTE_CAP], qr[DP_QUOTE_CAP];
+    const char *cfg = dp_label(qc, cfg_path(c)[0] ? cfg_path(c) : "pipeline.yaml");
+    char sft_model[4200];
+    snprintf(sft_model, sizeof sft_model, "%s/model", cfg_str(c, "sft.output"));
+    if (!found && e == ENOENT && same_path(ref, sft_model)) {
+        int is_default = !strcmp(cfg, "pipeline.yaml");
+        return dp_fail(err, "%s: reference.model: %s does not exist yet; it is the model "
+                            "`dpoc sft -c %s` (make sft%s%s) writes",
+                       cfg, dp_label(qr, ref), cfg, is_default ? "" : " CONFIG=",
+                       is_default ? "" : cfg);
+    }
+    return dp_fail(err, "%s: reference.model: %s: %s (expected a Hugging Face model directory: "
+                        "config.json, model.safetensors, tokenizer.json)",
+                   cfg, dp_label(qr, ref), found ? "not a directory" : strerror(e));
+}
+
 static int pick(const char *name, const char *const *names, int n) {
     for (int i = 0; i < n; i++)
         if (!strcmp(name, names[i])) return i;

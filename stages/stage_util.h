@@ -17,6 +17,15 @@
 /* reference.tokenizer, or <reference.model>/tokenizer.json. */
 void su_tokenizer_path(const config *c, char *buf, size_t size);
 
+/* 0 if reference.model is a directory; else an error that says what makes
+ * it: when it is <sft.output>/model of the same config, the dpoc sft (make
+ * sft) command that writes it, e.g. "pipeline.yaml: reference.model:
+ * runs/sft/model does not exist yet; it is the model `dpoc sft -c
+ * pipeline.yaml` (make sft) writes". Stages that read the reference's files
+ * check this first, so a fresh clone gets that line instead of "cannot
+ * open". */
+int su_check_reference(const config *c, dp_err *err);
+
 /* data.* into dataset options (borrowing strings from c and t). */
 int su_dataset_options(const config *c, const tokenizer *t, ds_options *o, dp_err *err);
 

@@ -44,6 +44,7 @@ typedef struct trainer {
     long step, total_steps, steps_per_epoch, epoch;
     size_t pos;                 /* next index into order[] within the epoch */
     long num_tokens, resumed_tokens;   /* tokens/s counts this run's tokens only */
+    long resumed_step, pairs;          /* the step this run began at; pairs it trained */
     size_t *order;
     /* one micro-batch */
     store_record *recs;
@@ -194,13 +195,17 @@ static int write_metrics(trainer *t, const metrics *m, const char *prefix, doubl
     if (fprintf(t->metrics_file, "%s\n", line) < 0 || fflush(t->metrics_file))
         return dp_fail(err, "%s/metrics.jsonl: write error: %s", t->out_dir, strerror(errno));
     if (store_put_metrics(t->st, t->run_id, t->step, line, err)) return -1;
-    if (prefix[0])
+    if (prefix[0]) {
         su_log("step %ld/%ld  eval_loss %.4f  eval_acc %.3f  eval_margin %.4f", t->step,
                t->total_steps, m->loss, m->acc / n, m->margin / n);
-    else
-        su_log("step %ld/%ld  loss %.4f  acc %.3f  margin %.4f  grad_norm %.4g  lr %.3g  %.0f tok/s",
+    } else {
+        char timing[80];
+        su_log("step %ld/%ld  loss %.4f  acc %.3f  margin %.4f  grad_norm %.4g  lr %.3g  %.0f tok/s  %s",
                t->step, t->total_steps, m->loss, m->acc / n, m->margin / n, grad_norm, lr,
-               secs > 0 ? (double)(t->num_tokens - t->resumed_tokens) / secs : 0.0);
+               secs > 0 ? (double)(t->num_tokens - t->resumed_tokens) / secs : 0.0,
+               tu_step_timing(timing, sizeof timing, t->start, t->step, t->resumed_step,
+                              t->total_steps));
+    }
     return 0;
 }
 
@@ -311,8 +316,13 @@ static int setup(trainer *t, dp_err *err) {
     t->micro = t->batch_size / t->grad_accum;
     t->ld_alpha = cfg_num(c, "train.ld_alpha");
     if (loss_setup(t, err)) return -1;
+    /* No store yet is the first thing to say: make precompute makes it, and
+     * with the default pipeline the reference before it. */
+    if (access(cfg_str(c, "store"), F_OK) != 0)
+        return dp_fail(err, "%s: no such store; run `make precompute`", cfg_str(c, "store"));
     /* The fingerprint needs the tokenizer's BOS/EOS policy and files, not
      * the reference model's weights in memory. */
+    if (su_check_reference(c, err)) return -1;
     char tok_path[4096];
     su_tokenizer_path(c, tok_path, sizeof tok_path);
     tokenizer *tok;
@@ -322,8 +332,6 @@ static int setup(trainer *t, dp_err *err) {
     if (!rc) rc = su_fingerprint(c, tok, &dso, tok_path, &t->fp, err);
     tok_free(tok);
     if (rc) return -1;
-    if (access(cfg_str(c, "store"), F_OK) != 0)
-        return dp_fail(err, "%s: no such store; run `make precompute`", cfg_str(c, "store"));
     if (store_open(&t->st, cfg_str(c, "store"), STORE_WRITE, err)) return -1;
     if (check_store(t, err)) return -1;
 
@@ -376,6 +384,7 @@ static int setup(trainer *t, dp_err *err) {
             return -1;
         t->step = st.step, t->epoch = st.epoch, t->pos = st.pos, t->num_tokens = st.num_tokens;
         t->resumed_tokens = st.num_tokens;
+        t->resumed_step = st.step;
         su_log("train: resuming from %s at step %ld", ckpt, t->step);
     }
 
@@ -485,6 +494,7 @@ static int train_loop(trainer *t, dp_err *err) {
         }
         double lr = optim_step(&t->opt, params, grads);
         t->step++;
+        t->pairs += n;
         if (t->step % log_every == 0 || t->step == t->total_steps)
             rc = write_metrics(t, &m, "", norm, lr, err);
         if (!rc && t->n_eval && ((eval_every && t->step % eval_every == 0) || t->step == t->total_steps))
@@ -524,8 +534,8 @@ static int train_run(config *c, metrics *eval, int *have_eval, double *seconds, 
     double secs = su_now() - t.start;
     if (!rc && t.pol) su_log_weights_read("train", t.pol, t.num_tokens - t.resumed_tokens);
     if (!rc)
-        su_log("train: done in %.1f s, %.0f tokens/s, peak memory %s; model in %s/model", secs,
-               secs > 0 ? (t.num_tokens - t.resumed_tokens) / secs : 0.0, su_bytes(log_peak_rss_bytes()), t.out_dir);
+        tu_log_summary("train", t.step - t.resumed_step, t.pairs, "pairs",
+                       t.num_tokens - t.resumed_tokens, secs, t.out_dir);
     if (eval) *eval = t.last_eval;
     if (have_eval) *have_eval = t.have_eval;
     if (seconds) *seconds = secs;

@@ -154,6 +154,18 @@ void tu_epoch_order(size_t *order, size_t n, int shuffle, uint64_t seed, long ep
     }
 }
 
+char *tu_step_timing(char *buf, size_t cap, double start, long step, long first_step, long total) {
+    return log_format_elapsed_eta(buf, cap, su_now() - start, step - first_step, total - first_step);
+}
+
+void tu_log_summary(const char *label, long steps, long items, const char *item_name, long tokens,
+                    double secs, const char *out_dir) {
+    su_log("%s: %ld steps (%ld %s, %ld tokens) in %.1f s, %.0f tokens/s, peak memory %s; model in "
+           "%s/model",
+           label, steps, items, item_name, tokens, secs, secs > 0 ? (double)tokens / secs : 0.0,
+           su_bytes((double)log_peak_rss_bytes()), out_dir);
+}
+
 int tu_write_file_sync(const char *path, const void *data, size_t n, dp_err *err) {
     FILE *f = fopen(path, "wb");
     if (!f) return dp_fail(err, "%s: cannot create: %s", path, strerror(errno));

@@ -89,6 +89,18 @@ int tu_checkpoint_find(const char *out_dir, char *dir, size_t size);
 int tu_checkpoint_load(const char *dir, const char *tag_key, const char *want_tag,
                        const char *what_to_do, tu_state *s, optim *o, dp_err *err);
 
+/* The end of a step line, like precompute's progress line: "elapsed 1m05s,
+ * ETA 9m10s" for STEP of TOTAL steps, START the stage's clock (su_now) and
+ * FIRST_STEP the step this process began at (a resumed run extrapolates
+ * from its own steps only). Returns BUF. */
+char *tu_step_timing(char *buf, size_t cap, double start, long step, long first_step, long total);
+
+/* The stage's final summary line, like precompute's: "LABEL: 64 steps
+ * (1024 ITEMS, 60475 tokens) in 3.1 s, 19508 tokens/s, peak memory 50.3 MiB;
+ * model in OUT_DIR/model", counting this process's work. */
+void tu_log_summary(const char *label, long steps, long items, const char *item_name, long tokens,
+                    double secs, const char *out_dir);
+
 /* Writes a file and fsyncs it. */
 int tu_write_file_sync(const char *path, const void *data, size_t n, dp_err *err);
 

@@ -254,15 +254,15 @@ cfg() {
 }
 cfg truncated "truncated.yaml:4:1: invalid YAML: did not find expected ',' or ']'" \
     'data:\n  max_length: 12\n  train: [a.jsonl, b'
-cfg string_for_int 'string_for_int.yaml:2:15: data.max_length: expected an integer >= 2, got "long"' \
+cfg string_for_int 'string_for_int.yaml:2:15: data.max_length: expected an integer in [2, 1048576], got "long"' \
     'data:\n  max_length: "long"\n'
 cfg list_for_number 'list_for_number.yaml:2:9: train.beta: expected a number > 0, got a list' \
     'train:\n  beta: [1, 2]\n'
-cfg negative_size 'negative_size.yaml:2:15: train.batch_size: expected an integer >= 1, got -3' \
+cfg negative_size 'negative_size.yaml:2:15: train.batch_size: expected an integer in [1, 1000000], got -3' \
     'train:\n  batch_size: -3\n'
-cfg int_overflow 'int_overflow.yaml:2:14: train.max_steps: expected an integer >= 0, got "1e400"' \
+cfg int_overflow 'int_overflow.yaml:2:14: train.max_steps: expected an integer in [0, 1000000000], got "1e400"' \
     'train:\n  max_steps: 1e400\n'
-cfg hex_overflow 'hex_overflow.yaml:2:9: train.seed: expected an integer >= 0, got "0x7fffffffffffffffff"' \
+cfg hex_overflow 'hex_overflow.yaml:2:9: train.seed: expected an integer in [0, 4294967295], got "0x7fffffffffffffffff"' \
     'train:\n  seed: 0x7fffffffffffffffff\n'
 cfg nan 'nan.yaml:2:9: train.beta: expected a number > 0, got ".nan"' 'train:\n  beta: .nan\n'
 cfg value_for_section 'value_for_section.yaml:1:8: train: expected a section (a mapping), got "5"' \
@@ -313,7 +313,7 @@ bad_input "--set bad enum" \
 # Each --set error names which --set (1-based) is at fault.
 bad_input "--set second of three" '--set #2: train.beta: expected a number > 0, got "abc"' \
     "$DPOC" config -c ok.yaml --set train.beta=0.2 --set train.beta=abc --set train.seed=1
-bad_input "--set=form counts too" '--set #2: train.seed: expected an integer >= 0, got -1' \
+bad_input "--set=form counts too" '--set #2: train.seed: expected an integer in [0, 4294967295], got -1' \
     "$DPOC" config -c ok.yaml --set train.beta=0.2 --set=train.seed=-1
 bad_input "--set invalid YAML" "--set #1: train.loss: invalid YAML: did not find expected ',' or ']'" \
     "$DPOC" config -c ok.yaml --set 'train.loss=[sigmoid'
