@@ -1,7 +1,8 @@
-/* model_cmd — `dpoc model info DIR [--tokens N] [--lora-r R]`: what a
- * Hugging Face model directory holds (family, sizes, parameter count), the
- * memory training it would take (full and with LoRA), and whether its
- * weights load; `dpoc model init DIR [--seed N]` writes random weights
+/* model_cmd — `dpoc model info DIR [--tokens N] [--lora-r R] [--budget SIZE]
+ * [--check]`: what a Hugging Face model directory holds (family, sizes,
+ * parameter count) from config.json and the safetensors headers alone (any
+ * size, at once), the memory training it would take (full and with LoRA),
+ * the plans for a budget, and with --check whether every weight is finite; `dpoc model init DIR [--seed N]` writes random weights
  * (N(0, 0.02)) for the config.json in DIR; `dpoc model merge BASE ADAPTER
  * OUT` folds a LoRA adapter into its base and writes a plain model. */
 #include <jansson.h>
@@ -16,7 +17,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: dpoc model info DIR [--tokens N] [--lora-r R] [--budget SIZE]\n"
+            "usage: dpoc model info DIR [--tokens N] [--lora-r R] [--budget SIZE] [--check]\n"
             "       dpoc model init DIR [--seed N] [--bf16]\n"
             "       dpoc model merge BASE ADAPTER OUT [--bf16]\n"
             "  info         family, sizes, parameter count, training memory; loads the\n"
@@ -30,6 +31,8 @@ static void usage(FILE *f) {
             "  --tokens N   token budget of one packed batch for the activation estimate\n"
             "               (default 2048)\n"
             "  --lora-r R   rank for the LoRA estimate (default 16; all-linear targets)\n"
+            "  --check      also read every weight (NaN and Inf refused); without it only\n"
+            "               config.json and the safetensors headers are read\n"
             "  --budget SIZE  the plans precompute, full training and LoRA would make to\n"
             "               fit SIZE (e.g. 4GiB), as memory.budget does\n"
             "  --seed N     random seed for init (default 0)\n"
@@ -112,6 +115,7 @@ int cmd_model(int argc, char **argv) {
     const char *dir = NULL;
     long tokens = 2048, seed = 0, lora_r = 16;
     size_t budget = 0;
+    int check = 0;
     int bf16 = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -123,6 +127,8 @@ int cmd_model(int argc, char **argv) {
         } else if (info && !strcmp(argv[i], "--lora-r")) {
             if (parse_long("--lora-r", i + 1 < argc ? argv[i + 1] : NULL, 1, 4096, &lora_r)) return 2;
             i++;
+        } else if (info && !strcmp(argv[i], "--check")) {
+            check = 1;
         } else if (info && !strcmp(argv[i], "--budget")) {
             dp_err e;
             if (i + 1 >= argc || su_parse_size(argv[i + 1], "--budget", &budget, &e)) {
@@ -176,7 +182,7 @@ int cmd_model(int argc, char **argv) {
     if (has_weights(dir)) {
         /* names, shapes and dtypes from the headers: any size, at once */
         model_options o = {.training = 0, .prefix_sharing = 1, .threads = 1, .max_tokens = 1,
-                           .headers_only = 1};
+                           .headers_only = !check};
         model *m;
         if (model_load(&m, dir, &o, &err) || model_weight_bytes(dir, &wb, &err)) {
             fprintf(stderr, "%s\n", err.msg);
@@ -184,6 +190,7 @@ int cmd_model(int argc, char **argv) {
         }
         model_free(m);
         weights = wb == 2 ? "half precision (kept so when frozen)" : "float32";
+        if (check) weights = wb == 2 ? "half precision, every value finite" : "float32, every value finite";
     } else {
         /* no weights yet: the dtype config.json announces */
         json_t *root = json_load_file(path, 0, NULL);
