@@ -464,7 +464,7 @@ bad_input "store negative token id" \
 bad_input "store bad example id" \
     'bad_id.sqlite: example id "ex1; drop": expected only [0-9A-Za-z_.:-], found byte 0x3b' \
     "$DPOC" store dump bad_id.sqlite
-bad_input "store missing table" 'no_table.sqlite: reading statistics: no such table: ref_rows' \
+bad_input "store missing table" 'no_table.sqlite: table ref_rows is missing; refusing a store that was altered' \
     "$DPOC" store info no_table.sqlite
 bad_input "store merge from a non-store" 'text.sqlite: not a dpoc store: the file is not an SQLite database' \
     "$DPOC" store merge merge_out.sqlite text.sqlite
