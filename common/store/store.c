@@ -280,7 +280,7 @@ static int open_store(store *s, dp_err *err) {
     } else if (version != STORE_SCHEMA_VERSION) {
         return dp_fail(err, "%s: schema version %lld has no migration to version %d", s->path,
                        version, STORE_SCHEMA_VERSION);
-    } else if (store_check_schema(s, "main", err)) {
+    } else if (store_check_schema(s, "main", s->path, err)) {
         return -1;
     }
     if (s->mode == STORE_WRITE && version == 0 && n_tables == 0) {

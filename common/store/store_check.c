@@ -205,13 +205,17 @@ int store_merge(store *dst, const char *src_file, long *n_copied, dp_err *err) {
     if (store_require_write(dst, "merge into it", err)) return -1;
     if (!sqlite3_get_autocommit(dst->db))
         return dp_fail(err, "%s: merge: cannot run inside an open transaction", dst->path);
-    /* Opening the source as a store checks it is one, of a version we read. */
+    /* The source is checked whole before the destination is touched:
+     * opening it as a store checks it is one, of a version we read, with
+     * exactly dpoc's schema; then SQLite's quick check of every page. */
     store *src = NULL;
     if (store_open(&src, src_file, STORE_READONLY, err)) return -1;
+    int bad = pragma_check(src, "PRAGMA quick_check", "ok", "integrity check", err);
     store_close(src);
+    if (bad) return -1;
     struct stat a, b;
-    if (stat(dst->file, &a) == 0 && stat(src_file, &b) == 0 && a.st_dev == b.st_dev &&
-        a.st_ino == b.st_ino)
+    int src_exists = stat(src_file, &b) == 0;
+    if (src_exists && stat(dst->file, &a) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
         return dp_fail(err, "%s: cannot merge a store into itself", src_path);
 
     char *name = store_sqlite_name(src_file);
@@ -220,8 +224,12 @@ int store_merge(store *dst, const char *src_file, long *n_copied, dp_err *err) {
                               "attaching the source store", err);
     free(name);
     if (attached) return dp_context(err, "merging %s", src_path);
+    /* The file attached is checked again (it may have been replaced since),
+     * and the work bound of the copy counts its size in. */
+    dst->work_extra_bytes = src_exists ? (long long)b.st_size : 0;
     char conflict[STORE_FP_MAX] = "";
-    int fail = store_exec(dst, "BEGIN IMMEDIATE", "beginning the merge", err) ||
+    int fail = store_check_schema(dst, "merge_src", src_path, err) ||
+               store_exec(dst, "BEGIN IMMEDIATE", "beginning the merge", err) ||
                merge_step(dst, merge_conflict_sql, NULL, conflict, sizeof conflict,
                           "comparing references", err);
     if (!fail && conflict[0])
@@ -237,6 +245,7 @@ int store_merge(store *dst, const char *src_file, long *n_copied, dp_err *err) {
         if (!sqlite3_get_autocommit(dst->db)) sqlite3_exec(dst->db, "ROLLBACK", NULL, NULL, NULL);
         *n_copied = 0;
     }
+    dst->work_extra_bytes = 0;
     dp_err detach_err;
     if (merge_step(dst, "DETACH DATABASE merge_src", NULL, NULL, 0, "detaching the source store",
                    &detach_err) && !fail) {

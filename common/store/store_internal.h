@@ -53,12 +53,12 @@ extern const char dp_store_schema_sql[] __attribute__((visibility("hidden")));
 int store_harden(store *s, dp_err *err);
 int store_over_budget(const store *s);
 
-/* Refuses, naming the first object that differs, a SCHEMA ("main", or the
- * name of an attached store) that is not exactly what schemas/store.sql
+/* Refuses, naming FILE (for messages) and the first object that differs, a
+ * SCHEMA ("main", or the name of an attached store) that is not exactly what schemas/store.sql
  * creates: every table as a table with its columns, foreign keys and
  * indexes, every index with its columns, and nothing else (no views, no
  * triggers, no other tables). Reads only the schema, never a table. */
-int store_check_schema(store *s, const char *schema, dp_err *err);
+int store_check_schema(store *s, const char *schema, const char *file, dp_err *err);
 
 /* The cached statement WHICH, reset and with bindings cleared, or NULL with
  * err set. Callers sqlite3_reset() it when done so no read stays open. */

@@ -141,16 +141,17 @@ static const char *find_name(const rows *r, const char *name, size_t *at) {
     return NULL;
 }
 
-static int refuse(store *s, dp_err *err, const char *fmt, const char *a, const char *b,
+/* "FILE: <fmt with a, b, c>; refusing a store that was altered". */
+static int refuse(const char *file, dp_err *err, const char *fmt, const char *a, const char *b,
                   const char *c) {
     char what[3 * DP_QUOTE_CAP + 128];
     snprintf(what, sizeof what, fmt, a, b, c);
-    return dp_fail(err, "%s: %s; refusing a store that was altered", s->path, what);
+    return dp_fail(err, "%s: %s; refusing a store that was altered", file, what);
 }
 
 /* Compares the (label, detail) rows describing one object; the first
  * difference is the error, naming the object and the row. */
-static int compare_details(store *s, const char *type, const char *name, const rows *want,
+static int compare_details(const char *file, const char *type, const char *name, const rows *want,
                            const rows *got, dp_err *err) {
     char q[DP_QUOTE_CAP];
     for (size_t i = 0; i < got->n; i++) {
@@ -158,25 +159,27 @@ static int compare_details(store *s, const char *type, const char *name, const r
         const char *label = got->row[i][1];
         int known = find_name(want, label, &at) != NULL;
         if (!known)
-            return refuse(s, err, "%s %s: %s is not in the one dpoc writes", type, name,
+            return refuse(file, err, "%s %s: %s is not in the one dpoc writes", type, name,
                           dp_label(q, label));
         if (at != i || strcmp(want->row[at][2], got->row[i][2]))
-            return refuse(s, err, "%s %s: %s differs from the one dpoc writes", type, name,
+            return refuse(file, err, "%s %s: %s differs from the one dpoc writes", type, name,
                           dp_label(q, label));
     }
     if (got->n < want->n)
-        return refuse(s, err, "%s %s: %s is missing", type, name, want->row[got->n][1]);
+        return refuse(file, err, "%s %s: %s is missing", type, name, want->row[got->n][1]);
     return 0;
 }
 
 /* Compares SCHEMA of s->db against EXPECTED (the schema file in memory). */
-static int compare_schema(store *s, sqlite3 *expected, const char *schema, dp_err *err) {
-    char sql[128];
-    snprintf(sql, sizeof sql, "SELECT type, name, tbl_name FROM \"%s\".sqlite_schema ORDER BY rowid",
-             schema);
+static int compare_schema(store *s, sqlite3 *expected, const char *schema, const char *file,
+                          dp_err *err) {
+    static const char objects_sql[] = "SELECT type, name, tbl_name FROM %s.sqlite_schema ORDER BY rowid";
+    char sql[128], want_sql[128];
+    snprintf(sql, sizeof sql, objects_sql, schema);
+    snprintf(want_sql, sizeof want_sql, objects_sql, "main");
     rows want = {0}, got = {0}, want_d = {0}, got_d = {0};
     int oom = 0, fail = 0;
-    if (query_rows(expected, sql, NULL, NULL, 0, &want, &oom))
+    if (query_rows(expected, want_sql, NULL, NULL, 0, &want, &oom))
         fail = oom ? dp_fail(err, "%s: out of memory", s->path)
                    : dp_fail(err, "store schema: %s", sqlite3_errmsg(expected));
     else if (query_rows(s->db, sql, NULL, NULL, 0, &got, &oom))
@@ -189,20 +192,20 @@ static int compare_schema(store *s, sqlite3 *expected, const char *schema, dp_er
         size_t at = 0, again = 0;
         const char *want_type = find_name(&want, name, &at);
         if (!want_type)
-            fail = refuse(s, err, "%s %s is not part of a dpoc store", dp_label(q, type),
+            fail = refuse(file, err, "%s %s is not part of a dpoc store", dp_label(q, type),
                           dp_label(q2, name), NULL);
         else if (strcmp(type, want_type))
-            fail = refuse(s, err, "%s is a %s, not the %s dpoc writes", name, dp_label(q, type),
+            fail = refuse(file, err, "%s is a %s, not the %s dpoc writes", name, dp_label(q, type),
                           want_type);
         else if (strcmp(got.row[i][2], want.row[at][2]))
-            fail = refuse(s, err, "%s %s is on %s, not on the table dpoc indexes", type, name,
+            fail = refuse(file, err, "%s %s is on %s, not on the table dpoc indexes", type, name,
                           dp_label(q, got.row[i][2]));
         else if (find_name(&got, name, &again) && again != i)
-            fail = refuse(s, err, "%s %s appears twice in the schema", type, name, NULL);
+            fail = refuse(file, err, "%s %s appears twice in the schema", type, name, NULL);
     }
     for (size_t i = 0; i < want.n && !fail; i++)
         if (!find_name(&got, want.row[i][1], NULL))
-            fail = refuse(s, err, "%s %s is missing", want.row[i][0], want.row[i][1], NULL);
+            fail = refuse(file, err, "%s %s is missing", want.row[i][0], want.row[i][1], NULL);
     /* Then what each table and index is made of. */
     for (size_t i = 0; i < want.n && !fail; i++) {
         const char *type = want.row[i][0], *name = want.row[i][1];
@@ -214,7 +217,7 @@ static int compare_schema(store *s, sqlite3 *expected, const char *schema, dp_er
             fail = oom ? dp_fail(err, "%s: out of memory", s->path)
                        : store_sql_fail(s, "reading the schema", err);
         else
-            fail = compare_details(s, type, name, &want_d, &got_d, err);
+            fail = compare_details(file, type, name, &want_d, &got_d, err);
         rows_free(&want_d);
         rows_free(&got_d);
     }
@@ -223,7 +226,7 @@ static int compare_schema(store *s, sqlite3 *expected, const char *schema, dp_er
     return fail ? -1 : 0;
 }
 
-int store_check_schema(store *s, const char *schema, dp_err *err) {
+int store_check_schema(store *s, const char *schema, const char *file, dp_err *err) {
     sqlite3 *expected = NULL;
     int fail = 0;
     if (sqlite3_open_v2(":memory:", &expected, SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY, NULL) !=
@@ -231,7 +234,7 @@ int store_check_schema(store *s, const char *schema, dp_err *err) {
         sqlite3_exec(expected, dp_store_schema_sql, NULL, NULL, NULL) != SQLITE_OK)
         fail = dp_fail(err, "store schema: %s",
                        expected ? sqlite3_errmsg(expected) : "out of memory");
-    if (!fail) fail = compare_schema(s, expected, schema, err);
+    if (!fail) fail = compare_schema(s, expected, schema, file, err);
     sqlite3_close(expected);
     return fail ? -1 : 0;
 }
