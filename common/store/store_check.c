@@ -46,8 +46,18 @@ int store_get_info(store *s, store_info *info, dp_err *err) {
     return 0;
 }
 
-/* The first row a pragma returns that is not "ok" (integrity_check), or any
- * row at all (foreign_key_check, ok_text NULL), as an error. */
+/* The first finding of an integrity check: SQLite may join several into
+ * one row with newlines, under a "*** in database main ***" header. */
+static const char *first_finding(const char *text, char *buf, size_t cap) {
+    if (!strncmp(text, "*** ", 4) && strchr(text, '\n')) text = strchr(text, '\n') + 1;
+    size_t n = strcspn(text, "\n");
+    snprintf(buf, cap, "%.*s", (int)(n < cap ? n : cap - 1), text);
+    return buf;
+}
+
+/* The first row a pragma returns that is not "ok" (integrity_check,
+ * quick_check: its first finding), or any row at all (foreign_key_check,
+ * ok_text NULL), as an error. */
 static int pragma_check(store *s, const char *sql, const char *ok_text, const char *what,
                         dp_err *err) {
     sqlite3_stmt *st = NULL;
@@ -61,7 +71,9 @@ static int pragma_check(store *s, const char *sql, const char *ok_text, const ch
         if (ok_text && first && !strcmp(first, ok_text)) {
             rc = sqlite3_step(st);
         } else if (ok_text) {
-            fail = dp_fail(err, "%s: %s failed: %s", s->path, what, first ? first : "(null)");
+            char finding[512];
+            fail = dp_fail(err, "%s: %s failed: %s", s->path, what,
+                           first ? first_finding(first, finding, sizeof finding) : "(null)");
         } else {
             fail = dp_fail(err, "%s: %s failed: table %s row %lld refers to a missing row of %s",
                            s->path, what, first ? first : "?",
