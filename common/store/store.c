@@ -1,7 +1,8 @@
 /* store — see store.h. This file: opening (schema creation and version
  * checks), the cached statements, examples, references, reference rows,
  * listing, runs and metrics. The blob codec is in store_blob.c; info, verify
- * and merge in store_check.c.
+ * and merge in store_check.c; the connection's defenses and the schema
+ * check in store_schema.c.
  *
  * Every value reaches SQLite through a bound parameter; the only SQL text
  * built at run time is a pragma with a compile-time integer. Statements are

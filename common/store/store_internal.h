@@ -1,5 +1,5 @@
 /* store_internal — what the store's source files (store.c, store_blob.c,
- * store_check.c) share and nobody else sees: the store struct, the cached
+ * store_check.c, store_schema.c) share and nobody else sees: the store struct, the cached
  * statements, and the codec with reusable zstd contexts. */
 #ifndef DP_STORE_INTERNAL_H
 #define DP_STORE_INTERNAL_H

@@ -174,7 +174,9 @@ static int compare_details(const char *file, const char *type, const char *name,
     return 0;
 }
 
-/* Compares SCHEMA of s->db against EXPECTED (the schema file in memory). */
+/* Compares SCHEMA of s->db against EXPECTED (the schema file in memory).
+ * SCHEMA is a name of dpoc's own ("main", "merge_src"), never text from a
+ * file, so it may be pasted into the SQL. */
 static int compare_schema(store *s, sqlite3 *expected, const char *schema, const char *file,
                           dp_err *err) {
     static const char objects_sql[] = "SELECT type, name, tbl_name FROM %s.sqlite_schema ORDER BY rowid";
