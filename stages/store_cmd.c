@@ -59,7 +59,8 @@ static const char usage_merge[] =
     "  Copies every reference, example and reference row of each IN store into OUT\n"
     "  (created if missing). Rows already in OUT are kept; a fingerprint present in both\n"
     "  with a different description is refused, and that IN is not merged at all.\n"
-    "  Each IN is checked whole (schema, SQLite's quick check) before OUT is touched.\n"
+    "  Each IN is checked whole (schema, SQLite's integrity check) before OUT is\n"
+    "  touched.\n"
     "  --help   this text\n";
 
 static int is_help(const char *arg) { return !strcmp(arg, "--help") || !strcmp(arg, "-h"); }

@@ -7,7 +7,7 @@
 # merge, precompute into it, train) must refuse each one with one line
 # naming the file and the object, exit status 1, within seconds (`timeout`
 # turns a hang into a failure). A refused merge leaves its OUT byte for byte
-# as it was, including when the IN opens fine but fails SQLite's quick check.
+# as it was, including when the IN opens fine but fails SQLite's integrity check.
 . tests/lib.sh
 command -v sqlite3 >/dev/null 2>&1 || { bad "sqlite3 tool missing"; summary; exit 1; }
 tiny_pipeline
@@ -82,7 +82,7 @@ echo "slowest refusal: $slowest ms ($slowest_name)"
 [ "$slowest" -lt 5000 ] && ok || bad "slowest refusal took $slowest ms ($slowest_name), expected < 5 s"
 
 # An IN with exactly the right schema but a damaged page: merge checks it
-# whole (quick_check) before OUT is touched.
+# whole (integrity_check) before OUT is touched.
 cp store.sqlite damaged.sqlite
 page=$(sqlite3 store.sqlite "PRAGMA page_size")
 root=$(sqlite3 store.sqlite "SELECT rootpage FROM sqlite_schema WHERE name = 'ref_rows'")

@@ -1087,8 +1087,8 @@ static int smash_root_page(const char *path, const char *table) {
     return fclose(f) == 0 && ok ? 0 : -1;
 }
 
-/* Merging from a hostile store refuses before the destination is touched:
- * its rows and its bytes stay as they were. */
+/* Merging from a hostile store (altered schema, damaged page) refuses
+ * before the destination is touched: its rows and bytes stay as they were. */
 static void test_merge_hostile(void) {
     const char *dst = tmp_path("mh_dst.db"), *good = tmp_path("mh_good.db");
     const char *view = tmp_path("mh_view.db"), *smashed = tmp_path("mh_smashed.db");

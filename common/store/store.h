@@ -129,9 +129,9 @@ int store_verify(store *s, long *n_checked, dp_err *err);
 
 /* Copies every reference, example and reference row of SRC into DST in one
  * transaction (not inside store_begin), after checking SRC whole (opened as
- * a store, then SQLite's quick check) so that a refused SRC leaves DST as it
- * was; rows DST already has are kept, so a
- * repeated merge copies nothing. A fingerprint present in both with
+ * a store, then SQLite's integrity and foreign-key checks) so that a refused
+ * SRC leaves DST as it was; rows DST already has are kept, so a repeated
+ * merge copies nothing. A fingerprint present in both with
  * differing descriptions is refused and nothing is copied. *n_copied =
  * reference rows copied. Runs and metrics are not copied. */
 int store_merge(store *dst, const char *src_path, long *n_copied, dp_err *err);

@@ -55,9 +55,9 @@ static const char *first_finding(const char *text, char *buf, size_t cap) {
     return buf;
 }
 
-/* The first row a pragma returns that is not "ok" (integrity_check,
- * quick_check: its first finding), or any row at all (foreign_key_check,
- * ok_text NULL), as an error. */
+/* The first row a pragma returns that is not "ok" (integrity_check: its
+ * first finding), or any row at all (foreign_key_check, ok_text NULL), as
+ * an error. */
 static int pragma_check(store *s, const char *sql, const char *ok_text, const char *what,
                         dp_err *err) {
     sqlite3_stmt *st = NULL;
@@ -219,10 +219,14 @@ int store_merge(store *dst, const char *src_file, long *n_copied, dp_err *err) {
         return dp_fail(err, "%s: merge: cannot run inside an open transaction", dst->path);
     /* The source is checked whole before the destination is touched:
      * opening it as a store checks it is one, of a version we read, with
-     * exactly dpoc's schema; then SQLite's quick check of every page. */
+     * exactly dpoc's schema; then SQLite's integrity check (the full one:
+     * the copy reads through the indexes, which quick_check does not hold
+     * against their tables) and the foreign keys (a row copied must find
+     * its example and reference). */
     store *src = NULL;
     if (store_open(&src, src_file, STORE_READONLY, err)) return -1;
-    int bad = pragma_check(src, "PRAGMA quick_check", "ok", "integrity check", err);
+    int bad = pragma_check(src, "PRAGMA integrity_check", "ok", "integrity check", err) ||
+              pragma_check(src, "PRAGMA foreign_key_check", NULL, "foreign key check", err);
     store_close(src);
     if (bad) return -1;
     struct stat a, b;
@@ -247,10 +251,10 @@ int store_merge(store *dst, const char *src_file, long *n_copied, dp_err *err) {
     if (!fail && conflict[0])
         fail = dp_fail(err, "%s: reference %s has a different description than in %s; refusing "
                             "to merge", src_path, conflict, dst->path);
-    if (!fail)
-        fail = merge_step(dst, merge_refs_sql, NULL, NULL, 0, "copying references", err) ||
-               merge_step(dst, merge_examples_sql, NULL, NULL, 0, "copying examples", err) ||
-               merge_step(dst, merge_rows_sql, NULL, NULL, 0, "copying reference rows", err);
+    if (!fail && (merge_step(dst, merge_refs_sql, NULL, NULL, 0, "copying references", err) ||
+                  merge_step(dst, merge_examples_sql, NULL, NULL, 0, "copying examples", err) ||
+                  merge_step(dst, merge_rows_sql, NULL, NULL, 0, "copying reference rows", err)))
+        fail = dp_context(err, "merging %s", src_path);
     if (!fail) *n_copied = (long)sqlite3_changes64(dst->db);
     if (!fail) fail = store_exec(dst, "COMMIT", "committing the merge", err);
     if (fail) {
