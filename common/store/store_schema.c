@@ -92,7 +92,8 @@ static const char index_sql[] =
     "SELECT seqno, 'key ' || seqno, cid || ' ' || quote(name) || ' desc=' || \"desc\" || ' ' || "
     "coll || ' key=' || \"key\" FROM pragma_index_xinfo(?1, ?2) ORDER BY 1";
 
-/* Rows of (label, detail), or of (type, name, tbl_name); strings malloc'd. */
+/* Rows of (type, name, tbl_name), or of (order, label, detail); strings
+ * malloc'd. */
 typedef struct {
     char *(*row)[3];
     size_t n;
@@ -106,11 +107,11 @@ static void rows_free(rows *r) {
     r->n = 0;
 }
 
-/* Runs SQL on DB with ?1 = NAME and ?2 = SCHEMA (when given) and keeps
- * columns FIRST..FIRST+2 of every row (missing ones as ""). -1 with sqlite's
- * error left in DB, or out of memory (*oom set). */
+/* Runs SQL (three columns) on DB with ?1 = NAME and ?2 = SCHEMA (when
+ * given) and keeps every row. -1 with sqlite's error left in DB, or out of
+ * memory (*oom set). */
 static int query_rows(sqlite3 *db, const char *sql, const char *name, const char *schema,
-                      int first, rows *out, int *oom) {
+                      rows *out, int *oom) {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return -1;
     if (name) sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -122,8 +123,7 @@ static int query_rows(sqlite3 *db, const char *sql, const char *name, const char
         out->row = grown;
         char **row = out->row[out->n++];
         for (int k = 0; k < 3; k++) {
-            const char *v = first + k < sqlite3_column_count(st)
-                                ? (const char *)sqlite3_column_text(st, first + k) : NULL;
+            const char *v = (const char *)sqlite3_column_text(st, k);
             row[k] = strdup(v ? v : "");
             if (!row[k]) *oom = 1;
         }
@@ -174,23 +174,29 @@ static int compare_details(const char *file, const char *type, const char *name,
     return 0;
 }
 
+/* The error of a failed query_rows on DB, naming FILE. */
+static int query_fail(sqlite3 *db, const char *file, int oom, dp_err *err) {
+    if (oom) return dp_fail(err, "%s: out of memory reading the schema", file);
+    return dp_fail(err, "%s: reading the schema: %s", file, sqlite3_errmsg(db));
+}
+
 /* Compares SCHEMA of s->db against EXPECTED (the schema file in memory).
  * SCHEMA is a name of dpoc's own ("main", "merge_src"), never text from a
  * file, so it may be pasted into the SQL. */
 static int compare_schema(store *s, sqlite3 *expected, const char *schema, const char *file,
                           dp_err *err) {
-    static const char objects_sql[] = "SELECT type, name, tbl_name FROM %s.sqlite_schema ORDER BY rowid";
+    static const char objects_sql[] =
+        "SELECT type, name, tbl_name FROM %s.sqlite_schema ORDER BY rowid";
+    static const char schema_file[] = "schemas/store.sql (in memory)";
     char sql[128], want_sql[128];
     snprintf(sql, sizeof sql, objects_sql, schema);
     snprintf(want_sql, sizeof want_sql, objects_sql, "main");
     rows want = {0}, got = {0}, want_d = {0}, got_d = {0};
     int oom = 0, fail = 0;
-    if (query_rows(expected, want_sql, NULL, NULL, 0, &want, &oom))
-        fail = oom ? dp_fail(err, "%s: out of memory", s->path)
-                   : dp_fail(err, "store schema: %s", sqlite3_errmsg(expected));
-    else if (query_rows(s->db, sql, NULL, NULL, 0, &got, &oom))
-        fail = oom ? dp_fail(err, "%s: out of memory", s->path)
-                   : store_sql_fail(s, "reading the schema", err);
+    if (query_rows(expected, want_sql, NULL, NULL, &want, &oom))
+        fail = query_fail(expected, schema_file, oom, err);
+    else if (query_rows(s->db, sql, NULL, NULL, &got, &oom))
+        fail = query_fail(s->db, file, oom, err);
     char q[DP_QUOTE_CAP], q2[DP_QUOTE_CAP];
     /* Every object of the store: expected, of its type, on its table, once. */
     for (size_t i = 0; i < got.n && !fail; i++) {
@@ -216,12 +222,10 @@ static int compare_schema(store *s, sqlite3 *expected, const char *schema, const
     for (size_t i = 0; i < want.n && !fail; i++) {
         const char *type = want.row[i][0], *name = want.row[i][1];
         const char *detail_sql = !strcmp(type, "table") ? table_sql : index_sql;
-        if (query_rows(expected, detail_sql, name, "main", 0, &want_d, &oom))
-            fail = oom ? dp_fail(err, "%s: out of memory", s->path)
-                       : dp_fail(err, "store schema: %s", sqlite3_errmsg(expected));
-        else if (query_rows(s->db, detail_sql, name, schema, 0, &got_d, &oom))
-            fail = oom ? dp_fail(err, "%s: out of memory", s->path)
-                       : store_sql_fail(s, "reading the schema", err);
+        if (query_rows(expected, detail_sql, name, "main", &want_d, &oom))
+            fail = query_fail(expected, schema_file, oom, err);
+        else if (query_rows(s->db, detail_sql, name, schema, &got_d, &oom))
+            fail = query_fail(s->db, file, oom, err);
         else
             fail = compare_details(file, type, name, &want_d, &got_d, err);
         rows_free(&want_d);
@@ -238,7 +242,7 @@ int store_check_schema(store *s, const char *schema, const char *file, dp_err *e
     if (sqlite3_open_v2(":memory:", &expected, SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY, NULL) !=
             SQLITE_OK ||
         sqlite3_exec(expected, dp_store_schema_sql, NULL, NULL, NULL) != SQLITE_OK)
-        fail = dp_fail(err, "store schema: %s",
+        fail = dp_fail(err, "schemas/store.sql (in memory): %s",
                        expected ? sqlite3_errmsg(expected) : "out of memory");
     if (!fail) fail = compare_schema(s, expected, schema, file, err);
     sqlite3_close(expected);
