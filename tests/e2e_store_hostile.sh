@@ -74,6 +74,7 @@ for s in view_examples view_ref_rows view_refs trigger extra_view extra_column a
     refused "merge $s into a new store" "$m" "$DPOC" store merge "new_$s.sqlite" "$s.sqlite"
     ls "new_$s.sqlite"* >/dev/null 2>&1 && bad "merge $s: a refused merge created its OUT"
     refused "merge $s into a store" "$m" "$DPOC" store merge out.sqlite "$s.sqlite"
+    refused "merge a store into $s" "$m" "$DPOC" store merge "$s.sqlite" store.sqlite
     refused "precompute into $s" "$m" "$DPOC" precompute -c p.yaml --set store="$s.sqlite"
     refused "train on $s" "$m" "$DPOC" train -c p.yaml --set store="$s.sqlite"
 done
