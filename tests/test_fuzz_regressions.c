@@ -24,6 +24,7 @@
 #include "fuzz/fuzz_jsonl.c"
 #include "fuzz/fuzz_safetensors.c"
 #include "fuzz/fuzz_store_blob.c"
+#include "fuzz/fuzz_store_open.c"
 #include "fuzz/fuzz_tokenize.c"
 #include "fuzz/fuzz_tokenizer_json.c"
 
@@ -111,6 +112,7 @@ static void test_tokenize(void) { replay("tokenize", fuzz_tokenize); }
 static void test_jsonl(void) { replay("jsonl", fuzz_jsonl); }
 static void test_config(void) { replay("config", fuzz_config); }
 static void test_store_blob(void) { replay("store_blob", fuzz_store_blob); }
+static void test_store_open(void) { replay("store_open", fuzz_store_open); }
 
 int main(void) {
     fuzz_dir();  /* made here, shared by the children, removed at exit even after a crash */
@@ -120,5 +122,6 @@ int main(void) {
     RUN(test_jsonl);
     RUN(test_config);
     RUN(test_store_blob);
+    RUN(test_store_open);
     return check_summary();
 }
