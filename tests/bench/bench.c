@@ -424,6 +424,37 @@ static int cmd_precompute(int argc, char **argv) {
 
 /* ---- train ---- */
 
+double dpo_step(model *m, const model_batch *mb, optim *o, const loss_config *lc, float *lp,
+                float *dlp, loss_example *ex, loss_result *res, dp_err *e) {
+    size_t n;
+    float *grads, *params = model_trainable(m, &grads, &n);
+    model_zero_grads(m);
+    if (model_forward(m, mb, lp, NULL, e)) return NAN;
+    long off = 0;
+    for (int k = 0; k < mb->n; k++) {
+        double pc = 0, pr = 0;
+        for (int j = 0; j < mb->n_chosen[k]; j++) pc += lp[off + j];
+        for (int j = 0; j < mb->n_rejected[k]; j++) pr += lp[off + mb->n_chosen[k] + j];
+        /* The cached reference: any constants do (reading them from a store
+         * is a few bytes per token); these give the loss at β=0.1 a fixed
+         * value, -log σ(-0.1), at every step. */
+        ex[k] = (loss_example){.pi_c = pc, .pi_r = pr, .ref_c = pc + 0.5, .ref_r = pr - 0.5,
+                               .n_c = mb->n_chosen[k], .n_r = mb->n_rejected[k]};
+        off += mb->n_chosen[k] + mb->n_rejected[k];
+    }
+    double L = loss_batch(lc, ex, mb->n, res);
+    off = 0;
+    for (int k = 0; k < mb->n; k++) {
+        for (int j = 0; j < mb->n_chosen[k]; j++) dlp[off + j] = (float)res[k].d_pi_c;
+        for (int j = 0; j < mb->n_rejected[k]; j++) dlp[off + mb->n_chosen[k] + j] = (float)res[k].d_pi_r;
+        off += mb->n_chosen[k] + mb->n_rejected[k];
+    }
+    if (model_backward(m, dlp, e)) return NAN;
+    optim_clip(grads, n, 1.0);
+    optim_step(o, params, grads);
+    return L;
+}
+
 static int cmd_train(int argc, char **argv) {
     if (argc != 7 && argc != 8)
         return fprintf(stderr, "usage: bench train CONFIG LENGTHS SHARING BATCH STEPS OUT [LORA_R]\n"), 2;
@@ -464,7 +495,7 @@ static int cmd_train(int argc, char **argv) {
     }
     t_init = log_now_seconds() - t_init;
     size_t n_params = 0;
-    float *grads, *params = model_trainable(m, &grads, &n_params);
+    model_trainable(m, NULL, &n_params);
     optim_config oc;
     optim_config_default(&oc);
     oc.schedule = SCHED_CONSTANT;
@@ -493,37 +524,10 @@ static int cmd_train(int argc, char **argv) {
             break;
         }
         double t0 = log_now_seconds();
-        model_zero_grads(m);
-        if (model_forward(m, &mb, lp, NULL, &e)) rc = fail("forward", &e);
-        long off = 0;
-        for (int k = 0; k < nb && !rc; k++) {
-            double pc = 0, pr = 0;
-            for (int j = 0; j < mb.n_chosen[k]; j++) pc += lp[off + j];
-            for (int j = 0; j < mb.n_rejected[k]; j++) pr += lp[off + mb.n_chosen[k] + j];
-            /* The cached reference: any constants do (reading them from a
-             * store is a few bytes per token); these give the loss at β=0.1 a
-             * fixed value, -log σ(-0.1), at every step. */
-            ex[k] = (loss_example){.pi_c = pc, .pi_r = pr, .ref_c = pc + 0.5, .ref_r = pr - 0.5,
-                                   .n_c = mb.n_chosen[k], .n_r = mb.n_rejected[k]};
-            off += mb.n_chosen[k] + mb.n_rejected[k];
-        }
-        if (!rc) {
-            double L = loss_batch(&lc, ex, nb, res);
-            if (s == 0) loss_first = L;
-            loss_last = L;
-            off = 0;
-            for (int k = 0; k < nb; k++) {
-                for (int j = 0; j < mb.n_chosen[k]; j++) dlp[off + j] = (float)res[k].d_pi_c;
-                for (int j = 0; j < mb.n_rejected[k]; j++)
-                    dlp[off + mb.n_chosen[k] + j] = (float)res[k].d_pi_r;
-                off += mb.n_chosen[k] + mb.n_rejected[k];
-            }
-            if (model_backward(m, dlp, &e)) rc = fail("backward", &e);
-        }
-        if (!rc) {
-            optim_clip(grads, n_params, 1.0);
-            optim_step(&o, params, grads);
-        }
+        double L = dpo_step(m, &mb, &o, &lc, lp, dlp, ex, res, &e);
+        if (isnan(L)) rc = fail("step", &e);
+        if (s == 0) loss_first = L;
+        loss_last = L;
         double t = log_now_seconds() - t0;
         batch_buf_free(&bb);
         if (s < 0) {

@@ -8,7 +8,9 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "loss.h"
 #include "model.h"
+#include "optim.h"
 
 typedef struct pairs {
     int n;
@@ -46,6 +48,13 @@ void set_common(json_t *o, const char *kind, const char *config, const pairs *p,
                 const model_config *c, int sharing);
 void set_rates(json_t *o, double seconds, double seq_tokens, double pairs, double flops,
                double init_seconds);
+
+/* One DPO optimizer step of m on batch mb: forward, the sigmoid loss
+ * against constant reference sums, backward, clip at 1, update of the
+ * trainable weights (model_trainable). lp and dlp hold the batch's response
+ * tokens, ex and res its pairs. Returns the loss, or NAN with e. */
+double dpo_step(model *m, const model_batch *mb, optim *o, const loss_config *lc, float *lp,
+                float *dlp, loss_example *ex, loss_result *res, dp_err *e);
 
 /* big.c */
 int cmd_write_ckpt(int argc, char **argv);

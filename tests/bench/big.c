@@ -286,7 +286,7 @@ int cmd_big_lora(int argc, char **argv) {
     model_stream(m, plan.stream);
     t_load = log_now_seconds() - t_load;
     size_t n;
-    float *g, *w = model_trainable(m, &g, &n);
+    model_trainable(m, NULL, &n);
     optim_config oc;
     optim_config_default(&oc);
     oc.schedule = SCHED_CONSTANT;
@@ -305,31 +305,7 @@ int cmd_big_lora(int argc, char **argv) {
         model_batch mb;
         if (batch_fill(&bb, &mb, &p, ord, B, c.vocab)) rc = fail("batch", NULL);
         double t0 = log_now_seconds();
-        model_zero_grads(m);
-        if (!rc && model_forward(m, &mb, lp, NULL, &e)) rc = fail("forward", &e);
-        long off = 0;
-        for (int k = 0; k < B && !rc; k++) {
-            double pc = 0, pr = 0;
-            for (int j = 0; j < mb.n_chosen[k]; j++) pc += lp[off + j];
-            for (int j = 0; j < mb.n_rejected[k]; j++) pr += lp[off + mb.n_chosen[k] + j];
-            ex[k] = (loss_example){.pi_c = pc, .pi_r = pr, .ref_c = pc + 0.5, .ref_r = pr - 0.5,
-                                   .n_c = mb.n_chosen[k], .n_r = mb.n_rejected[k]};
-            off += mb.n_chosen[k] + mb.n_rejected[k];
-        }
-        if (!rc) {
-            loss_batch(&lc, ex, B, res);
-            off = 0;
-            for (int k = 0; k < B; k++) {
-                for (int j = 0; j < mb.n_chosen[k]; j++) dlp[off + j] = (float)res[k].d_pi_c;
-                for (int j = 0; j < mb.n_rejected[k]; j++) dlp[off + mb.n_chosen[k] + j] = (float)res[k].d_pi_r;
-                off += mb.n_chosen[k] + mb.n_rejected[k];
-            }
-            if (model_backward(m, dlp, &e)) rc = fail("backward", &e);
-        }
-        if (!rc) {
-            optim_clip(g, n, 1.0);
-            optim_step(&o, w, g);
-        }
+        if (!rc && isnan(dpo_step(m, &mb, &o, &lc, lp, dlp, ex, res, &e))) rc = fail("step", &e);
         double t = log_now_seconds() - t0, fl = 0, tk = 0;
         for (int k = 0; k < B; k++)
             fl += 2.0 * pair_forward_flops(&c, &p, ord[k], 1), tk += (double)seq_tokens(&p, ord[k]);
