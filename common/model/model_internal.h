@@ -26,7 +26,6 @@ void lora_set_free(lora_set *s);
 /* Grows the scratch to rows rows. */
 int lora_reserve(lora_set *s, int rows, dp_err *err);
 const model_lora_options *lora_options(const lora_set *s);
-float lora_scale(const lora_set *s);
 float *lora_params(lora_set *s, float **grads, size_t *n);
 void lora_set_dropout(lora_set *s, int on, uint64_t key);
 /* out[n, out_v] += the adapter's term for view VIEW of layer L given its
@@ -60,11 +59,9 @@ int frozen_add(frozen_set *f, float **field, int layer, const uint16_t *src, int
                size_t numel);
 /* Drops FIELD's matrix (it became an owned float32 tensor). */
 void frozen_forget(frozen_set *f, float **field);
-int frozen_count(const frozen_set *f);
 /* Lays the scratch out for the registered matrices (one layer's worth) and
  * unbinds; -1 on allocation failure. */
 int frozen_prepare(frozen_set *f);
-size_t frozen_scratch_bytes(const frozen_set *f);
 /* Widens layer LAYER's matrices into the scratch and binds their fields,
  * unless it is bound already; returns 1 when it bound something. f may be
  * NULL (nothing to do). */
