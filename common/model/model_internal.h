@@ -80,10 +80,6 @@ int model_layer_ready(model *m, int l);
 void model_embed(model *m, float *out, const int32_t *tok, const int *pos, int T);
 /* The LM head as the kernels read it. */
 const layer_head *model_head(const model *m);
-/* Anonymous memory reserved without overcommit accounting, on huge pages
- * when large; zeroed. NULL with err on failure. */
-void *model_arena_alloc(size_t bytes, dp_err *err);
-void model_arena_free(void *p, size_t bytes);
 
 /* The model's adapters, or NULL. */
 lora_set *model_lora_set(model *m);
