@@ -259,27 +259,29 @@ static int do_split(run *r, const char *split, const char *path, log_progress *p
     return rc;
 }
 
-/* Under memory.budget: the batch size and streaming that fit, decided from
- * config.json and the safetensors headers before anything is loaded (a
- * batch holds at least one example of max_unit tokens). */
+/* Under memory.budget (or when the run would not fit this machine): the
+ * batch size and streaming that fit, decided from config.json and the
+ * safetensors headers before anything is loaded (a batch holds at least one
+ * example of max_unit tokens). */
 static int plan_budget(const config *c, long max_unit, long *batch_tokens, int *stream,
                        dp_err *err) {
-    size_t budget;
-    if (su_memory_budget(c, &budget, err)) return -1;
-    if (!budget) return 0;
     const char *dir = cfg_str(c, "reference.model");
-    char path[4200];
+    char path[4200], limit_name[200];
     snprintf(path, sizeof path, "%s/config.json", dir);
     model_config mc;
     int wb;
-    model_plan p;
+    size_t limit;
     if (model_read_config(&mc, path, err) || model_weight_bytes(dir, &wb, err)) return -1;
+    model_plan p = model_plan_estimate(&mc, MODEL_JOB_FORWARD, wb, (int)*batch_tokens, *stream, 0,
+                                       0, 0);
+    if (su_memory_limit(c, p.total, &limit, limit_name, sizeof limit_name, err)) return -1;
+    if (!limit) return 0;
     if (model_plan_fit(&p, &mc, MODEL_JOB_FORWARD, wb, (int)*batch_tokens, (int)max_unit, 0,
-                       budget, 0, 0, err))
+                       limit, 0, 0, err))
         return -1;
     char line[400];
     model_plan_describe(&p, line, sizeof line);
-    su_log("precompute: memory plan for %s: %s", cfg_str(c, "memory.budget"), line);
+    su_log("precompute: memory plan for %s: %s", limit_name, line);
     if (p.tokens < *batch_tokens)
         su_log("precompute: batches of at most %d tokens (precompute.batch_tokens %ld) to fit; "
                "values match larger batches to float rounding",

@@ -307,10 +307,20 @@ int su_parse_size(const char *text, const char *field, size_t *out, dp_err *err)
     return 0;
 }
 
-int su_memory_budget(const config *c, size_t *out, dp_err *err) {
+int su_memory_limit(const config *c, size_t need, size_t *out, char *label, size_t cap,
+                    dp_err *err) {
     const char *b = cfg_str(c, "memory.budget");
     *out = 0;
-    return b[0] ? su_parse_size(b, "memory.budget", out, err) : 0;
+    if (b[0]) {
+        snprintf(label, cap, "memory.budget %s", b);
+        return su_parse_size(b, "memory.budget", out, err);
+    }
+    size_t machine = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    if (need > machine / 10 * 9) {
+        *out = machine / 10 * 9;
+        snprintf(label, cap, "90%% of this machine's %s (no memory.budget set)", su_bytes((double)machine));
+    }
+    return 0;
 }
 
 void su_log_weights_read(const char *who, const model *m, long tokens) {
