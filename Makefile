@@ -1,9 +1,11 @@
 # dpoc — Direct Preference Optimization in C.
 #   make            build build/dpoc
-#   make demo       install missing packages, build, run the embedded default
-#   make test       install missing packages, build, run every test  (SANITIZE=1: under ASan+UBSan)
+#   make demo       install missing runtime packages, build, run the embedded default
+#   make test       install missing runtime + test packages, build, run every test  (SANITIZE=1: under ASan+UBSan)
 #   make sft / precompute / train / sweep / eval / report   CONFIG=pipeline.yaml SET="key=value ..."
-#   make deps       install exactly the missing Debian packages
+#                   (with the default CONFIG, make precompute runs make sft first when its model is missing)
+#   make deps       install the missing Debian packages building and running need
+#   make test-deps  ... and those make test, bench and fuzz need on top (tests/deps.sh lists both)
 #   make bench      benchmarks side by side with PyTorch
 #   make fuzz       libFuzzer harnesses, FUZZ_SECONDS=60 each
 
@@ -43,17 +45,21 @@ COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 STAGE_OBJ  := $(STAGE_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps demo test sft precompute train sweep report eval bench fuzz clean check-deps
+.PHONY: all deps test-deps demo test sft precompute train sweep report eval bench fuzz clean check-deps
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/dpoc
 
-# Install what is missing (as root, via sudo, or print the command).
+# Install what is missing (as root, via sudo, or print the command): deps
+# for building and running, test-deps for the tests, benchmarks and fuzzers.
 deps:
-	@sh tests/deps.sh install
+	@sh tests/deps.sh install runtime
+
+test-deps:
+	@sh tests/deps.sh install test
 
 check-deps:
-	@sh tests/deps.sh check
+	@sh tests/deps.sh check test
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -74,7 +80,7 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libdpoc.a tests/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -MMD -MP $< -o $@ $(BUILD)/libdpoc.a $(LDFLAGS) $(LDLIBS)
 
-test: deps
+test: test-deps
 	@$(MAKE) --no-print-directory $(BUILD)/dpoc $(TEST_BIN)
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) SANITIZE=$(SANITIZE) sh tests/run.sh
 
@@ -82,16 +88,32 @@ demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/dpoc
 	@sh examples/demo.sh $(BUILD)/dpoc
 
-sft precompute train sweep report eval: $(BUILD)/dpoc
-	$(BUILD)/dpoc $@ -c $(CONFIG) $(foreach s,$(SET),--set $(s))
+# The binary the stage targets run; make's command line may name another
+# (tests/e2e_first_contact.sh runs these targets in a copy of the repository).
+DPOC := $(BUILD)/dpoc
 
-bench: deps
+sft precompute train sweep report eval: $(DPOC)
+	$(DPOC) $@ -c $(CONFIG) $(foreach s,$(SET),--set $(s))
+
+# The default pipeline's reference is the model make sft trains
+# (reference.model: runs/sft/model in pipeline.yaml), so on a fresh clone
+# make precompute trains it first and `make precompute && make train` runs
+# sft, precompute and train. Another CONFIG: dpoc says which command makes a
+# missing reference.
+DEFAULT_REFERENCE := runs/sft/model/model.safetensors
+ifeq ($(CONFIG),pipeline.yaml)
+precompute: | $(DEFAULT_REFERENCE)
+endif
+$(DEFAULT_REFERENCE): | $(DPOC)
+	$(DPOC) sft -c pipeline.yaml $(foreach s,$(SET),--set $(s))
+
+bench: test-deps
 	@$(MAKE) --no-print-directory $(BUILD)/dpoc
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/bench/run.sh
 
 # libFuzzer harnesses (clang), FUZZ_SECONDS per harness.
 FUZZ_SECONDS ?= 60
-fuzz: deps
+fuzz: test-deps
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh
 
 clean:

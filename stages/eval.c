@@ -4,7 +4,8 @@
  * Recipe: load config → the eval examples under this config's reference
  * fingerprint from the store → load the reference model and the judge →
  * for the reference, then each policy (<train.output>/model, each sweep
- * point's <train.output>/<name>/model, or --model DIR):
+ * point's <train.output>/<name>/model — or its LoRA adapter on the base when
+ * it has no merged model —, or --model DIR, or --adapter DIR on a base):
  *   1. preference: sigmoid DPO loss, reward accuracy and margin over the eval
  *      pairs with β = train.beta (the sweep point's), the policy's summed
  *      log-probs from a forward pass, the reference's from the store;
@@ -59,6 +60,12 @@ typedef struct evaluator {
 static int load_eval_split(evaluator *ev, dp_err *err) {
     config *c = ev->cfg;
     char tok_path[4096];
+    const char *path = cfg_str(c, "store");
+    /* no store is said first: make precompute makes it (and with the
+     * default pipeline the reference before it) */
+    if (access(path, F_OK) != 0)
+        return dp_fail(err, "%s: no such store; run `make precompute`", path);
+    if (su_check_reference(c, err)) return -1;
     su_tokenizer_path(c, tok_path, sizeof tok_path);
     if (tok_load(&ev->tok, tok_path, err)) return -1;
     ds_options dso;
@@ -67,13 +74,10 @@ static int load_eval_split(evaluator *ev, dp_err *err) {
     if (!rc) rc = su_fingerprint(c, ev->tok, &dso, tok_path, &fp, err);
     ds_options_free(&dso);
     if (rc) return -1;
-    const char *path = cfg_str(c, "store");
     store *st = NULL;
     char (*ids)[40] = NULL;
     size_t n = 0, missing = 0;
-    if (access(path, F_OK) != 0)
-        rc = dp_fail(err, "%s: no such store; run `make precompute`", path);
-    if (!rc) rc = store_open(&st, path, STORE_READONLY, err);
+    rc = store_open(&st, path, STORE_READONLY, err);
     if (!rc) rc = store_list(st, "eval", fp.fingerprint, &ids, &n, &missing, err);
     if (!rc && n == 0)
         rc = dp_fail(err, "%s: no eval examples in the store; set data.eval and run "
@@ -179,7 +183,11 @@ static int generation(evaluator *ev, model *pol, figures *f, dp_err *err) {
     model_sampling sp = {(float)cfg_num(c, "eval.temperature"), (int)cfg_int(c, "eval.top_k"),
                          (float)cfg_num(c, "eval.top_p")};
     uint64_t seed = (uint64_t)cfg_int(c, "eval.seed");
-    model_sampler *smp = model_sampler_new(mc->vocab, &sp, seed, err);
+    /* Only ids the tokenizer knows: Qwen's and others' embedding matrices
+     * are padded past the tokenizer's vocabulary (151936 rows for 151665
+     * ids), and a padding id cannot be decoded. */
+    int vocab = tok_vocab_size(ev->tok) < mc->vocab ? tok_vocab_size(ev->tok) : mc->vocab;
+    model_sampler *smp = model_sampler_new(vocab, &sp, seed, err);
     model_kv *kv = smp ? model_kv_new(m, ev->max_tokens, err) : NULL;
     int rc = kv ? 0 : -1;
     double judge_sum = 0, kl_sum = 0;
@@ -248,14 +256,19 @@ static int write_figures(const figures *f, const char *path, dp_err *err) {
     return rc;
 }
 
-/* Evaluates one policy directory (NULL: the reference) into OUT_PATH. */
-static int evaluate(evaluator *ev, const char *name, const char *dir, double beta,
-                    const char *out_path, figures *f, dp_err *err) {
+/* Evaluates one policy directory (NULL: the reference), with the LoRA
+ * adapter directory ADAPTER on top when not NULL, into OUT_PATH. */
+static int evaluate(evaluator *ev, const char *name, const char *dir, const char *adapter,
+                    double beta, const char *out_path, figures *f, dp_err *err) {
     memset(f, 0, sizeof *f);
     snprintf(f->name, sizeof f->name, "%s", name);
     model *pol = NULL;
     double t0 = su_now();
     if (dir && model_load(&pol, dir, &ev->mo, err)) return -1;
+    if (pol && adapter && model_lora_load(pol, adapter, err)) {
+        model_free(pol);
+        return -1;
+    }
     if (pol && model_get_config(pol)->vocab != model_get_config(ev->ref)->vocab) {
         model_free(pol);
         return dp_fail(err, "%s: vocabulary of %d, the reference's is %d", dir,
@@ -271,11 +284,12 @@ static int evaluate(evaluator *ev, const char *name, const char *dir, double bet
     return rc;
 }
 
-static int is_dir_with_config(const char *dir) {
-    char p[4900];
-    snprintf(p, sizeof p, "%s/config.json", dir);
+static int is_dir_with(const char *dir, const char *file) {
+    char p[5000];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
     return access(p, F_OK) == 0;
 }
+static int is_dir_with_config(const char *dir) { return is_dir_with(dir, "config.json"); }
 
 /* Sweep point I's config (a clone with the point's values set) and name, as
  * dpoc sweep makes them: the last key varies fastest. */
@@ -313,7 +327,8 @@ static void print_row(const figures *f) {
            f->judge, f->kl);
 }
 
-static int run(evaluator *ev, const char *model_dir, const char *output, dp_err *err) {
+static int run(evaluator *ev, const char *model_dir, const char *adapter, const char *output,
+               dp_err *err) {
     config *c = ev->cfg;
     if (!cfg_str(c, "data.eval")[0])
         return dp_fail(err, "data.eval: empty, so there are no eval examples to evaluate on; set "
@@ -369,8 +384,15 @@ static int run(evaluator *ev, const char *model_dir, const char *output, dp_err 
     int n_rows = 0, rc = 0;
     char path[4800], dir[4800];
     snprintf(path, sizeof path, "%s/reference_eval.json", base);
-    rc = evaluate(ev, "reference", NULL, cfg_num(c, "train.beta"), path, &rows[n_rows++], err);
-    if (!rc && model_dir) {
+    rc = evaluate(ev, "reference", NULL, NULL, cfg_num(c, "train.beta"), path, &rows[n_rows++], err);
+    /* The base adapters train on (train.init, else the reference). */
+    const char *lora_base = cfg_str(c, "train.init")[0] ? cfg_str(c, "train.init") : ref_dir;
+    if (!rc && adapter && !model_dir) {
+        if (output) snprintf(path, sizeof path, "%s", output);
+        else snprintf(path, sizeof path, "%s/eval.json", adapter);
+        rc = evaluate(ev, adapter, lora_base, adapter, cfg_num(c, "train.beta"), path,
+                      &rows[n_rows++], err);
+    } else if (!rc && model_dir) {
         if (output) snprintf(path, sizeof path, "%s", output);
         else if (!strcmp(su_basename(model_dir), "model")) /* <run dir>/model */
             snprintf(path, sizeof path, "%.*s%s", (int)(su_basename(model_dir) - model_dir),
@@ -387,14 +409,15 @@ static int run(evaluator *ev, const char *model_dir, const char *output, dp_err 
         } else {
             snprintf(name, sizeof name, "%s", model_dir);
         }
-        rc = evaluate(ev, name, model_dir, cfg_num(c, "train.beta"), path, &rows[n_rows++], err);
+        rc = evaluate(ev, name, model_dir, adapter, cfg_num(c, "train.beta"), path,
+                      &rows[n_rows++], err);
     } else if (!rc) {
         snprintf(dir, sizeof dir, "%s/model", base);
         if (is_dir_with_config(dir)) {
             snprintf(path, sizeof path, "%s/eval.json", base);
             const char *name = su_basename(base);
-            rc = evaluate(ev, name[0] ? name : "policy", dir, cfg_num(c, "train.beta"), path,
-                          &rows[n_rows++], err);
+            rc = evaluate(ev, name[0] ? name : "policy", dir, NULL, cfg_num(c, "train.beta"),
+                          path, &rows[n_rows++], err);
         }
         int keys = cfg_sweep_keys(c);
         long combos = keys ? 1 : 0;
@@ -408,9 +431,16 @@ static int run(evaluator *ev, const char *model_dir, const char *output, dp_err 
                 break;
             }
             snprintf(dir, sizeof dir, "%s/%s/model", base, name);
+            snprintf(path, sizeof path, "%s/%s/eval.json", base, name);
+            char lora_dir[4900];
+            snprintf(lora_dir, sizeof lora_dir, "%s/%s/adapter", base, name);
             if (is_dir_with_config(dir)) {
-                snprintf(path, sizeof path, "%s/%s/eval.json", base, name);
-                rc = evaluate(ev, name, dir, cfg_num(d, "train.beta"), path, &rows[n_rows++], err);
+                rc = evaluate(ev, name, dir, NULL, cfg_num(d, "train.beta"), path, &rows[n_rows++],
+                              err);
+            } else if (is_dir_with(lora_dir, "adapter_config.json")) {
+                /* a LoRA point trained with lora.merge false */
+                rc = evaluate(ev, name, lora_base, lora_dir, cfg_num(d, "train.beta"), path,
+                              &rows[n_rows++], err);
             } else {
                 su_log("eval: sweep point %s has no model (%s); not trained yet", name, dir);
             }
@@ -428,12 +458,15 @@ static int run(evaluator *ev, const char *model_dir, const char *output, dp_err 
     return rc;
 }
 
-enum { OPT_MODEL, OPT_OUTPUT, OPT_DUMP, N_OPTS }; /* cmd_eval's options, in order */
+enum { OPT_MODEL, OPT_ADAPTER, OPT_OUTPUT, OPT_DUMP, N_OPTS }; /* cmd_eval's options */
 
 int cmd_eval(int argc, char **argv) {
     cli_option opt[N_OPTS] = {
         [OPT_MODEL] = {"--model", 1,
                        "evaluate this model directory as the policy (instead of the runs)", NULL},
+        [OPT_ADAPTER] = {"--adapter", 1,
+                         "evaluate this LoRA adapter directory (PEFT layout) on --model, or on "
+                         "train.init / reference.model", NULL},
         [OPT_OUTPUT] = {"--output", 1,
                         "eval.json path for --model (default: beside DIR if it is .../model)", NULL},
         [OPT_DUMP] = {"--dump-samples", 1,
@@ -447,9 +480,9 @@ int cmd_eval(int argc, char **argv) {
     int rc = cli_parse(argc, argv, usage, opt, N_OPTS, &c);
     if (rc || !c) return rc;
     const char *model_dir = opt[OPT_MODEL].value, *output = opt[OPT_OUTPUT].value,
-               *dump = opt[OPT_DUMP].value;
-    if (output && !model_dir) {
-        fprintf(stderr, "dpoc eval: --output needs --model\n");
+               *dump = opt[OPT_DUMP].value, *adapter = opt[OPT_ADAPTER].value;
+    if (output && !model_dir && !adapter) {
+        fprintf(stderr, "dpoc eval: --output needs --model or --adapter\n");
         cfg_free(c);
         return 2;
     }
@@ -460,7 +493,7 @@ int cmd_eval(int argc, char **argv) {
     rc = 0;
     if (dump && !(ev.dump = fopen(dump, "w")))
         rc = dp_fail(&err, "%s: cannot open: %s", dump, strerror(errno));
-    if (!rc) rc = run(&ev, model_dir, output, &err);
+    if (!rc) rc = run(&ev, model_dir, adapter, output, &err);
     if (ev.dump && fclose(ev.dump) && !rc)
         rc = dp_fail(&err, "%s: write error: %s", dump, strerror(errno));
     if (rc) cli_error(err.msg);

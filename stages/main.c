@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "safetensors.h"
+
 typedef int (*command_fn)(int argc, char **argv);
 
 /* Declared weak so the binary links while a command is still being built;
@@ -74,6 +76,8 @@ int main(int argc, char **argv) {
     /* Past a file-size limit (ulimit -f) a write fails with EFBIG, reported
      * like any other write error, instead of the signal killing the process. */
     signal(SIGXFSZ, SIG_IGN);
+    /* A weight file truncated while mapped: one line naming it, not "Bus error". */
+    st_install_sigbus_handler();
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -1,8 +1,12 @@
-/* model_cmd — `dpoc model info DIR [--tokens N]`: what a Hugging Face model
- * directory holds (family, sizes, parameter count), the memory training it
- * would take, and whether its weights load; `dpoc model init DIR [--seed N]`
- * writes random weights (N(0, 0.02)) for the config.json in DIR. Info also
+/* model_cmd — `dpoc model info DIR [--tokens N] [--lora-r R] [--budget SIZE]
+ * [--check]`: what a Hugging Face model directory holds (family, sizes,
+ * parameter count) from config.json and the safetensors headers alone (any
+ * size, at once), the memory training it would take (full and with LoRA),
+ * the plans for a budget, and with --check whether every weight is finite; `dpoc model init DIR [--seed N]` writes random weights
+ * (N(0, 0.02)) for the config.json in DIR; `dpoc model merge BASE ADAPTER
+ * OUT` folds a LoRA adapter into its base and writes a plain model. Info also
  * names the special tokens and the file each came from (tokenizer.h). */
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,21 +14,31 @@
 #include <sys/stat.h>
 
 #include "model.h"
+#include "stage_util.h"
 #include "tokenizer.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: dpoc model info DIR [--tokens N]\n"
+            "usage: dpoc model info DIR [--tokens N] [--lora-r R] [--budget SIZE] [--check]\n"
             "       dpoc model init DIR [--seed N] [--bf16]\n"
+            "       dpoc model merge BASE ADAPTER OUT [--bf16]\n"
             "  info         family, sizes, parameter count, training memory; loads the\n"
             "               weights when DIR holds any, to check them\n"
             "  init         writes DIR/model.safetensors with random weights for\n"
             "               DIR/config.json (and rewrites config.json)\n"
+            "  merge        writes OUT, the model BASE with the LoRA adapter directory\n"
+            "               ADAPTER (PEFT layout) folded in (W + scale * B A), and BASE's\n"
+            "               tokenizer files\n"
             "  DIR          a Hugging Face model directory\n"
             "  --tokens N   token budget of one packed batch for the activation estimate\n"
             "               (default 2048)\n"
+            "  --lora-r R   rank for the LoRA estimate (default 16; all-linear targets)\n"
+            "  --check      also read every weight (NaN and Inf refused); without it only\n"
+            "               config.json and the safetensors headers are read\n"
+            "  --budget SIZE  the plans precompute, full training and LoRA would make to\n"
+            "               fit SIZE (e.g. 4GiB), as memory.budget does\n"
             "  --seed N     random seed for init (default 0)\n"
-            "  --bf16       init writes BF16 instead of F32\n"
+            "  --bf16       init and merge write BF16 instead of F32\n"
             "  --help       this text\n");
 }
 
@@ -79,18 +93,58 @@ static void print_bytes(const char *what, size_t bytes) {
     printf("  %-12s %10.1f MiB\n", what, (double)bytes / (1024.0 * 1024.0));
 }
 
+/* dpoc model merge BASE ADAPTER OUT [--bf16] */
+static int merge_cmd(int argc, char **argv) {
+    const char *pos[3];
+    int n = 0, bf16 = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--bf16")) {
+            bf16 = 1;
+        } else if (argv[i][0] == '-' || n == 3) {
+            char q[DP_QUOTE_CAP];
+            fprintf(stderr, "dpoc model merge: unexpected argument %s\n", dp_quote(q, argv[i], (size_t)-1));
+            return 2;
+        } else {
+            pos[n++] = argv[i];
+        }
+    }
+    if (n != 3) {
+        usage(stderr);
+        return 2;
+    }
+    model_options o = {.training = 0, .prefix_sharing = 1, .threads = 0, .max_tokens = 1};
+    model *m = NULL;
+    dp_err err;
+    int rc = model_load(&m, pos[0], &o, &err);
+    if (!rc) rc = model_lora_load(m, pos[1], &err);
+    if (!rc) rc = model_lora_merge(m, &err);
+    if (!rc) rc = su_mkdirs(pos[2], &err);
+    if (!rc) rc = model_save(m, pos[2], bf16, &err);
+    if (!rc) rc = su_copy_tokenizer_files(pos[0], pos[2], &err);
+    model_free(m);
+    if (rc) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    printf("%s: %s with %s folded in\n", pos[2], pos[0], pos[1]);
+    return 0;
+}
+
 int cmd_model(int argc, char **argv) {
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         usage(stdout);
         return 0;
     }
     int info = argc >= 2 && !strcmp(argv[1], "info"), init = argc >= 2 && !strcmp(argv[1], "init");
+    if (argc >= 2 && !strcmp(argv[1], "merge")) return merge_cmd(argc, argv);
     if (argc < 3 || (!info && !init)) {
         usage(stderr);
         return 2;
     }
     const char *dir = NULL;
-    long tokens = 2048, seed = 0;
+    long tokens = 2048, seed = 0, lora_r = 16;
+    size_t budget = 0;
+    int check = 0;
     int bf16 = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -98,6 +152,18 @@ int cmd_model(int argc, char **argv) {
             return 0;
         } else if (info && !strcmp(argv[i], "--tokens")) {
             if (parse_long("--tokens", i + 1 < argc ? argv[i + 1] : NULL, 1, 1L << 30, &tokens)) return 2;
+            i++;
+        } else if (info && !strcmp(argv[i], "--lora-r")) {
+            if (parse_long("--lora-r", i + 1 < argc ? argv[i + 1] : NULL, 1, 4096, &lora_r)) return 2;
+            i++;
+        } else if (info && !strcmp(argv[i], "--check")) {
+            check = 1;
+        } else if (info && !strcmp(argv[i], "--budget")) {
+            dp_err e;
+            if (i + 1 >= argc || su_parse_size(argv[i + 1], "--budget", &budget, &e)) {
+                fprintf(stderr, "dpoc model: %s\n", i + 1 < argc ? e.msg : "--budget needs a size");
+                return 2;
+            }
             i++;
         } else if (init && !strcmp(argv[i], "--seed")) {
             if (parse_long("--seed", i + 1 < argc ? argv[i + 1] : NULL, 0, INT64_MAX, &seed)) return 2;
@@ -141,15 +207,25 @@ int cmd_model(int argc, char **argv) {
         return 1;
     }
     const char *weights = "none (config.json only)";
+    int wb = 4;
     if (has_weights(dir)) {
-        model_options o = {.training = 0, .prefix_sharing = 1, .threads = 1, .max_tokens = 1};
+        /* names, shapes and dtypes from the headers: any size, at once */
+        model_options o = {.training = 0, .prefix_sharing = 1, .threads = 1, .max_tokens = 1,
+                           .headers_only = !check};
         model *m;
-        if (model_load(&m, dir, &o, &err)) {
+        if (model_load(&m, dir, &o, &err) || model_weight_bytes(dir, &wb, &err)) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
         model_free(m);
-        weights = "load";
+        weights = wb == 2 ? "half precision (kept so when frozen)" : "float32";
+        if (check) weights = wb == 2 ? "half precision, every value finite" : "float32, every value finite";
+    } else {
+        /* no weights yet: the dtype config.json announces */
+        json_t *root = json_load_file(path, 0, NULL);
+        const char *dt = json_string_value(json_object_get(root, "torch_dtype"));
+        if (dt && (!strcmp(dt, "bfloat16") || !strcmp(dt, "float16"))) wb = 2;
+        json_decref(root);
     }
     model_memory mm = model_memory_estimate(&c, (int)tokens);
     printf("model:        %s\n", dir);
@@ -173,7 +249,34 @@ int cmd_model(int argc, char **argv) {
     printf("with train.recompute: true (layers recomputed in backward):\n");
     print_bytes("activations", mm.activations_recompute);
     print_bytes("total", mm.weights + mm.grads + mm.adam + mm.activations_recompute);
+    /* LoRA: the base frozen (no gradients, no AdamW state); the adapters
+     * carry weights, gradients and two moments, 16 bytes a parameter. */
+    size_t n_lora = model_lora_param_count(&c, (int)lora_r, model_lora_family_targets(c.model_type));
+    printf("with LoRA r %ld on all-linear targets (%zu trainable parameters, %.2f%%):\n", lora_r,
+           n_lora, 100.0 * (double)n_lora / (double)mm.n_params);
+    print_bytes("weights", mm.weights);
+    print_bytes("adapters", n_lora * 16);
+    print_bytes("activations", mm.activations);
+    print_bytes("total", mm.weights + n_lora * 16 + mm.activations);
     printf("weights:      %s\n", weights);
+    if (budget) {
+        static const char *const what[] = {"precompute", "full training", "LoRA"};
+        printf("plans for a budget of %.2f GiB (%ld tokens per batch or fewer):\n",
+               (double)budget / (double)(1u << 30), tokens);
+        for (int j = 0; j < 3; j++) {
+            model_plan p;
+            char line[400];
+            dp_err e;
+            int min = tokens < 256 ? (int)tokens : 256; /* a pair of 127-token sides */
+            if (model_plan_fit(&p, &c, (model_job)j, wb, (int)tokens, min, 0,
+                               budget, (int)lora_r, model_lora_family_targets(c.model_type), &e)) {
+                printf("  %-14s does not fit: %s\n", what[j], e.msg);
+                continue;
+            }
+            model_plan_describe(&p, line, sizeof line);
+            printf("  %-14s %s\n", what[j], line);
+        }
+    }
     if (print_tokens(dir, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;

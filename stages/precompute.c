@@ -274,11 +274,44 @@ static int do_split(run *r, const char *split, const char *path, log_progress *p
     return rc;
 }
 
+/* Under memory.budget (or when the run would not fit this machine): the
+ * batch size and streaming that fit, decided from config.json and the
+ * safetensors headers before anything is loaded (a batch holds at least one
+ * example of max_unit tokens). */
+static int plan_budget(const config *c, long max_unit, long *batch_tokens, int *stream,
+                       dp_err *err) {
+    const char *dir = cfg_str(c, "reference.model");
+    char path[4200], limit_name[200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    model_config mc;
+    int wb;
+    size_t limit;
+    if (model_read_config(&mc, path, err) || model_weight_bytes(dir, &wb, err)) return -1;
+    model_plan p = model_plan_estimate(&mc, MODEL_JOB_FORWARD, wb, (int)*batch_tokens, *stream, 0,
+                                       0, 0);
+    if (su_memory_limit(c, p.total, &limit, limit_name, sizeof limit_name, err)) return -1;
+    if (!limit) return 0;
+    if (model_plan_fit(&p, &mc, MODEL_JOB_FORWARD, wb, (int)*batch_tokens, (int)max_unit, 0,
+                       limit, 0, 0, err))
+        return -1;
+    char line[400];
+    model_plan_describe(&p, line, sizeof line);
+    su_log("precompute: memory plan for %s: %s", limit_name, line);
+    if (p.tokens < *batch_tokens)
+        su_log("precompute: batches of at most %d tokens (precompute.batch_tokens %ld) to fit; "
+               "values match larger batches to float rounding",
+               p.tokens, *batch_tokens);
+    *batch_tokens = p.tokens;
+    *stream |= p.stream;
+    return 0;
+}
+
 static int setup(run *r, const char *shard_opt, dp_err *err) {
     config *c = r->cfg;
     const char *shard = shard_opt ? shard_opt : cfg_str(c, "precompute.shard");
     if (parse_shard(shard, &r->shard_i, &r->shard_n, err)) return -1;
     char tok_path[4096];
+    if (su_check_reference(c, err)) return -1;
     su_tokenizer_path(c, tok_path, sizeof tok_path);
     if (tok_load(&r->tok, tok_path, err)) return -1;
     if (su_dataset_options(c, r->tok, &r->dso, err)) return -1;
@@ -287,11 +320,14 @@ static int setup(run *r, const char *shard_opt, dp_err *err) {
     r->window_rows = (int)cfg_int(c, "precompute.window_rows");
     r->commit_seconds = cfg_num(c, "precompute.commit_seconds");
     long max_unit = 2L * cfg_int(c, "data.max_length") + 2;
+    int stream = cfg_bool(c, "memory.stream");
+    if (plan_budget(c, max_unit, &r->batch_tokens, &stream, err)) return -1;
     model_options mo = {.training = 0,
                         .prefix_sharing = cfg_bool(c, "precompute.prefix_sharing"),
                         .threads = (int)cfg_int(c, "precompute.threads"),
                         .max_tokens = (int)(r->batch_tokens > max_unit ? r->batch_tokens : max_unit)};
     if (model_load(&r->ref, cfg_str(c, "reference.model"), &mo, err)) return -1;
+    model_stream(r->ref, stream);
     size_t cap = (size_t)mo.max_tokens;
     r->ids = malloc(cap * sizeof *r->ids);
     r->logps = malloc(cap * sizeof *r->logps);
@@ -396,6 +432,7 @@ int cmd_precompute(int argc, char **argv) {
                info.tokens ? (double)info.blob_bytes / (double)info.tokens : 0.0);
         for (int b = 1; b < DS_BAD_COUNT; b++)
             if (r.bad[b]) su_log("precompute: skipped %ld rows: %s", r.bad[b], ds_bad_name((ds_bad)b));
+        su_log_weights_read("precompute", r.ref, r.tokens);
     }
     if (rc) {
         remove_empty_store(&r);

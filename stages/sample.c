@@ -25,6 +25,8 @@ static void usage(FILE *f) {
             "options:\n"
             "  --model DIR            Hugging Face model directory (config.json, safetensors,\n"
             "                         tokenizer.json)\n"
+            "  --adapter DIR          a LoRA adapter (PEFT layout: adapter_config.json,\n"
+            "                         adapter_model.safetensors) applied on the model, unmerged\n"
             "  --prompt TEXT          the prompt; without it, prompts come from stdin\n"
             "  --temperature T        sampling temperature, 0 = greedy (default 1.0)\n"
             "  --top-k K              sample among the K most likely tokens, 0 = all (default 0)\n"
@@ -173,7 +175,7 @@ static int run_stdin(sampler_run *r, dp_err *err) {
 }
 
 int cmd_sample(int argc, char **argv) {
-    const char *dir = NULL, *prompt = NULL;
+    const char *dir = NULL, *prompt = NULL, *adapter = NULL;
     double temperature = 1.0, top_k = 0, top_p = 1.0, seed = 1, max_new = 64, threads = 0;
     int special = 0;
     for (int i = 1; i < argc; i++) {
@@ -185,6 +187,7 @@ int cmd_sample(int argc, char **argv) {
         } else if (!strcmp(a, "--special")) {
             special = 1, takes = 0;
         } else if (!v && (!strcmp(a, "--model") || !strcmp(a, "--prompt") ||
+                          !strcmp(a, "--adapter") ||
                           !strcmp(a, "--temperature") || !strcmp(a, "--top-k") ||
                           !strcmp(a, "--top-p") || !strcmp(a, "--seed") ||
                           !strcmp(a, "--max-new-tokens") || !strcmp(a, "--threads"))) {
@@ -192,6 +195,8 @@ int cmd_sample(int argc, char **argv) {
             return 2;
         } else if (!strcmp(a, "--model")) {
             dir = v;
+        } else if (!strcmp(a, "--adapter")) {
+            adapter = v;
         } else if (!strcmp(a, "--prompt")) {
             prompt = v;
         } else if (!strcmp(a, "--temperature")) {
@@ -222,6 +227,7 @@ int cmd_sample(int argc, char **argv) {
     model_options mo = {.training = 0, .prefix_sharing = 1, .threads = (int)threads, .max_tokens = 1};
     int rc = tok_load(&r.tok, dir, &err);
     if (!rc) rc = model_load(&r.m, dir, &mo, &err);
+    if (!rc && adapter) rc = model_lora_load(r.m, adapter, &err);
     if (!rc) {
         const model_config *c = model_get_config(r.m);
         if (tok_vocab_size(r.tok) > c->vocab)
@@ -230,7 +236,9 @@ int cmd_sample(int argc, char **argv) {
         r.eos = tok_eos_id(r.tok) >= 0 ? tok_eos_id(r.tok) : c->eos_id;
         r.bos = tok_bos_id(r.tok) >= 0 ? tok_bos_id(r.tok) : c->bos_id;
         model_sampling sp = {(float)temperature, (int)top_k, (float)top_p};
-        if (!rc) r.smp = model_sampler_new(c->vocab, &sp, r.seed, &err);
+        /* only ids the tokenizer can decode (the model's vocabulary may be
+         * padded past them, as Qwen's is) */
+        if (!rc) r.smp = model_sampler_new(tok_vocab_size(r.tok), &sp, r.seed, &err);
         if (!rc && !r.smp) rc = -1;
         if (!rc) r.out = malloc((size_t)r.max_new * sizeof *r.out);
         if (!rc && !r.out) rc = dp_fail(&err, "out of memory");

@@ -60,6 +60,7 @@ typedef struct sft {
     FILE *metrics_file;
     double start;
     long start_tokens;          /* num_tokens when this process started (resume) */
+    long start_step, responses; /* the step it started at; responses it trained on */
 } sft;
 
 /* ---- data ----------------------------------------------------------------- */
@@ -178,6 +179,7 @@ static int write_line(sft *s, const char *line, dp_err *err) {
 }
 
 static int evaluate(sft *s, dp_err *err) {
+    model_lora_dropout(s->m, 0, 0);
     double nll = 0;
     long n_resp = 0, saved = s->at.num_tokens;
     size_t *idx = malloc((size_t)s->batch_size * sizeof *idx);
@@ -207,8 +209,11 @@ static int log_step(sft *s, double loss, double norm, double lr, dp_err *err) {
              "\"epoch\": %.6g, \"num_tokens\": %ld, \"tokens_per_sec\": %.1f}",
              s->at.step, loss, norm, lr, (double)s->at.step / (double)s->steps_per_epoch,
              s->at.num_tokens, tps);
-    su_log("step %ld/%ld  loss %.4f  grad_norm %.4g  lr %.3g  %.0f tok/s", s->at.step,
-           s->total_steps, loss, norm, lr, tps);
+    char timing[80];
+    su_log("step %ld/%ld  loss %.4f  grad_norm %.4g  lr %.3g  %.0f tok/s  %s", s->at.step,
+           s->total_steps, loss, norm, lr, tps,
+           tu_step_timing(timing, sizeof timing, s->start, s->at.step, s->start_step,
+                          s->total_steps));
     return write_line(s, line, err);
 }
 
@@ -266,12 +271,14 @@ static int setup(sft *s, dp_err *err) {
     char ckpt[4200];
     int found = !strcmp(cfg_str(c, "sft.resume"), "auto") &&
                 tu_checkpoint_find(s->out_dir, ckpt, sizeof ckpt);
-    int rc;
-    if (found) rc = model_load(&s->m, ckpt, &mo, err);
-    else if (cfg_str(c, "sft.init")[0]) rc = model_load(&s->m, cfg_str(c, "sft.init"), &mo, err);
-    else rc = model_init_random(&s->m, cfg_str(c, "sft.init_config"),
-                                (uint64_t)cfg_int(c, "sft.seed"), &mo, err);
-    if (rc) return -1;
+    const char *init = cfg_str(c, "sft.init")[0] ? cfg_str(c, "sft.init") : NULL;
+    char init_config[4200];
+    snprintf(init_config, sizeof init_config, "%s", cfg_str(c, "sft.init_config"));
+    if (init) snprintf(init_config, sizeof init_config, "%s/config.json", init);
+    uint64_t seed = (uint64_t)cfg_int(c, "sft.seed");
+    if (tu_lora_options(c, "sft", init_config, seed, &mo.lora, err) ||
+        tu_load_policy(&s->m, init, init_config, seed, found ? ckpt : NULL, &mo, err))
+        return -1;
     int vocab = model_get_config(s->m)->vocab;
     if (tok_vocab_size(s->tok) > vocab)
         return dp_fail(err, "sft: the tokenizer has %d tokens, the model's vocab_size is %d",
@@ -280,15 +287,16 @@ static int setup(sft *s, dp_err *err) {
     optim_config oc;
     tu_optim_config(c, "sft", s->total_steps, &oc);
     size_t n_params;
-    model_params(s->m, &n_params);
+    model_trainable(s->m, NULL, &n_params);
     if (optim_init(&s->opt, &oc, n_params, err)) return -1;
-    if (tu_exclude_norms_and_biases(&s->opt, s->m, err)) return -1;
+    if (!mo.lora.r && tu_exclude_norms_and_biases(&s->opt, s->m, err)) return -1;
     if (found) {
         if (tu_checkpoint_load(ckpt, "examples", s->tag,
                                "use another sft.output or sft.resume=never", &s->at, &s->opt, err))
             return -1;
         su_log("sft: resuming from %s at step %ld", ckpt, s->at.step);
         s->start_tokens = s->at.num_tokens;
+        s->start_step = s->at.step;
     } else {
         snprintf(s->at.tag, sizeof s->at.tag, "%s", s->tag);
     }
@@ -338,7 +346,7 @@ static int sft_loop(sft *s, dp_err *err) {
     double max_norm = cfg_num(c, "sft.max_grad_norm");
     uint64_t seed = (uint64_t)cfg_int(c, "sft.seed");
     size_t n_params;
-    float *grads = model_grads(s->m, &n_params);
+    float *grads, *params = model_trainable(s->m, &grads, &n_params);
     tu_state *at = &s->at;
     tu_epoch_order(s->order, s->train.n, 1, seed, at->epoch);
     int rc = 0;
@@ -351,10 +359,12 @@ static int sft_loop(sft *s, dp_err *err) {
         int n = (int)(s->train.n - at->pos < (size_t)s->batch_size ? s->train.n - at->pos
                                                                    : (size_t)s->batch_size);
         model_zero_grads(s->m);
+        model_lora_dropout(s->m, 1, (uint64_t)at->step);
         double nll = 0;
         long n_resp = 0;
         if ((rc = run_batch(s, &s->train, s->order + at->pos, n, 1, &nll, &n_resp, err))) break;
         at->pos += (size_t)n;
+        s->responses += n;
         double loss = nll / (double)n_resp;
         double norm = optim_clip(grads, n_params, max_norm);
         if (!isfinite(loss) || !isfinite(norm)) {
@@ -363,7 +373,7 @@ static int sft_loop(sft *s, dp_err *err) {
                          at->step + 1, isfinite(loss) ? "grad_norm" : "loss");
             break;
         }
-        double lr = optim_step(&s->opt, model_params(s->m, &n_params), grads);
+        double lr = optim_step(&s->opt, params, grads);
         at->step++;
         int last = at->step == s->total_steps;
         if (at->step % log_every == 0 || last) rc = log_step(s, loss, norm, lr, err);
@@ -376,11 +386,9 @@ static int sft_loop(sft *s, dp_err *err) {
 }
 
 static int export_model(sft *s, dp_err *err) {
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/model", s->out_dir);
-    if (su_mkdirs(dir, err)) return -1;
-    if (model_save(s->m, dir, 0, err)) return -1;
-    return su_copy_tokenizer_files(s->tok_dir, dir, err);
+    const char *init = cfg_str(s->cfg, "sft.init");
+    return tu_export(s->m, s->out_dir, init, cfg_bool(s->cfg, "sft.lora.merge"), 0, s->tok_dir,
+                     err);
 }
 
 int cmd_sft(int argc, char **argv) {
@@ -410,8 +418,8 @@ int cmd_sft(int argc, char **argv) {
     if (!rc) rc = export_model(&s, &err);
     double secs = su_now() - s.start;
     if (!rc)
-        su_log("sft: done in %.1f s, %.0f tokens/s; model in %s/model", secs,
-               secs > 0 ? (double)(s.at.num_tokens - s.start_tokens) / secs : 0.0, s.out_dir);
+        tu_log_summary("sft", s.at.step - s.start_step, s.responses, "responses",
+                       s.at.num_tokens - s.start_tokens, secs, s.out_dir);
     if (rc) cli_error(err.msg);
     teardown(&s);
     cfg_free(s.cfg);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
@@ -17,6 +18,35 @@ void su_tokenizer_path(const config *c, char *buf, size_t size) {
     const char *t = cfg_str(c, "reference.tokenizer");
     if (t[0]) snprintf(buf, size, "%s", t);
     else snprintf(buf, size, "%s/tokenizer.json", cfg_str(c, "reference.model"));
+}
+
+/* A and B name the same path, ignoring trailing slashes. */
+static int same_path(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    while (na > 1 && a[na - 1] == '/') na--;
+    while (nb > 1 && b[nb - 1] == '/') nb--;
+    return na == nb && !strncmp(a, b, na);
+}
+
+int su_check_reference(const config *c, dp_err *err) {
+    const char *ref = cfg_str(c, "reference.model");
+    struct stat st;
+    int found = stat(ref, &st) == 0, e = errno;
+    if (found && S_ISDIR(st.st_mode)) return 0;
+    char qc[DP_QUOTE_CAP], qr[DP_QUOTE_CAP];
+    const char *cfg = dp_label(qc, cfg_path(c)[0] ? cfg_path(c) : "pipeline.yaml");
+    char sft_model[4200];
+    snprintf(sft_model, sizeof sft_model, "%s/model", cfg_str(c, "sft.output"));
+    if (!found && e == ENOENT && same_path(ref, sft_model)) {
+        int is_default = !strcmp(cfg, "pipeline.yaml");
+        return dp_fail(err, "%s: reference.model: %s does not exist yet; it is the model "
+                            "`dpoc sft -c %s` (make sft%s%s) writes",
+                       cfg, dp_label(qr, ref), cfg, is_default ? "" : " CONFIG=",
+                       is_default ? "" : cfg);
+    }
+    return dp_fail(err, "%s: reference.model: %s: %s (expected a Hugging Face model directory: "
+                        "config.json, model.safetensors, tokenizer.json)",
+                   cfg, dp_label(qr, ref), found ? "not a directory" : strerror(e));
 }
 
 static int pick(const char *name, const char *const *names, int n) {
@@ -309,4 +339,48 @@ long su_count_lines(const char *path) {
         for (ssize_t i = 0; i < k; i++) lines += buf[i] == '\n';
     close(fd);
     return k < 0 ? -1 : lines;
+}
+
+int su_parse_size(const char *text, const char *field, size_t *out, dp_err *err) {
+    char *end, q[DP_QUOTE_CAP];
+    errno = 0;
+    double v = strtod(text, &end);
+    while (*end == ' ') end++;
+    static const struct { const char *unit; double mul; } units[] = {
+        {"", 1}, {"b", 1}, {"k", 1e3}, {"kb", 1e3}, {"m", 1e6}, {"mb", 1e6}, {"g", 1e9},
+        {"gb", 1e9}, {"t", 1e12}, {"tb", 1e12}, {"kib", 1024.0}, {"mib", 1048576.0},
+        {"gib", 1073741824.0}, {"tib", 1099511627776.0}};
+    int found = -1;
+    for (size_t i = 0; i < sizeof units / sizeof *units && found < 0; i++)
+        if (!strcasecmp(end, units[i].unit)) found = (int)i;
+    if (end == text || errno || found < 0 || !(v > 0) || v * units[found].mul > 1e18)
+        return dp_fail(err, "%s: expected a size like 4GiB, 512MiB or a byte count, got %s", field,
+                       dp_quote(q, text, (size_t)-1));
+    *out = (size_t)(v * units[found].mul);
+    return 0;
+}
+
+int su_memory_limit(const config *c, size_t need, size_t *out, char *label, size_t cap,
+                    dp_err *err) {
+    const char *b = cfg_str(c, "memory.budget");
+    *out = 0;
+    if (b[0]) {
+        snprintf(label, cap, "memory.budget %s", b);
+        return su_parse_size(b, "memory.budget", out, err);
+    }
+    size_t machine = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    if (need > machine / 10 * 9) {
+        *out = machine / 10 * 9;
+        snprintf(label, cap, "90%% of this machine's %s (no memory.budget set)", su_bytes((double)machine));
+    }
+    return 0;
+}
+
+void su_log_weights_read(const char *who, const model *m, long tokens) {
+    uint64_t bytes;
+    double secs;
+    model_read_stats(m, &bytes, &secs);
+    if (!bytes) return;
+    su_log("%s: read %s of half-precision weights from the checkpoint in %.1f s (%.0f bytes per "
+           "token)", who, su_bytes((double)bytes), secs, tokens > 0 ? (double)bytes / (double)tokens : 0.0);
 }

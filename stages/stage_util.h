@@ -11,10 +11,20 @@
 #include "dataset.h"
 #include "fingerprint.h"
 #include "log.h"
+#include "model.h"
 #include "tokenizer.h"
 
 /* reference.tokenizer, or <reference.model>/tokenizer.json. */
 void su_tokenizer_path(const config *c, char *buf, size_t size);
+
+/* 0 if reference.model is a directory; else an error that says what makes
+ * it: when it is <sft.output>/model of the same config, the dpoc sft (make
+ * sft) command that writes it, e.g. "pipeline.yaml: reference.model:
+ * runs/sft/model does not exist yet; it is the model `dpoc sft -c
+ * pipeline.yaml` (make sft) writes". Stages that read the reference's files
+ * check this first, so a fresh clone gets that line instead of "cannot
+ * open". */
+int su_check_reference(const config *c, dp_err *err);
 
 /* data.* into dataset options (borrowing strings from c and t). */
 int su_dataset_options(const config *c, const tokenizer *t, ds_options *o, dp_err *err);
@@ -67,5 +77,23 @@ int su_copy_tokenizer_files(const char *from_dir, const char *to_dir, dp_err *er
 #define su_now log_now_seconds
 /* log_format_bytes into a static buffer (one use per statement). */
 const char *su_bytes(double bytes);
+
+/* A size as users write it: a byte count, or a number with K/M/G/T (powers
+ * of 1000) or KiB/MiB/GiB/TiB (powers of 1024), B optional, case-insensitive.
+ * Errors name FIELD. */
+int su_parse_size(const char *text, const char *field, size_t *out, dp_err *err);
+
+/* Logs how many bytes of half-precision weights WHO's model widened from
+ * the checkpoint, in how long, and per token of TOKENS (nothing when the
+ * weights are float32). */
+void su_log_weights_read(const char *who, const model *m, long tokens);
+
+/* The memory a run must plan within: memory.budget; else, when the run as
+ * configured would need more than this machine has (NEED bytes by its
+ * estimate), 90% of the machine's memory, so a model too big for it streams
+ * or stops up front instead of meeting the OOM killer; else 0 (nothing to
+ * plan). LABEL gets how to name the limit in messages. */
+int su_memory_limit(const config *c, size_t need, size_t *out, char *label, size_t cap,
+                    dp_err *err);
 
 #endif

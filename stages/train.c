@@ -44,6 +44,7 @@ typedef struct trainer {
     long step, total_steps, steps_per_epoch, epoch;
     size_t pos;                 /* next index into order[] within the epoch */
     long num_tokens, resumed_tokens;   /* tokens/s counts this run's tokens only */
+    long resumed_step, pairs;          /* the step this run began at; pairs it trained */
     size_t *order;
     /* one micro-batch */
     store_record *recs;
@@ -194,17 +195,22 @@ static int write_metrics(trainer *t, const metrics *m, const char *prefix, doubl
     if (fprintf(t->metrics_file, "%s\n", line) < 0 || fflush(t->metrics_file))
         return dp_fail(err, "%s/metrics.jsonl: write error: %s", t->out_dir, strerror(errno));
     if (store_put_metrics(t->st, t->run_id, t->step, line, err)) return -1;
-    if (prefix[0])
+    if (prefix[0]) {
         su_log("step %ld/%ld  eval_loss %.4f  eval_acc %.3f  eval_margin %.4f", t->step,
                t->total_steps, m->loss, m->acc / n, m->margin / n);
-    else
-        su_log("step %ld/%ld  loss %.4f  acc %.3f  margin %.4f  grad_norm %.4g  lr %.3g  %.0f tok/s",
+    } else {
+        char timing[80];
+        su_log("step %ld/%ld  loss %.4f  acc %.3f  margin %.4f  grad_norm %.4g  lr %.3g  %.0f tok/s  %s",
                t->step, t->total_steps, m->loss, m->acc / n, m->margin / n, grad_norm, lr,
-               secs > 0 ? (double)(t->num_tokens - t->resumed_tokens) / secs : 0.0);
+               secs > 0 ? (double)(t->num_tokens - t->resumed_tokens) / secs : 0.0,
+               tu_step_timing(timing, sizeof timing, t->start, t->step, t->resumed_step,
+                              t->total_steps));
+    }
     return 0;
 }
 
 static int evaluate(trainer *t, dp_err *err) {
+    model_lora_dropout(t->pol, 0, 0);
     metrics m;
     memset(&m, 0, sizeof m);
     long saved_tokens = t->num_tokens;
@@ -310,8 +316,13 @@ static int setup(trainer *t, dp_err *err) {
     t->micro = t->batch_size / t->grad_accum;
     t->ld_alpha = cfg_num(c, "train.ld_alpha");
     if (loss_setup(t, err)) return -1;
+    /* No store yet is the first thing to say: make precompute makes it, and
+     * with the default pipeline the reference before it. */
+    if (access(cfg_str(c, "store"), F_OK) != 0)
+        return dp_fail(err, "%s: no such store; run `make precompute`", cfg_str(c, "store"));
     /* The fingerprint needs the tokenizer's BOS/EOS policy and files, not
      * the reference model's weights in memory. */
+    if (su_check_reference(c, err)) return -1;
     char tok_path[4096];
     su_tokenizer_path(c, tok_path, sizeof tok_path);
     tokenizer *tok;
@@ -322,8 +333,6 @@ static int setup(trainer *t, dp_err *err) {
     ds_options_free(&dso);
     tok_free(tok);
     if (rc) return -1;
-    if (access(cfg_str(c, "store"), F_OK) != 0)
-        return dp_fail(err, "%s: no such store; run `make precompute`", cfg_str(c, "store"));
     if (store_open(&t->st, cfg_str(c, "store"), STORE_WRITE, err)) return -1;
     if (check_store(t, err)) return -1;
 
@@ -345,20 +354,30 @@ static int setup(trainer *t, dp_err *err) {
     char ckpt[4200];
     int found = !strcmp(cfg_str(c, "train.resume"), "auto") &&
                 tu_checkpoint_find(t->out_dir, ckpt, sizeof ckpt);
-    const char *init = found ? ckpt
-                       : cfg_str(c, "train.init")[0] ? cfg_str(c, "train.init")
-                                                      : cfg_str(c, "reference.model");
+    const char *init = cfg_str(c, "train.init")[0] ? cfg_str(c, "train.init")
+                                                   : cfg_str(c, "reference.model");
     long max_len = cfg_int(c, "data.max_length");
     model_options mo = {.training = 1,
                         .prefix_sharing = cfg_bool(c, "train.prefix_sharing"),
                         .threads = (int)cfg_int(c, "train.threads"),
                         .recompute = cfg_bool(c, "train.recompute"),
                         .max_tokens = (int)((long)t->micro * (2 * max_len + 2))};
-    if (model_load(&t->pol, init, &mo, err)) return -1;
+    char init_config[4200];
+    snprintf(init_config, sizeof init_config, "%s/config.json", init);
+    if (tu_lora_options(c, "train", init_config, (uint64_t)cfg_int(c, "train.seed"), &mo.lora, err))
+        return -1;
+    int stream = 0;
+    if (tu_plan_budget(c, "train", init, &t->grad_accum, t->batch_size, 2 * max_len + 2, &mo,
+                       &stream, err))
+        return -1;
+    t->micro = t->batch_size / t->grad_accum;
+    if (tu_load_policy(&t->pol, init, NULL, 0, found ? ckpt : NULL, &mo, err)) return -1;
+    model_stream(t->pol, stream || cfg_bool(c, "memory.stream"));
     size_t n_params;
-    model_params(t->pol, &n_params);
+    model_trainable(t->pol, NULL, &n_params);
     if (optim_init(&t->opt, &oc, n_params, err)) return -1;
-    if (tu_exclude_norms_and_biases(&t->opt, t->pol, err)) return -1;
+    /* Adapters are matrices: weight decay applies to all of them. */
+    if (!mo.lora.r && tu_exclude_norms_and_biases(&t->opt, t->pol, err)) return -1;
     if (found) {
         tu_state st;
         if (tu_checkpoint_load(ckpt, "reference", t->fp.fingerprint,
@@ -366,6 +385,7 @@ static int setup(trainer *t, dp_err *err) {
             return -1;
         t->step = st.step, t->epoch = st.epoch, t->pos = st.pos, t->num_tokens = st.num_tokens;
         t->resumed_tokens = st.num_tokens;
+        t->resumed_step = st.step;
         su_log("train: resuming from %s at step %ld", ckpt, t->step);
     }
 
@@ -438,7 +458,7 @@ static int train_loop(trainer *t, dp_err *err) {
     long save_every = cfg_int(c, "train.save_every");
     double max_norm = cfg_num(c, "train.max_grad_norm");
     size_t n_params;
-    float *grads = model_grads(t->pol, &n_params);
+    float *grads, *params = model_trainable(t->pol, &grads, &n_params);
     char (*batch)[40] = malloc((size_t)t->batch_size * sizeof *batch);
     if (!batch) return dp_fail(err, "out of memory");
     epoch_order(t);
@@ -459,6 +479,9 @@ static int train_loop(trainer *t, dp_err *err) {
         memset(&m, 0, sizeof m);
         for (int lo = 0; lo < n && !rc; lo += t->micro) {
             int k = n - lo < t->micro ? n - lo : t->micro;
+            /* adapter dropout: masks fixed by (step, micro-batch), so a
+             * resumed run draws the ones it would have */
+            model_lora_dropout(t->pol, 1, (uint64_t)t->step << 20 | (uint64_t)lo);
             rc = micro_step(t, batch + lo, k, 1, (double)n, sft_tokens, &m, err);
         }
         if (rc) break;
@@ -470,8 +493,9 @@ static int train_loop(trainer *t, dp_err *err) {
                          isnan(isfinite(m.loss) ? norm : m.loss) ? "NaN" : "infinite");
             break;
         }
-        double lr = optim_step(&t->opt, model_params(t->pol, &n_params), grads);
+        double lr = optim_step(&t->opt, params, grads);
         t->step++;
+        t->pairs += n;
         if (t->step % log_every == 0 || t->step == t->total_steps)
             rc = write_metrics(t, &m, "", norm, lr, err);
         if (!rc && t->n_eval && ((eval_every && t->step % eval_every == 0) || t->step == t->total_steps))
@@ -484,11 +508,11 @@ static int train_loop(trainer *t, dp_err *err) {
 }
 
 static int export_model(trainer *t, dp_err *err) {
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/model", t->out_dir);
-    if (su_mkdirs(dir, err)) return -1;
-    if (model_save(t->pol, dir, cfg_bool(t->cfg, "train.export_bf16"), err)) return -1;
-    return su_copy_tokenizer_files(cfg_str(t->cfg, "reference.model"), dir, err);
+    const config *c = t->cfg;
+    const char *base = cfg_str(c, "train.init")[0] ? cfg_str(c, "train.init")
+                                                   : cfg_str(c, "reference.model");
+    return tu_export(t->pol, t->out_dir, base, cfg_bool(c, "train.lora.merge"),
+                     cfg_bool(c, "train.export_bf16"), cfg_str(c, "reference.model"), err);
 }
 
 /* Runs one training with config C (owned by the caller); *eval receives
@@ -509,9 +533,10 @@ static int train_run(config *c, metrics *eval, int *have_eval, double *seconds, 
     if (!rc && t.step == t.total_steps && t.n_eval && !t.have_eval) rc = evaluate(&t, err);
     if (!rc) rc = export_model(&t, err);
     double secs = su_now() - t.start;
+    if (!rc && t.pol) su_log_weights_read("train", t.pol, t.num_tokens - t.resumed_tokens);
     if (!rc)
-        su_log("train: done in %.1f s, %.0f tokens/s, peak memory %s; model in %s/model", secs,
-               secs > 0 ? (t.num_tokens - t.resumed_tokens) / secs : 0.0, su_bytes(log_peak_rss_bytes()), t.out_dir);
+        tu_log_summary("train", t.step - t.resumed_step, t.pairs, "pairs",
+                       t.num_tokens - t.resumed_tokens, secs, t.out_dir);
     if (eval) *eval = t.last_eval;
     if (have_eval) *have_eval = t.have_eval;
     if (seconds) *seconds = secs;

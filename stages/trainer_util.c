@@ -36,6 +36,105 @@ int tu_exclude_norms_and_biases(optim *o, const model *m, dp_err *err) {
     return 0;
 }
 
+int tu_lora_options(const config *c, const char *section, const char *config_json,
+                    uint64_t seed, model_lora_options *o, dp_err *err) {
+    char key[128];
+    memset(o, 0, sizeof *o);
+    snprintf(key, sizeof key, "%s.lora.r", section);
+    o->r = (int)cfg_int(c, key);
+    if (!o->r) return 0;
+    model_config mc;
+    if (model_read_config(&mc, config_json, err)) return -1;
+    snprintf(key, sizeof key, "%s.lora.alpha", section);
+    o->alpha = (float)cfg_num(c, key);
+    snprintf(key, sizeof key, "%s.lora.dropout", section);
+    o->dropout = (float)cfg_num(c, key);
+    snprintf(key, sizeof key, "%s.lora.use_rslora", section);
+    o->use_rslora = cfg_bool(c, key);
+    o->seed = seed;
+    snprintf(key, sizeof key, "%s.lora.target_modules", section);
+    int n = cfg_list_len(c, key);
+    const char *names[32];
+    if (n > 32) n = 32;
+    for (int i = 0; i < n; i++) names[i] = cfg_list_str(c, key, i);
+    if (model_lora_parse_targets(mc.model_type, names, n, &o->targets, err))
+        return dp_context(err, "%s.lora", section);
+    return 0;
+}
+
+int tu_load_policy(model **out, const char *init, const char *init_config, uint64_t seed,
+                   const char *ckpt, const model_options *mo, dp_err *err) {
+    int lora = mo->lora.r > 0;
+    if (ckpt) {
+        char probe[4300];
+        snprintf(probe, sizeof probe, "%s/adapter_config.json", ckpt);
+        int has_adapter = access(probe, F_OK) == 0;
+        if (has_adapter != lora)
+            return dp_fail(err, "%s: the checkpoint holds %s, but this config trains %s (use "
+                                "another output directory or resume=never)",
+                           ckpt, has_adapter ? "LoRA adapters" : "a full model",
+                           lora ? "LoRA adapters" : "the full model");
+    }
+    int rc;
+    if (ckpt && !lora) rc = model_load(out, ckpt, mo, err);
+    else if (init) rc = model_load(out, init, mo, err);
+    else rc = model_init_random(out, init_config, seed, mo, err);
+    if (rc) return -1;
+    if (ckpt && lora && model_lora_load(*out, ckpt, err)) {
+        model_free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int tu_plan_budget(const config *c, const char *section, const char *init, int *grad_accum,
+                   int batch, long unit, model_options *mo, int *stream, dp_err *err) {
+    char path[4200], limit_name[200];
+    snprintf(path, sizeof path, "%s/config.json", init);
+    model_config mc;
+    int wb;
+    size_t limit;
+    *stream = 0;
+    if (model_read_config(&mc, path, err) || model_weight_bytes(init, &wb, err)) return -1;
+    model_job job = mo->lora.r > 0 ? MODEL_JOB_LORA : MODEL_JOB_TRAIN;
+    model_plan p = model_plan_estimate(&mc, job, wb, mo->max_tokens, 0, mo->recompute, mo->lora.r,
+                                       mo->lora.targets);
+    if (su_memory_limit(c, p.total, &limit, limit_name, sizeof limit_name, err)) return -1;
+    if (!limit) return 0;
+    int rc = -1;
+    for (int a = *grad_accum; a <= batch && rc; a++) {
+        if (batch % a) continue;
+        int tokens = (int)((long)(batch / a) * unit);
+        rc = model_plan_fit(&p, &mc, job, wb, tokens, tokens, mo->recompute, limit, mo->lora.r,
+                            mo->lora.targets, err);
+        if (!rc) *grad_accum = a;
+    }
+    if (rc) return -1; /* the error of the smallest micro-batch, one pair */
+    char line[400];
+    model_plan_describe(&p, line, sizeof line);
+    su_log("%s: memory plan for %s: %s; grad_accum %d", section, limit_name, line, *grad_accum);
+    mo->max_tokens = p.tokens;
+    mo->recompute = p.recompute;
+    *stream = p.stream;
+    return 0;
+}
+
+int tu_export(model *m, const char *out_dir, const char *base_name, int merge, int bf16,
+              const char *tok_dir, dp_err *err) {
+    char dir[4200];
+    if (model_lora(m)) {
+        snprintf(dir, sizeof dir, "%s/adapter", out_dir);
+        if (su_mkdirs(dir, err) || model_lora_save(m, dir, base_name, err)) return -1;
+        if (!merge) return 0;
+        if (model_lora_merge(m, err)) return -1;
+    }
+    snprintf(dir, sizeof dir, "%s/model", out_dir);
+    if (su_mkdirs(dir, err)) return -1;
+    if (model_save(m, dir, bf16, err)) return -1;
+    return su_copy_tokenizer_files(tok_dir, dir, err);
+}
+
 static uint64_t splitmix64(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -55,6 +154,18 @@ void tu_epoch_order(size_t *order, size_t n, int shuffle, uint64_t seed, long ep
     }
 }
 
+char *tu_step_timing(char *buf, size_t cap, double start, long step, long first_step, long total) {
+    return log_format_elapsed_eta(buf, cap, su_now() - start, step - first_step, total - first_step);
+}
+
+void tu_log_summary(const char *label, long steps, long items, const char *item_name, long tokens,
+                    double secs, const char *out_dir) {
+    su_log("%s: %ld steps (%ld %s, %ld tokens) in %.1f s, %.0f tokens/s, peak memory %s; model in "
+           "%s/model",
+           label, steps, items, item_name, tokens, secs, secs > 0 ? (double)tokens / secs : 0.0,
+           su_bytes((double)log_peak_rss_bytes()), out_dir);
+}
+
 int tu_write_file_sync(const char *path, const void *data, size_t n, dp_err *err) {
     FILE *f = fopen(path, "wb");
     if (!f) return dp_fail(err, "%s: cannot create: %s", path, strerror(errno));
@@ -68,7 +179,8 @@ int tu_write_file_sync(const char *path, const void *data, size_t n, dp_err *err
 static int checkpoint_write(const char *tmp, model *m, const optim *o, const tu_state *s,
                             const char *tag_key, dp_err *err) {
     char path[4300];
-    if (model_save(m, tmp, 0, err)) return -1;
+    /* With adapters the base is the run's init: only they are saved. */
+    if (model_lora(m) ? model_lora_save(m, tmp, "", err) : model_save(m, tmp, 0, err)) return -1;
     size_t n = optim_state_size(o);
     void *blob = malloc(n);
     if (!blob) return dp_fail(err, "out of memory");

@@ -27,6 +27,36 @@ void tu_optim_config(const config *c, const char *section, long total_steps, opt
 /* As Hugging Face's Trainer: no weight decay on biases and norm weights. */
 int tu_exclude_norms_and_biases(optim *o, const model *m, dp_err *err);
 
+/* SECTION.lora.* as model options for the model whose config.json is
+ * CONFIG_JSON (the target names depend on the family); o->r is 0 when LoRA
+ * is off. seed draws A and the dropout masks. */
+int tu_lora_options(const config *c, const char *section, const char *config_json,
+                    uint64_t seed, model_lora_options *o, dp_err *err);
+
+/* The policy to train. Full fine-tuning: the checkpoint CKPT's weights when
+ * resuming (CKPT not NULL), else INIT's (a model directory; NULL: random
+ * weights for INIT_CONFIG with seed). With mo->lora.r > 0: the base from
+ * INIT (or INIT_CONFIG), frozen, and the adapters from CKPT when resuming
+ * (fresh ones otherwise). A checkpoint of the other kind is an error. */
+int tu_load_policy(model **out, const char *init, const char *init_config, uint64_t seed,
+                   const char *ckpt, const model_options *mo, dp_err *err);
+
+/* Under memory.budget (nothing to do without one): the plan for training
+ * INIT's model with *mo (LoRA or full) on batches of BATCH pairs of at most
+ * UNIT tokens each — the smallest gradient accumulation ≥ *grad_accum that
+ * divides BATCH and fits, with recompute and streaming as the plan says
+ * (set into *grad_accum, mo->max_tokens, mo->recompute, *stream). Logged;
+ * an error before any work when nothing fits. */
+int tu_plan_budget(const config *c, const char *section, const char *init, int *grad_accum,
+                   int batch, long unit, model_options *mo, int *stream, dp_err *err);
+
+/* Writes the trained policy: with adapters OUT_DIR/adapter (PEFT) and,
+ * when merge, OUT_DIR/model merged (the adapters are folded in, so m is a
+ * plain model afterwards); without, OUT_DIR/model. Tokenizer files from
+ * TOK_DIR go beside the model. BASE_NAME is the adapter's base model. */
+int tu_export(model *m, const char *out_dir, const char *base_name, int merge, int bf16,
+              const char *tok_dir, dp_err *err);
+
 /* order[0..n) = the data order of epoch EPOCH: 0..n-1 when !shuffle, else a
  * Fisher-Yates shuffle that depends only on (seed, epoch), so a resumed run
  * needs no RNG state beyond its position. */
@@ -58,6 +88,18 @@ int tu_checkpoint_find(const char *out_dir, char *dir, size_t size);
  * train.resume=never"). The model weights are DIR itself: model_load it. */
 int tu_checkpoint_load(const char *dir, const char *tag_key, const char *want_tag,
                        const char *what_to_do, tu_state *s, optim *o, dp_err *err);
+
+/* The end of a step line, like precompute's progress line: "elapsed 1m05s,
+ * ETA 9m10s" for STEP of TOTAL steps, START the stage's clock (su_now) and
+ * FIRST_STEP the step this process began at (a resumed run extrapolates
+ * from its own steps only). Returns BUF. */
+char *tu_step_timing(char *buf, size_t cap, double start, long step, long first_step, long total);
+
+/* The stage's final summary line, like precompute's: "LABEL: 64 steps
+ * (1024 ITEMS, 60475 tokens) in 3.1 s, 19508 tokens/s, peak memory 50.3 MiB;
+ * model in OUT_DIR/model", counting this process's work. */
+void tu_log_summary(const char *label, long steps, long items, const char *item_name, long tokens,
+                    double secs, const char *out_dir);
 
 /* Writes a file and fsyncs it. */
 int tu_write_file_sync(const char *path, const void *data, size_t n, dp_err *err);

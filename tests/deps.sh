@@ -1,12 +1,31 @@
 #!/bin/sh
-# deps.sh check|install — the Debian packages dpoc builds and tests with.
-# Build: compilers and the -dev libraries found with pkg-config.
-# Test only: python3-torch (numerical oracle), nodejs/npm (tokenizer fixtures),
-# python3-jinja2 (chat-template oracle).
+# deps.sh check|install [runtime|test] — the Debian packages dpoc needs.
+#   runtime (default): building dpoc and running every stage, make demo included
+#                      (compilers, the -dev libraries found with pkg-config,
+#                      gnuplot for dpoc report);
+#   test:              runtime plus what only make test, make bench and make
+#                      fuzz use (the PyTorch oracle, Node.js for the tokenizer
+#                      fixtures, the sqlite3/zstd command lines, clang for
+#                      libFuzzer, python3-jinja2 for the chat-template oracle).
+# One package per word; add a package to the set that first needs it.
 set -u
-PKGS="gcc make pkg-config libopenblas-dev libsqlite3-dev libzstd-dev libyaml-dev libjansson-dev
-libpcre2-dev libutf8proc-dev libxxhash-dev zlib1g-dev python3 python3-torch python3-numpy
-nodejs npm sqlite3 zstd gnuplot-nox clang libclang-rt-14-dev libomp-14-dev python3-jinja2"
+RUNTIME_PKGS="
+gcc make pkg-config
+libopenblas-dev libsqlite3-dev libzstd-dev libyaml-dev libjansson-dev
+libpcre2-dev libutf8proc-dev libxxhash-dev zlib1g-dev
+gnuplot-nox
+"
+TEST_PKGS="
+python3 python3-torch python3-numpy python3-jinja2
+nodejs npm
+sqlite3 zstd
+clang libclang-rt-14-dev libomp-14-dev
+"
+case "${2:-runtime}" in
+    runtime) PKGS=$RUNTIME_PKGS ;;
+    test) PKGS="$RUNTIME_PKGS $TEST_PKGS" ;;
+    *) echo "usage: deps.sh check|install [runtime|test]" >&2; exit 2 ;;
+esac
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

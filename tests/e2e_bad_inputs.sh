@@ -233,6 +233,18 @@ store("negative_id.sqlite", ("UPDATE ref_rows SET chosen_ids = ?", (blob("i", [1
 store("bad_id.sqlite", "UPDATE examples SET id = 'ex1; drop'",
       "UPDATE ref_rows SET example_id = 'ex1; drop'")
 store("no_table.sqlite", "DROP TABLE ref_rows")
+# Altered by hand: SQL that would run forever in place of a table, objects
+# of one's own (refused by name before any table is read).
+ENDLESS = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) "
+store("view_examples.sqlite", "DROP TABLE examples", "CREATE VIEW examples AS " + ENDLESS +
+      "SELECT printf('ex%d', n) AS id, 'train' AS split, 'x' AS source, 1 AS line, n AS ord FROM c")
+store("view_refs.sqlite", "DROP TABLE refs", "CREATE VIEW refs AS " + ENDLESS +
+      "SELECT printf('fp%d', n) AS fingerprint, '{}' AS description FROM c")
+store("view_ref_rows.sqlite", "DROP TABLE ref_rows", "CREATE VIEW ref_rows AS " + ENDLESS +
+      "SELECT 'ex1' AS example_id, printf('fp%d', n) AS fingerprint FROM c")
+store("trigger.sqlite", "CREATE TRIGGER spy AFTER INSERT ON examples BEGIN SELECT 1; END")
+store("extra_view.sqlite", "CREATE VIEW endless AS " + ENDLESS + "SELECT n FROM c")
+store("extra_column.sqlite", "ALTER TABLE ref_rows ADD COLUMN note TEXT")
 store("merge_out.sqlite")
 os.remove("blob.raw")
 EOF
@@ -254,15 +266,15 @@ cfg() {
 }
 cfg truncated "truncated.yaml:4:1: invalid YAML: did not find expected ',' or ']'" \
     'data:\n  max_length: 12\n  train: [a.jsonl, b'
-cfg string_for_int 'string_for_int.yaml:2:15: data.max_length: expected an integer >= 2, got "long"' \
+cfg string_for_int 'string_for_int.yaml:2:15: data.max_length: expected an integer in [2, 1048576], got "long"' \
     'data:\n  max_length: "long"\n'
 cfg list_for_number 'list_for_number.yaml:2:9: train.beta: expected a number > 0, got a list' \
     'train:\n  beta: [1, 2]\n'
-cfg negative_size 'negative_size.yaml:2:15: train.batch_size: expected an integer >= 1, got -3' \
+cfg negative_size 'negative_size.yaml:2:15: train.batch_size: expected an integer in [1, 1000000], got -3' \
     'train:\n  batch_size: -3\n'
-cfg int_overflow 'int_overflow.yaml:2:14: train.max_steps: expected an integer >= 0, got "1e400"' \
+cfg int_overflow 'int_overflow.yaml:2:14: train.max_steps: expected an integer in [0, 1000000000], got "1e400"' \
     'train:\n  max_steps: 1e400\n'
-cfg hex_overflow 'hex_overflow.yaml:2:9: train.seed: expected an integer >= 0, got "0x7fffffffffffffffff"' \
+cfg hex_overflow 'hex_overflow.yaml:2:9: train.seed: expected an integer in [0, 4294967295], got "0x7fffffffffffffffff"' \
     'train:\n  seed: 0x7fffffffffffffffff\n'
 cfg nan 'nan.yaml:2:9: train.beta: expected a number > 0, got ".nan"' 'train:\n  beta: .nan\n'
 cfg value_for_section 'value_for_section.yaml:1:8: train: expected a section (a mapping), got "5"' \
@@ -313,7 +325,7 @@ bad_input "--set bad enum" \
 # Each --set error names which --set (1-based) is at fault.
 bad_input "--set second of three" '--set #2: train.beta: expected a number > 0, got "abc"' \
     "$DPOC" config -c ok.yaml --set train.beta=0.2 --set train.beta=abc --set train.seed=1
-bad_input "--set=form counts too" '--set #2: train.seed: expected an integer >= 0, got -1' \
+bad_input "--set=form counts too" '--set #2: train.seed: expected an integer in [0, 4294967295], got -1' \
     "$DPOC" config -c ok.yaml --set train.beta=0.2 --set=train.seed=-1
 bad_input "--set invalid YAML" "--set #1: train.loss: invalid YAML: did not find expected ',' or ']'" \
     "$DPOC" config -c ok.yaml --set 'train.loss=[sigmoid'
@@ -464,8 +476,24 @@ bad_input "store negative token id" \
 bad_input "store bad example id" \
     'bad_id.sqlite: example id "ex1; drop": expected only [0-9A-Za-z_.:-], found byte 0x3b' \
     "$DPOC" store dump bad_id.sqlite
-bad_input "store missing table" 'no_table.sqlite: reading statistics: no such table: ref_rows' \
+bad_input "store missing table" 'no_table.sqlite: table ref_rows is missing; refusing a store that was altered' \
     "$DPOC" store info no_table.sqlite
+# `timeout`: a regression would hang, not fail, without it.
+ALTERED='refusing a store that was altered'
+bad_input "store view in place of examples" "view_examples.sqlite: examples is a view, not the table dpoc writes; $ALTERED" \
+    timeout 20 "$DPOC" store verify view_examples.sqlite
+bad_input "store view in place of refs" "view_refs.sqlite: refs is a view, not the table dpoc writes; $ALTERED" \
+    timeout 20 "$DPOC" store info view_refs.sqlite
+bad_input "store view in place of ref_rows" "view_ref_rows.sqlite: ref_rows is a view, not the table dpoc writes; $ALTERED" \
+    timeout 20 "$DPOC" store dump view_ref_rows.sqlite
+bad_input "store extra trigger" "trigger.sqlite: trigger spy is not part of a dpoc store; $ALTERED" \
+    timeout 20 "$DPOC" store verify trigger.sqlite
+bad_input "store extra view" "extra_view.sqlite: view endless is not part of a dpoc store; $ALTERED" \
+    timeout 20 "$DPOC" store info extra_view.sqlite
+bad_input "store extra column" "extra_column.sqlite: table ref_rows: column note is not in the one dpoc writes; $ALTERED" \
+    timeout 20 "$DPOC" store dump extra_column.sqlite
+bad_input "store merge from an altered store" "view_refs.sqlite: refs is a view, not the table dpoc writes; $ALTERED" \
+    timeout 20 "$DPOC" store merge merge_out.sqlite view_refs.sqlite
 bad_input "store merge from a non-store" 'text.sqlite: not a dpoc store: the file is not an SQLite database' \
     "$DPOC" store merge merge_out.sqlite text.sqlite
 bad_input "store merge from a newer schema" 'newer.sqlite: schema version 2 is newer than this dpoc understands (1)' \

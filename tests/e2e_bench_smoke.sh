@@ -13,6 +13,13 @@ expect_eq "run.sh --smoke exit status" "$rc" 0
 [ $rc = 0 ] || { tail -n 30 "$TMP/stderr" >&2; }
 expect_eq "results.json written" "$(test -s "$TMP/bench/results.json" && echo yes)" yes
 expect_eq "table printed" "$(grep -c 'precompute, sharing' "$TMP/stdout")" 4
+expect_eq "LoRA rows printed" "$(grep -c 'LoRA r16 step' "$TMP/stdout")" 4
+expect_eq "big-checkpoint rows printed" "$(grep -c '^  Llama-.* \(precompute\|step\)' "$TMP/stdout")" 5
+"$PYTHON" -c "
+import json, sys
+rows = json.load(open(sys.argv[1]))['rows']
+assert len(rows) == 5 and all(r['peak_rss_bytes'] > 0 and r['bytes_read'] > 0 for r in rows)
+" "$TMP/bench/big.json"; expect_eq "big.json has every row, measured" $? 0
 
 cat >"$TMP/check.py" <<'PY'
 """Prints one line per missing or unmeasured field of results.json."""
@@ -68,7 +75,13 @@ for key, x in sorted(runs.items()):
                               "online_dpo_bytes", "target_bytes", "train_peak_over_target"])
     need(mem, p + ".memory", ["torch_precompute_peak_rss_bytes", "torch_train_peak_rss_bytes"],
          measured=torch)
+    lo = x.get("train_lora")
+    need(lo, p + ".train_lora", ["ours", "torch"], measured=False)
+    need(lo["ours"], p + ".train_lora.ours", ours_train + ["lora_r", "lora_params", "estimate_bytes"])
+    need(lo, p + ".train_lora", ["step_over_full_step"])
     if torch:
+        need(lo["torch"], p + ".train_lora.torch", ["seconds_per_step", "tokens_per_s", "peak_rss_bytes"])
+        need(lo, p + ".train_lora", ["ratio"])
         need(pre["torch"], p + ".precompute.torch", torch_pre)
         need(tr["torch"], p + ".train.torch", torch_train)
         need(pre, p + ".precompute", ["ratio_sharing", "ratio_no_sharing"])

@@ -20,7 +20,9 @@ expect_eq "resolved config reloads identically" "$(cat "$TMP/again.yaml")" "$(ca
 
 "$DPOC" config --explain >"$TMP/explain"; expect_eq "explain exits 0" $? 0
 # every leaf key of the schema appears in --explain
-keys=$(awk '/^[a-z_]+:/{sect=$1; sub(":","",sect)} /^  [a-z_]+:$/{k=$1; sub(":","",k); print sect "." k}' schemas/pipeline.schema.yaml)
+# (a leaf is a key whose next line is its type; sections nest, e.g. train.lora.r)
+keys=$(awk 'match($0, /^ *[a-z_]+:$/) { d = index($0, substr($1, 1, 1)) - 1; path[d / 2] = substr($1, 1, length($1) - 1); depth = d / 2; next }
+            /^ *type:/ { k = path[0]; for (i = 1; i <= depth; i++) k = k "." path[i]; print k }' schemas/pipeline.schema.yaml)
 for k in $keys; do grep -qx "$k" "$TMP/explain" && ok || bad "--explain lists $k"; done
 
 printf 'train:\n  beta: fast\n' >"$TMP/p.yaml"

@@ -124,11 +124,11 @@ EOF
 "$PYTHON" poke.py inf/model.safetensors transformer.ln_f.bias 7 7f800000
 "$PYTHON" poke.py bf/model.safetensors transformer.wte.weight 5 ff80
 fault "NaN weight" 'nan/model.safetensors: tensor transformer.h.0.attn.c_attn.weight: element 123 is NaN' \
-    "$DPOC" model info nan
+    "$DPOC" model info nan --check
 fault "Inf weight" 'inf/model.safetensors: tensor transformer.ln_f.bias: element 7 is Inf' \
-    "$DPOC" model info inf
+    "$DPOC" model info inf --check
 fault "-Inf weight (BF16)" 'bf/model.safetensors: tensor transformer.wte.weight: element 5 is -Inf' \
-    "$DPOC" model info bf
+    "$DPOC" model info bf --check
 mkdir zero && ln -s /dev/zero zero/config.json
 fault "endless config.json" 'zero/config.json: larger than 16777216 bytes, expected a config.json' \
     "$DPOC" model info zero

@@ -98,7 +98,7 @@ assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
 assert rows[-2]["loss"] < first["loss"] or True
 PY
 [ -f "$TMP/run/model/model.safetensors" ] && [ -f "$TMP/run/model/tokenizer.json" ] && ok || bad "export written"
-"$DPOC" model info "$TMP/run/model" >/dev/null 2>&1; expect_eq "exported model loads" $? 0
+"$DPOC" model info "$TMP/run/model" --check >/dev/null 2>&1; expect_eq "exported model loads" $? 0
 
 # --- gradient accumulation: 8 x 1 == 1 x 8 (SGD, so weights compare) ------
 for acc in 1 8; do

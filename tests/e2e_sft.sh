@@ -104,7 +104,7 @@ assert all(set(r) == keys for r in train), train[0]
 assert [r["step"] for r in train] == list(range(1, 9))
 assert "eval_loss" in rows[-1] and rows[-1]["step"] == 8
 PY
-"$DPOC" model info "$TMP/run/model" >/dev/null 2>&1; expect_eq "written model loads" $? 0
+"$DPOC" model info "$TMP/run/model" --check >/dev/null 2>&1; expect_eq "written model loads" $? 0
 [ -f "$TMP/run/model/tokenizer.json" ] && [ -f "$TMP/run/model/tokenizer_config.json" ] \
     && ok || bad "tokenizer files copied"
 

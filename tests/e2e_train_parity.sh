@@ -13,24 +13,17 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 mkdir -p "$TMP/gpt2" "$TMP/llama" "$TMP/data"
 cp examples/tiny/model/config.json examples/tiny/model/tokenizer.json \
    examples/tiny/model/tokenizer_config.json "$TMP/gpt2/"
-cp examples/tiny/model/tokenizer.json examples/tiny/model/tokenizer_config.json "$TMP/llama/"
-# Llama with grouped-query attention (4 heads, 2 KV heads) and an untied
-# head, on the byte-level tokenizer (vocabulary 257).
-cat >"$TMP/llama/config.json" <<'JSON'
-{"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 257,
- "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
- "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
- "max_position_embeddings": 128, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
- "hidden_act": "silu", "tie_word_embeddings": false,
- "bos_token_id": 256, "eos_token_id": 256, "torch_dtype": "float32"}
-JSON
+# Llama with grouped-query attention and an untied head (tests/lib.sh).
+tiny_llama "$TMP/llama"
 head -n 16 examples/data/train.jsonl >"$TMP/data/train.jsonl"
 
 # The runs: NAME then the --set overrides, given alike to dpoc and the oracle
 # (oracle.* keys only to the oracle; dpoc:KEY only to dpoc, for switches that
 # must not change a bit, which the oracle has no notion of). Common to all: 4 pairs per step in store
 # order, 3 steps, metrics every step; adam_eps 1e-6 keeps AdamW's update of
-# near-zero gradients from depending on float32 rounding (torch_dpo.py).
+# near-zero gradients from depending on float32 rounding (torch_dpo.py). LoRA
+# runs use 1e-4: at step 2 A's gradient is B's first small step times the
+# input, so AdamW's 1/(|g| + eps) would magnify float32 rounding of it.
 COMMON="train.batch_size=4 train.max_steps=3 train.learning_rate=0.001 train.adam_eps=1e-6"
 cat >"$TMP/runs" <<'RUNS'
 sigmoid_adamw train.loss=sigmoid train.optimizer=adamw train.weight_decay=0.01 train.warmup_steps=1 train.lr_schedule=linear
@@ -44,6 +37,11 @@ decay_adamw train.loss=sigmoid train.optimizer=adamw train.weight_decay=0.5 trai
 noclip_sgd train.loss=sigmoid train.optimizer=sgd train.learning_rate=0.1 train.max_grad_norm=0
 sft_accum2_adamw train.loss=[sigmoid,sft] train.loss_weights=[1,0.5] train.grad_accum=2 oracle.sft_mean=batch
 recompute_accum2_adamw train.loss=sigmoid train.optimizer=adamw train.grad_accum=2 dpoc:train.recompute=true
+lora_adamw train.loss=sigmoid train.optimizer=adamw train.weight_decay=0.01 train.learning_rate=0.01 train.lora.r=4 train.lora.alpha=8 train.warmup_steps=1 train.adam_eps=1e-4
+lora_sgd_accum2 train.loss=sigmoid train.optimizer=sgd train.momentum=0.9 train.learning_rate=0.5 train.lr_schedule=constant train.grad_accum=2 train.lora.r=2 train.lora.alpha=4
+lora_rslora_subset@gpt2 train.loss=sigmoid train.optimizer=adamw train.learning_rate=0.01 train.lora.r=4 train.lora.alpha=8 train.lora.use_rslora=true train.lora.target_modules=[c_attn,c_fc] train.adam_eps=1e-4
+lora_rslora_subset@llama train.loss=sigmoid train.optimizer=adamw train.learning_rate=0.01 train.lora.r=4 train.lora.alpha=8 train.lora.use_rslora=true train.lora.target_modules=[q_proj,v_proj,down_proj] train.adam_eps=1e-4
+lora_recompute_ipo train.loss=ipo train.optimizer=adamw train.learning_rate=0.01 train.lora.r=3 train.seed=7 train.adam_eps=1e-4 dpoc:train.recompute=true
 RUNS
 
 : >"$TMP/cases"
@@ -70,6 +68,7 @@ YAML
     "$DPOC" store dump "$TMP/$m.sqlite" --per-token >"$TMP/$m.dump"
     echo "model $m $TMP/$m $TMP/$m.dump $TMP/data/train.jsonl" >>"$TMP/cases"
     while read -r name sets; do
+        case $name in *@*) [ "${name#*@}" = "$m" ] || continue; name=${name%@*} ;; esac
         args="" oracle_sets=""
         for kv in $COMMON $sets; do
             case $kv in
@@ -84,6 +83,8 @@ YAML
         expect_eq "$m $name: train exits 0 ($(tail -n 1 "$TMP/$m-$name.log"))" $? 0
         echo "run $m/$name $TMP/$m-$name$oracle_sets" >>"$TMP/cases"
     done <"$TMP/runs"
+    # LoRA: B starts at zero, so the first step's loss is exactly ln 2.
+    head -n 1 "$TMP/$m-lora_adamw/metrics.jsonl" | grep -q '"loss": 0.693147' ; expect_eq "$m lora: step 1 loss is ln 2" $? 0
     # Activation recomputation changes no bit: the same weights as its twin.
     cmp -s "$TMP/$m-accum2_adamw/model/model.safetensors" \
         "$TMP/$m-recompute_accum2_adamw/model/model.safetensors"

@@ -1,5 +1,6 @@
 /* test_config — the pipeline.yaml loader: values, defaults, overrides, and
  * the exact one-line error for each kind of mistake. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 
 #include "check.h"
 #include "config.h"
+#include "ytree.h"
 
 static char dir[64];
 
@@ -121,7 +123,7 @@ static void test_errors(void) {
     CHECK_STR(load_error("zzzzzz: 1\n", NULL),
               "p.yaml:1:1: zzzzzz: unknown key (dpoc config --explain lists them)");
     CHECK_STR(load_error("train:\n  batch_size: 2.5\n", NULL),
-              "p.yaml:2:15: train.batch_size: expected an integer >= 1, got 2.5");
+              "p.yaml:2:15: train.batch_size: expected an integer in [1, 1000000], got 2.5");
     CHECK_STR(load_error("train:\n  label_smoothing: 1\n", NULL),
               "p.yaml:2:20: train.label_smoothing: expected a number in [0, 1), got 1");
     CHECK_STR(load_error("train:\n  optimizer: adam\n", NULL),
@@ -148,7 +150,7 @@ static void test_errors(void) {
               "--set #1: train.betta: unknown key; did you mean train.beta?");
     CHECK_STR(load_error("", "train.beta"), "--set #1: expected key=value, got \"train.beta\"");
     CHECK_STR(load_error("", "data.max_length=1000000000000"),
-              "--set #1: data.max_length: expected an integer <= 1048576, got 1000000000000");
+              "--set #1: data.max_length: expected an integer in [2, 1048576], got 1000000000000");
     CHECK_STR(load_error("train:\n  learning_rate: 1e300\n", NULL),
               "p.yaml:2:18: train.learning_rate: expected a number in (0, 10], got 1e300");
     CHECK_STR(load_error("train:\n  beta: 0.1\n  beta: 0.2\n", NULL),
@@ -190,7 +192,7 @@ static void test_untrusted_text_quoted(void) {
          "--set #1: expected key=value, got \"train.output\\n\""},
         /* a number is shown as written, cut after 40 characters */
         {"train:\n  batch_size: 2.00000000000000000000000000000000000000000000000001\n", NULL,
-         "p.yaml:2:15: train.batch_size: expected an integer >= 1, got "
+         "p.yaml:2:15: train.batch_size: expected an integer in [1, 1000000], got "
          "2.00000000000000000000000000000000000000..."},
         /* a long value is cut after 60 characters */
         {"", "train.optimizer=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
@@ -268,6 +270,129 @@ static void test_explain_lists_every_key(void) {
     free(text);
 }
 
+/* ---- every bound of the schema: documented and enforced ------------------ */
+
+/* The number --explain prints after MARK in TYPE_LINE ("[" for a min in an
+ * interval, ">= " alone, ", " for the upper end...), or NAN when absent. */
+static double bound_after(const char *type_line, const char *mark) {
+    const char *p = strstr(type_line, mark);
+    return p ? strtod(p + strlen(mark), NULL) : NAN;
+}
+
+/* 0 if --set KEY=V is accepted on the defaults, else -1 (-2: the defaults
+ * did not load); MSG gets the message ("" when accepted). */
+static int try_set(const char *key, double v, int is_int, char *msg, size_t cap) {
+    config *c = NULL;
+    dp_err err;
+    if (cfg_load(&c, NULL, NULL, 0, &err)) {
+        snprintf(msg, cap, "%s", err.msg);
+        return -2;
+    }
+    char set[256];
+    if (is_int) snprintf(set, sizeof set, "%s=%.0f", key, v);
+    else snprintf(set, sizeof set, "%s=%.17g", key, v);
+    int rc = cfg_set(c, set, "test", &err);
+    snprintf(msg, cap, "%s", rc ? err.msg : "");
+    cfg_free(c);
+    return rc;
+}
+
+/* The "type: ..." line --explain prints for KEY (static buffer; "" if none). */
+static const char *explain_type_line(const char *explain, const char *key) {
+    static char line[512];
+    char head[300];
+    snprintf(head, sizeof head, "\n%s\n", key);
+    const char *p = strstr(explain, head);
+    if (!p && !strncmp(explain, head + 1, strlen(head + 1))) p = explain - 1;
+    line[0] = '\0';
+    if (!p) return line;
+    p = strstr(p + strlen(head), "    type: ");
+    if (!p) return line;
+    p += strlen("    type: ");
+    const char *end = strstr(p, "; default:");
+    if (end) snprintf(line, sizeof line, "%.*s", (int)(end - p), p);
+    return line;
+}
+
+/* Walks the schema file: for every leaf with min/max/gt/lt, --explain
+ * must print exactly that bound, the loader must accept the value at a
+ * min/max (refuse it at a gt/lt) and refuse the value just past it, with
+ * the message naming the same range --explain prints. */
+static void check_bounds(const ynode *map, const char *prefix, const char *explain, int *n_bounds) {
+    static const struct { const char *name, *alone, *in_interval; int upper, exclusive; } kinds[] = {
+        {"min", ">= ", "[", 0, 0}, {"gt", "> ", "(", 0, 1},
+        {"max", "<= ", ", ", 1, 0}, {"lt", "< ", ", ", 1, 1},
+    };
+    for (int i = 0; i + 1 < map->n; i += 2) {
+        const ynode *k = map->items[i], *v = map->items[i + 1];
+        char key[256];
+        snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", k->text);
+        if (v->kind != YN_MAP) continue;
+        const ynode *type = ytree_get(v, "type");
+        if (!type) {
+            check_bounds(v, key, explain, n_bounds);
+            continue;
+        }
+        int is_int = !strcmp(type->text, "int");
+        const char *line = explain_type_line(explain, key);
+        CHECK_MSG(line[0], "%s: no type line in --explain", key);
+        int has_lower = ytree_get(v, "min") || ytree_get(v, "gt");
+        int has_upper = ytree_get(v, "max") || ytree_get(v, "lt");
+        for (size_t j = 0; j < sizeof kinds / sizeof kinds[0]; j++) {
+            const ynode *b = ytree_get(v, kinds[j].name);
+            if (!b) continue;
+            (*n_bounds)++;
+            double bound = strtod(b->text, NULL);
+            /* documented: in an interval when both sides are bounded */
+            int both = has_lower && has_upper;
+            const char *mark = both ? kinds[j].in_interval : kinds[j].alone;
+            double shown = bound_after(line, mark);
+            CHECK_MSG(shown == bound, "%s: %s %s, --explain says \"%s\"", key, kinds[j].name,
+                      b->text, line);
+            if (both && kinds[j].upper) {
+                char close = kinds[j].exclusive ? ')' : ']';
+                CHECK_MSG(line[strlen(line) - 1] == close, "%s: %s %s, --explain says \"%s\"", key,
+                          kinds[j].name, b->text, line);
+            }
+            if (both && !kinds[j].upper)
+                CHECK_MSG(strstr(line, kinds[j].exclusive ? " in (" : " in [") != NULL,
+                          "%s: %s %s, --explain says \"%s\"", key, kinds[j].name, b->text, line);
+            /* enforced: at the bound, and one step past it (outward) */
+            double step = is_int ? 1 : (fabs(bound) > 1 ? fabs(bound) * 1e-9 : 1e-9);
+            double past = kinds[j].upper ? bound + step : bound - step;
+            double inside = kinds[j].upper ? bound - step : bound + step;
+            char msg[1024], want[1200];
+            CHECK_MSG(try_set(key, kinds[j].exclusive ? inside : bound, is_int, msg, sizeof msg) == 0,
+                      "%s: %s %s: refused: %s", key, kinds[j].name, b->text, msg);
+            CHECK_MSG(try_set(key, kinds[j].exclusive ? bound : past, is_int, msg, sizeof msg) == -1,
+                      "%s: %s %s: a value past it was accepted", key, kinds[j].name, b->text);
+            snprintf(want, sizeof want, "test: %s: expected %s, got ", key, line);
+            CHECK_MSG(!strncmp(msg, want, strlen(want)), "%s: message [%s], expected it to start [%s]",
+                      key, msg, want);
+        }
+    }
+}
+
+static void test_schema_bounds_explained_and_enforced(void) {
+    size_t len = 0;
+    FILE *f = fopen("schemas/pipeline.schema.yaml", "rb");
+    CHECK_MSG(f != NULL, "schemas/pipeline.schema.yaml: run from the repository root");
+    if (!f) return;
+    char *text = malloc(1 << 20);
+    len = fread(text, 1, (1 << 20) - 1, f);
+    fclose(f);
+    ynode *tree = NULL;
+    dp_err err;
+    CHECK(ytree_parse("schema", text, len, &tree, &err) == 0);
+    char *explain = cfg_explain();
+    int n_bounds = 0;
+    if (tree && explain) check_bounds(tree, "", explain, &n_bounds);
+    CHECK_MSG(n_bounds >= 80, "only %d bounds found in the schema", n_bounds);
+    free(explain);
+    ytree_free(tree);
+    free(text);
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/dpoc-config-XXXXXX");
     if (!mkdtemp(dir)) return 1;
@@ -279,6 +404,7 @@ int main(void) {
     RUN(test_set_position);
     RUN(test_missing_file);
     RUN(test_explain_lists_every_key);
+    RUN(test_schema_bounds_explained_and_enforced);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) return 1;

@@ -80,6 +80,15 @@ static void test_format_duration(void) {
     check_formats(log_format_duration, cases, sizeof cases / sizeof cases[0]);
 }
 
+static void test_format_elapsed_eta(void) {
+    char b[80];
+    CHECK_STR(log_format_elapsed_eta(b, sizeof b, 65, 1, 10), "elapsed 1m05s, ETA 9m45s");
+    CHECK_STR(log_format_elapsed_eta(b, sizeof b, 30, 3, 4), "elapsed 30s, ETA 10s");
+    CHECK_STR(log_format_elapsed_eta(b, sizeof b, 30, 4, 4), "elapsed 30s");   /* finished */
+    CHECK_STR(log_format_elapsed_eta(b, sizeof b, 30, 0, 4), "elapsed 30s");   /* no rate yet */
+    CHECK_STR(log_format_elapsed_eta(b, sizeof b, 30, 5, 0), "elapsed 30s");   /* total unknown */
+}
+
 static void test_info(void) {
     capture c;
     log_set_stream(capture_open(&c));
@@ -214,6 +223,7 @@ static void test_now_seconds(void) {
 int main(void) {
     RUN(test_format_bytes);
     RUN(test_format_duration);
+    RUN(test_format_elapsed_eta);
     RUN(test_info);
     RUN(test_progress_plain);
     RUN(test_progress_unknown_total);

@@ -61,6 +61,73 @@ static const float *expected(st_set *s, const char *name, size_t numel, float *b
     return buf;
 }
 
+/* A model of MDIR for the half-precision checks: frozen (inference, or LoRA
+ * r 2 on every linear layer with A and B set to fixed values), its
+ * half-precision weights kept as they are (widen 0) or copied to float32
+ * (widen 1), streaming on or off. Returns logps [n_resp], mean logits and,
+ * with LoRA, the adapters' gradients of Σ w·logps (n_grad of them). */
+static model *frozen_run(const char *mdir, int lora, int widen, int stream, float *lp, float *ml,
+                         float *grad, size_t *n_grad) {
+    model_options o = {.training = lora, .prefix_sharing = 1, .threads = 2, .max_tokens = 128,
+                       .widen_half = widen};
+    model_config c;
+    char cfg[600];
+    dp_err e = {0};
+    snprintf(cfg, sizeof cfg, "%s/config.json", mdir);
+    CHECK_MSG(model_read_config(&c, cfg, &e) == 0, "%s", e.msg);
+    if (lora)
+        o.lora = (model_lora_options){.r = 2, .alpha = 4, .seed = 1,
+                                      .targets = model_lora_family_targets(c.model_type)};
+    model *m = NULL;
+    CHECK_MSG(model_load(&m, mdir, &o, &e) == 0, "%s", e.msg);
+    if (!m) return NULL;
+    model_stream(m, stream);
+    size_t n = 0;
+    float *g = NULL, *p = lora ? model_trainable(m, &g, &n) : NULL;
+    for (size_t k = 0; k < n; k++) p[k] = (float)((int)(k * 7919 % 201) - 100) * 1e-3f;
+    model_batch b = {n_ex, tokens, n_prompt, n_chosen, n_rejected};
+    CHECK_MSG(model_forward(m, &b, lp, ml, &e) == 0, "%s", e.msg);
+    if (lora) {
+        float w[256];
+        for (int r = 0; r < n_resp; r++) w[r] = 1.0f + 0.01f * (float)r;
+        CHECK_MSG(model_backward(m, w, &e) == 0, "%s", e.msg);
+        memcpy(grad, g, n * sizeof *g);
+        *n_grad = n;
+    }
+    return m;
+}
+
+/* Half-precision weights used from the mapping, widened a layer at a time,
+ * give the very numbers of float32 copies of them: log-probs, mean logits
+ * and adapter gradients bit for bit, streaming on or off. */
+static void half_vs_float(const char *mdir) {
+    static float lp[4][256], ml[4][256], g[4][1 << 15];
+    size_t ng[4] = {0};
+    for (int lora = 0; lora <= 1; lora++) {
+        model *m[3];
+        m[0] = frozen_run(mdir, lora, 1, 0, lp[0], ml[0], g[0], &ng[0]); /* float32 copies */
+        m[1] = frozen_run(mdir, lora, 0, 0, lp[1], ml[1], g[1], &ng[1]); /* half, mapped */
+        m[2] = frozen_run(mdir, lora, 0, 1, lp[2], ml[2], g[2], &ng[2]); /* half, streamed */
+        if (!m[0] || !m[1] || !m[2]) goto next;
+        uint64_t bytes[3];
+        double secs;
+        for (int k = 0; k < 3; k++) model_read_stats(m[k], &bytes[k], &secs);
+        CHECK_MSG(bytes[0] == 0 && bytes[1] > 0 && bytes[2] > 0, "%s: widened bytes %llu %llu",
+                  mdir, (unsigned long long)bytes[0], (unsigned long long)bytes[1]);
+        for (int k = 1; k < 3; k++) {
+            CHECK_MSG(!memcmp(lp[0], lp[k], (size_t)n_resp * sizeof(float)) &&
+                          !memcmp(ml[0], ml[k], (size_t)n_resp * sizeof(float)),
+                      "%s lora=%d: %s log-probs differ from float32 copies", mdir, lora,
+                      k == 1 ? "half" : "streamed half");
+            CHECK_MSG(ng[k] == ng[0] && !memcmp(g[0], g[k], ng[0] * sizeof(float)),
+                      "%s lora=%d: adapter gradients differ (%s)", mdir, lora,
+                      k == 1 ? "half" : "streamed");
+        }
+    next:
+        for (int k = 0; k < 3; k++) model_free(m[k]);
+    }
+}
+
 /* Loads dir/<name><variant>, checks logps and per-tensor gradients against
  * dir/<name>/expected.safetensors with prefix sharing on and off. */
 static void parity(const char *name, const char *variant) {
@@ -90,6 +157,7 @@ static void parity(const char *name, const char *variant) {
             model_free(m);
         }
     }
+    if (!strcmp(variant, "_bf16") || !strcmp(variant, "_f16")) half_vs_float(mdir);
     for (int share = 1; share >= 0; share--) {
         model_options o = {.training = 1, .prefix_sharing = share, .threads = 2, .max_tokens = 128};
         model *m = NULL;

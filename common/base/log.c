@@ -96,6 +96,17 @@ char *log_format_duration(char *buf, size_t cap, double seconds) {
     return buf;
 }
 
+char *log_format_elapsed_eta(char *buf, size_t cap, double elapsed, int64_t done, int64_t total) {
+    char d[32], e[32];
+    log_format_duration(d, sizeof d, elapsed);
+    if (total > 0 && done > 0 && done < total)
+        snprintf(buf, cap, "elapsed %s, ETA %s", d,
+                 log_format_duration(e, sizeof e, elapsed * (double)(total - done) / (double)done));
+    else
+        snprintf(buf, cap, "elapsed %s", d);
+    return buf;
+}
+
 /* "950", "3.4k", "12.0M" */
 static void log_format_rate(char *buf, size_t cap, double r) {
     if (r < 1000) snprintf(buf, cap, "%.0f", r);
@@ -140,16 +151,12 @@ char *log_progress_format(const log_progress *p, double now, int bar, char *buf,
         LOG_PUT("%" PRId64 "/%" PRId64 " items (%.1f%%)", p->done, p->total, 100 * frac);
     else
         LOG_PUT("%" PRId64 " items", p->done);
-    char r[32], d[32];
+    char r[32], d[80];
     if (p->tokens > 0) {
         log_format_rate(r, sizeof r, elapsed > 0 ? (double)p->tokens / elapsed : 0);
         LOG_PUT(", %s tok/s", r);
     }
-    LOG_PUT(", elapsed %s", log_format_duration(d, sizeof d, elapsed));
-    if (p->total > 0 && p->done > 0 && p->done < p->total) {
-        double eta = elapsed * (double)(p->total - p->done) / (double)p->done;
-        LOG_PUT(", ETA %s", log_format_duration(d, sizeof d, eta));
-    }
+    LOG_PUT(", %s", log_format_elapsed_eta(d, sizeof d, elapsed, p->done, p->total));
 #undef LOG_PUT
     return buf;
 }

@@ -31,6 +31,12 @@ char *log_format_bytes(char *buf, size_t cap, double bytes);
 /* "45s", "1m05s", "2h03m" (seconds rounded down; negative is "?"). Returns BUF. */
 char *log_format_duration(char *buf, size_t cap, double seconds);
 
+/* "elapsed 1m05s, ETA 9m10s": ELAPSED seconds for DONE of TOTAL units, the
+ * ETA extrapolated at the same rate (left out unless 0 < done < total).
+ * The progress line below and the training stages' step lines use it.
+ * Returns BUF. */
+char *log_format_elapsed_eta(char *buf, size_t cap, double elapsed, int64_t done, int64_t total);
+
 /* A progress reporter for a loop over TOTAL items (0 if unknown).
  *
  * On a terminal it redraws one line in place (bar, items, tokens/s, ETA) at

@@ -85,6 +85,13 @@ static int schema_add(schema *s, const char *prefix, const ynode *map, dp_err *e
         if ((n = ytree_get(v, "max"))) l->has_max = 1, l->max = strtod(n->text, NULL);
         if ((n = ytree_get(v, "gt"))) l->has_gt = 1, l->gt = strtod(n->text, NULL);
         if ((n = ytree_get(v, "lt"))) l->has_lt = 1, l->lt = strtod(n->text, NULL);
+        /* describe() prints one lower and one upper bound, in_range checks
+         * all four: a leaf with two of a side would be documented wrong. */
+        if ((l->has_min && l->has_gt) || (l->has_max && l->has_lt))
+            return dp_fail(err, "schema: %s: at most one lower (min/gt) and one upper (max/lt) bound",
+                           key);
+        if ((l->has_min || l->has_max || l->has_gt || l->has_lt) && t != T_INT && t != T_NUMBER)
+            return dp_fail(err, "schema: %s: a range on a %s", key, type->text);
         if ((n = ytree_get(v, "values"))) {
             l->values = calloc((size_t)n->n, sizeof *l->values);
             if (!l->values) return dp_fail(err, "out of memory");
@@ -158,18 +165,21 @@ static void value_clear(value *v) {
     memset(v, 0, sizeof *v);
 }
 
-/* "a number > 0", "an integer in [1, 10]", ... */
+/* The leaf's range exactly as the schema states it, which is what
+ * in_range enforces: "a number > 0", "an integer in [1, 1000000]",
+ * "a number in [0, 1)", "a number <= 10". Bounds print with up to 15
+ * significant digits, so every schema bound (at most 2^53) prints as written. */
 static void describe(const leaf *l, char *buf, size_t size) {
     const char *what = l->type == T_INT ? "an integer" : "a number";
     int lo = l->has_min || l->has_gt, hi = l->has_max || l->has_lt;
     double a = l->has_gt ? l->gt : l->min, b = l->has_lt ? l->lt : l->max;
-    if (lo && hi && l->type != T_INT && b < 1e6)
-        snprintf(buf, size, "%s in %c%g, %g%c", what, l->has_gt ? '(' : '[', a, b,
+    if (lo && hi)
+        snprintf(buf, size, "%s in %c%.15g, %.15g%c", what, l->has_gt ? '(' : '[', a, b,
                  l->has_lt ? ')' : ']');
-    else if (lo && hi && l->type == T_INT && b < 1e6)
-        snprintf(buf, size, "%s in [%g, %g]", what, a, b);
     else if (lo)
-        snprintf(buf, size, "%s %s %g", what, l->has_gt ? ">" : ">=", a);
+        snprintf(buf, size, "%s %s %.15g", what, l->has_gt ? ">" : ">=", a);
+    else if (hi)
+        snprintf(buf, size, "%s %s %.15g", what, l->has_lt ? "<" : "<=", b);
     else
         snprintf(buf, size, "%s", what);
 }
@@ -327,14 +337,7 @@ static int apply(const config *c, const leaf *l, const ynode *n, const char *whe
         if (parse_number(n, &d)) return BAD(want, got);
         if (l->type == T_INT && (d != floor(d) || strpbrk(n->text, ".eE")))
             return BAD(want, num);
-        if (!in_range(l, d)) {
-            /* above the top of a wide range: say where the top is */
-            double top = l->has_lt ? l->lt : l->max;
-            if (((l->has_max && d > l->max) || (l->has_lt && d >= l->lt)) && top >= 1e6)
-                snprintf(want, sizeof want, "%s %s %.15g", l->type == T_INT ? "an integer" : "a number",
-                         l->has_lt ? "<" : "<=", top);
-            return BAD(want, num);
-        }
+        if (!in_range(l, d)) return BAD(want, num);
         out->num = d;
         out->i = l->type == T_INT ? (long)d : 0; /* ranges keep ints within long */
         out->str = strdup(n->text);

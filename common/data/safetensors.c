@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,6 +229,61 @@ static int st_parse_metadata(st_set *s, const char *path, json_t *meta, dp_err *
     return 0;
 }
 
+
+/* ---- mappings and SIGBUS ----
+ * A file truncated while mapped turns reads past its new end into SIGBUS.
+ * Every mapping is recorded (a fixed table: the handler may not allocate
+ * or lock), so the handler can name the file before the process ends. */
+enum { MAP_SLOTS = 256 };
+static struct {
+    const char *volatile base;
+    size_t size;
+    char path[512];
+} g_maps[MAP_SLOTS];
+
+static void map_register(const void *base, size_t size, const char *path) {
+    for (int i = 0; i < MAP_SLOTS; i++)
+        if (!g_maps[i].base) {
+            g_maps[i].size = size;
+            snprintf(g_maps[i].path, sizeof g_maps[i].path, "%s", path);
+            g_maps[i].base = base;
+            return;
+        }
+}
+
+static void map_unregister(const void *base) {
+    for (int i = 0; i < MAP_SLOTS; i++)
+        if (g_maps[i].base == base) g_maps[i].base = NULL;
+}
+
+static void put(const char *s) {
+    ssize_t ignored = write(2, s, strlen(s));
+    (void)ignored;
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx) {
+    (void)sig, (void)ctx;
+    const char *a = si ? (const char *)si->si_addr : NULL;
+    for (int i = 0; i < MAP_SLOTS; i++) {
+        const char *b = g_maps[i].base;
+        if (b && a >= b && a < b + g_maps[i].size) {
+            put(g_maps[i].path);
+            put(": the file changed size while in use (truncated or replaced?); stopping\n");
+            _exit(1);
+        }
+    }
+    put("dpoc: bus error (SIGBUS) outside any weight file\n");
+    _exit(1);
+}
+
+void st_install_sigbus_handler(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+}
 /* Maps PATH, validates its whole header and appends its tensors to S.
  * The file is recorded in s->files[s->nfiles] (its path is owned by S). */
 static int st_load_file(st_set *s, const char *path, dp_err *err) {
@@ -264,6 +320,7 @@ static int st_load_file(st_set *s, const char *path, dp_err *err) {
     if (map == MAP_FAILED) return dp_fail(err, "%s: cannot mmap: %s", path, strerror(e));
     f->map = map;
     f->size = size;
+    map_register(map, size, path);
 
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | f->map[i];
@@ -579,7 +636,10 @@ int st_open(st_set **out, const char *path, dp_err *err) {
 void st_close(st_set *s) {
     if (!s) return;
     for (int i = 0; i < s->nfiles; i++) {
-        if (s->files[i].map) munmap(s->files[i].map, s->files[i].size);
+        if (s->files[i].map) {
+            map_unregister(s->files[i].map);
+            munmap(s->files[i].map, s->files[i].size);
+        }
         free(s->files[i].path);
     }
     for (int i = 0; i < s->n; i++) free((char *)s->tensors[i].name);

@@ -46,6 +46,12 @@ typedef struct st_set st_set;
 int st_open(st_set **out, const char *path, dp_err *err);
 void st_close(st_set *s);
 
+/* Makes a SIGBUS from reading a mapped file that shrank (truncated while in
+ * use) end the process with one line naming the file and exit status 1,
+ * instead of a bare "Bus error". For programs that map weights (dpoc's
+ * main). */
+void st_install_sigbus_handler(void);
+
 int st_count(const st_set *s);
 const st_tensor *st_get(const st_set *s, int i);
 const st_tensor *st_find(const st_set *s, const char *name); /* NULL if absent */

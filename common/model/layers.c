@@ -150,6 +150,7 @@ void layer_layernorm_backward(float *dinp, float *dw, float *db, const float *do
             di[c] += (float)((dn - dn_mean - norm * dn_norm_mean) * rstd[i]);
         }
     }
+    if (!dw) return; /* a frozen norm: only the input gradient */
 #pragma omp parallel for
     for (int c = 0; c < C; c++) {
         double sw = 0, sb = 0;
@@ -191,6 +192,7 @@ void layer_rmsnorm_backward(float *dinp, float *dw, const float *dout, const flo
         float *di = dinp + (size_t)i * C;
         for (int c = 0; c < C; c++) di[c] += r * d[c] * w[c] - k * x[c];
     }
+    if (!dw) return; /* a frozen norm: only the input gradient */
 #pragma omp parallel for
     for (int c = 0; c < C; c++) {
         double s = 0;
@@ -592,13 +594,81 @@ VEC_CLONES static void logits_grad(float *z, int V, float g, float l) {
     for (int j = 0; j < V; j++) z[j] = -g * vexp(z[j] - l);
 }
 
-void layer_logprob_forward(float *logp, float *mean_logits, float *lse, const float *h,
-                           const float *w, const int32_t *target, int R, int C, int V,
-                           float *scratch, int chunk_rows) {
+/* ---- half-precision weights ---- */
+
+VEC_CLONES static void widen_bf16(float *dst, const uint16_t *src, size_t n) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)src[i] << 16;
+        memcpy(dst + i, &u, sizeof u);
+    }
+}
+
+VEC_CLONES static void widen_f16(float *dst, const uint16_t *src, size_t n) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        _Float16 h;
+        memcpy(&h, src + i, sizeof h);
+        dst[i] = (float)h;
+    }
+}
+
+void layer_widen(float *dst, const uint16_t *src, int bf16, size_t n) {
+    EW_FOR(n) (bf16 ? widen_bf16 : widen_f16)(dst + lo, src + lo, EW_LEN(n));
+}
+
+/* logits[n, V] (row stride V) = h[n, C] · headᵀ; a half head is widened
+ * block by block into its buffer. */
+static void head_logits(float *logits, const float *h, int n, const layer_head *hd, int C,
+                        int V) {
+    if (!hd->half) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, h, C, hd->w, C, 0.0f,
+                    logits, V);
+        return;
+    }
+    for (int v0 = 0; v0 < V; v0 += hd->buf_rows) {
+        int vb = V - v0 < hd->buf_rows ? V - v0 : hd->buf_rows;
+        layer_widen(hd->buf, hd->half + (size_t)v0 * C, hd->bf16, (size_t)vb * C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, vb, C, 1.0f, h, C, hd->buf, C,
+                    0.0f, logits + v0, V);
+    }
+}
+
+/* dh[n, C] += dlogits[n, V] · head. */
+static void head_input_grad(float *dh, const float *dlogits, int n, const layer_head *hd, int C,
+                            int V) {
+    if (!hd->half) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, dlogits, V, hd->w,
+                    C, 1.0f, dh, C);
+        return;
+    }
+    for (int v0 = 0; v0 < V; v0 += hd->buf_rows) {
+        int vb = V - v0 < hd->buf_rows ? V - v0 : hd->buf_rows;
+        layer_widen(hd->buf, hd->half + (size_t)v0 * C, hd->bf16, (size_t)vb * C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, vb, 1.0f, dlogits + v0, V,
+                    hd->buf, C, 1.0f, dh, C);
+    }
+}
+
+void layer_head_gemv(float *logits, const layer_head *hd, const float *x, int C, int V) {
+    if (!hd->half) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, V, C, 1.0f, hd->w, C, x, 1, 0.0f, logits, 1);
+        return;
+    }
+    for (int v0 = 0; v0 < V; v0 += hd->buf_rows) {
+        int vb = V - v0 < hd->buf_rows ? V - v0 : hd->buf_rows;
+        layer_widen(hd->buf, hd->half + (size_t)v0 * C, hd->bf16, (size_t)vb * C);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, vb, C, 1.0f, hd->buf, C, x, 1, 0.0f, logits + v0,
+                    1);
+    }
+}
+
+void layer_logprob_forward_head(float *logp, float *mean_logits, float *lse, const float *h,
+                                const layer_head *hd, const int32_t *target, int R, int C, int V,
+                                float *scratch, int chunk_rows) {
     for (int r0 = 0; r0 < R; r0 += chunk_rows) {
         int n = R - r0 < chunk_rows ? R - r0 : chunk_rows;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, h + (size_t)r0 * C,
-                    C, w, C, 0.0f, scratch, V);
+        head_logits(scratch, h + (size_t)r0 * C, n, hd, C, V);
 #pragma omp parallel for
         for (int i = 0; i < n; i++) {
             const float *z = scratch + (size_t)i * V;
@@ -611,15 +681,22 @@ void layer_logprob_forward(float *logp, float *mean_logits, float *lse, const fl
     }
 }
 
-void layer_logprob_backward(float *dh, float *dw, const float *dlogp, const float *h,
-                            const float *w, const int32_t *target, const float *lse, int R,
-                            int C, int V, float *scratch, int chunk_rows, int logits_in_scratch) {
+void layer_logprob_forward(float *logp, float *mean_logits, float *lse, const float *h,
+                           const float *w, const int32_t *target, int R, int C, int V,
+                           float *scratch, int chunk_rows) {
+    layer_head hd = {.w = w};
+    layer_logprob_forward_head(logp, mean_logits, lse, h, &hd, target, R, C, V, scratch,
+                               chunk_rows);
+}
+
+void layer_logprob_backward_head(float *dh, float *dw, const float *dlogp, const float *h,
+                                 const layer_head *hd, const int32_t *target, const float *lse,
+                                 int R, int C, int V, float *scratch, int chunk_rows,
+                                 int logits_in_scratch) {
     for (int r0 = 0; r0 < R; r0 += chunk_rows) {
         int n = R - r0 < chunk_rows ? R - r0 : chunk_rows;
         const float *hc = h + (size_t)r0 * C;
-        if (!(logits_in_scratch && R <= chunk_rows))
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, hc, C, w, C, 0.0f,
-                        scratch, V);
+        if (!(logits_in_scratch && R <= chunk_rows)) head_logits(scratch, hc, n, hd, C, V);
         /* d logp / d z_j = [j == target] − softmax_j */
 #pragma omp parallel for
         for (int i = 0; i < n; i++) {
@@ -627,11 +704,17 @@ void layer_logprob_backward(float *dh, float *dw, const float *dlogp, const floa
             logits_grad(z, V, dlogp[r0 + i], lse[r0 + i]);
             z[target[r0 + i]] += dlogp[r0 + i];
         }
-        if (dh)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, scratch, V, w,
-                        C, 1.0f, dh + (size_t)r0 * C, C);
-        if (dw)
+        if (dh) head_input_grad(dh + (size_t)r0 * C, scratch, n, hd, C, V);
+        if (dw && !hd->half)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, n, 1.0f, scratch, V, hc,
                         C, 1.0f, dw, C);
     }
+}
+
+void layer_logprob_backward(float *dh, float *dw, const float *dlogp, const float *h,
+                            const float *w, const int32_t *target, const float *lse, int R,
+                            int C, int V, float *scratch, int chunk_rows, int logits_in_scratch) {
+    layer_head hd = {.w = w};
+    layer_logprob_backward_head(dh, dw, dlogp, h, &hd, target, lse, R, C, V, scratch, chunk_rows,
+                                logits_in_scratch);
 }

@@ -24,7 +24,8 @@ void layer_embedding_backward(float *dwte, float *dwpe, const float *dout, const
                               const int *pos, int T, int C);
 
 /* LayerNorm over rows of inp[N,C]: out = (x - mean) * rstd * w + b.
- * Saves mean[N] and rstd[N] for backward. */
+ * Saves mean[N] and rstd[N] for backward. In the backwards of both norms dw
+ * (and db) may be NULL: a frozen norm, only dinp is computed. */
 void layer_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                              const float *w, const float *b, int N, int C, float eps);
 void layer_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
@@ -124,5 +125,32 @@ void layer_logprob_forward(float *logp, float *mean_logits, float *lse, const fl
 void layer_logprob_backward(float *dh, float *dw, const float *dlogp, const float *h,
                             const float *w, const int32_t *target, const float *lse, int R,
                             int C, int V, float *scratch, int chunk_rows, int logits_in_scratch);
+
+/* ---- half-precision weights ----
+ * Frozen weights may stay in the checkpoint's IEEE half or bfloat16; they
+ * are widened to float32 (exactly) just before the products that read them. */
+
+/* dst[n] = src[n] widened: bfloat16 when bf16, else IEEE half. */
+void layer_widen(float *dst, const uint16_t *src, int bf16, size_t n);
+
+/* The LM head [V, C] as the log-prob kernels read it: float32 w, or, when
+ * half is set, rows in half precision widened buf_rows at a time into buf
+ * (buf_rows·C floats). A half head is frozen: it gets no gradient. */
+typedef struct layer_head {
+    const float *w;
+    const uint16_t *half;
+    int bf16, buf_rows;
+    float *buf;
+} layer_head;
+/* layer_logprob_forward / _backward with the head as above (dw ignored for
+ * a half head), and logits[V] = head · x[C] for one row. */
+void layer_logprob_forward_head(float *logp, float *mean_logits, float *lse, const float *h,
+                                const layer_head *hd, const int32_t *target, int R, int C, int V,
+                                float *scratch, int chunk_rows);
+void layer_logprob_backward_head(float *dh, float *dw, const float *dlogp, const float *h,
+                                 const layer_head *hd, const int32_t *target, const float *lse,
+                                 int R, int C, int V, float *scratch, int chunk_rows,
+                                 int logits_in_scratch);
+void layer_head_gemv(float *logits, const layer_head *hd, const float *x, int C, int V);
 
 #endif

@@ -20,8 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "layers.h"
 #include "model_internal.h"
+
+/* Rows of the MLP a forward-only pass runs at once (training keeps all). */
+enum { MLP_ROWS = 1024 };
 
 /* Saved activations of one layer (training keeps one per layer). */
 typedef struct layer_acts {
@@ -39,11 +43,21 @@ struct model {
     model_tensor *tensors;
     float ***wfield, ***gfield; /* per tensor: the weights/grads field it binds */
     const float **mapped;       /* per tensor: external (memory-mapped) data or NULL */
+    char *half;                 /* per tensor: 0, or kept in half precision: 1 F16, 2 BF16 */
+    const uint16_t **half_src;  /* per tensor: its half-precision data */
+    int streaming;              /* release mapped pages after use (model_stream) */
+    int *tlayer;                /* per tensor: its layer, -1 outside the layers */
+    frozen_set *frozen;         /* half-precision layer matrices, or NULL */
+    layer_head head;            /* the LM head as the log-prob kernels read it */
+    const uint16_t *wte_half;   /* half-precision embeddings, or NULL */
+    int wte_bf16;
+    size_t params_bytes, grads_bytes, act_bytes; /* arena sizes */
     void (*release)(void *);
     void *release_ctx;
     char *names; /* tensor names, one allocation */
-    float *params, *grads;
+    float *params, *grads;   /* grads NULL without training, and when adapters train */
     size_t n_params;
+    lora_set *lora;          /* adapters, or NULL */
     model_weights w, g;
     float *inv_freq;
     /* activations */
@@ -112,6 +126,7 @@ static void reg(reg_ctx *r, float **wf, float **gf, int ndim, int64_t d0, int64_
         t->offset = m->n_params;
         m->wfield[i] = wf;
         m->gfield[i] = gf;
+        m->tlayer[i] = strstr(fmt, "%d") ? layer : -1;
         m->n_params += t->numel;
     }
     r->names_len += strlen(name) + 1;
@@ -188,28 +203,42 @@ static void register_tensors(reg_ctx *r) {
     }
 }
 
+/* GPT-2's c_attn [C, 3C]: q, k, v are its column blocks, used in place. */
+static void fused_views(const model *m, model_layer_weights *a, int C) {
+    if (!m->arch.gpt2) return;
+    a->q_w = a->qkv_w, a->k_w = a->qkv_w ? a->qkv_w + C : NULL;
+    a->v_w = a->qkv_w ? a->qkv_w + 2 * C : NULL;
+    a->q_b = a->qkv_b, a->k_b = a->qkv_b ? a->qkv_b + C : NULL;
+    a->v_b = a->qkv_b ? a->qkv_b + 2 * C : NULL;
+}
+
 /* Points the weight structs into params/grads (or the mapped data) and
  * derives the aliases. */
 static void bind_weights(model *m) {
     for (int i = 0; i < m->n_tensors; i++) {
-        *m->wfield[i] = m->mapped[i] ? (float *)m->mapped[i] : m->params + m->tensors[i].offset;
+        if (!m->half[i]) /* half tensors are bound layer by layer (model_layer_ready) */
+            *m->wfield[i] = m->mapped[i] ? (float *)m->mapped[i] : m->params + m->tensors[i].offset;
+        else if (m->tlayer[i] >= 0)
+            *m->wfield[i] = NULL;
         *m->gfield[i] = m->grads ? m->grads + m->tensors[i].offset : NULL;
     }
+    if (m->frozen) frozen_prepare(m->frozen); /* unbinds: the next layer widens anew */
+    for (int l = 0; l < m->cfg.n_layer; l++) m->w.layer[l].lora = m->lora, m->w.layer[l].layer = l;
     int C = m->cfg.d_model;
     model_weights *ws[2] = {&m->w, &m->g};
     for (int s = 0; s < 2; s++) {
         model_weights *w = ws[s];
         if (m->cfg.tie_embeddings) w->lm_head = w->wte;
-        if (!m->arch.gpt2) continue;
-        for (int l = 0; l < m->cfg.n_layer; l++) {
-            model_layer_weights *a = &w->layer[l];
-            /* c_attn [C, 3C]: q, k, v are column blocks, used in place. */
-            a->q_w = a->qkv_w, a->k_w = a->qkv_w ? a->qkv_w + C : NULL;
-            a->v_w = a->qkv_w ? a->qkv_w + 2 * C : NULL;
-            a->q_b = a->qkv_b, a->k_b = a->qkv_b ? a->qkv_b + C : NULL;
-            a->v_b = a->qkv_b ? a->qkv_b + 2 * C : NULL;
-        }
+        for (int l = 0; l < m->cfg.n_layer; l++) fused_views(m, &w->layer[l], C);
     }
+    m->head = (layer_head){.w = m->w.lm_head, .half = m->head.half, .bf16 = m->head.bf16,
+                           .buf = m->head.buf, .buf_rows = m->head.buf_rows};
+}
+
+int model_layer_ready(model *m, int l) {
+    int bound = frozen_bind_layer(m->frozen, l);
+    if (bound) fused_views(m, &m->w.layer[l], m->cfg.d_model);
+    return bound;
 }
 
 /* ---- activation layout ---- */
@@ -253,9 +282,11 @@ static size_t carve_acts(model *m, float *base) {
         SHARED(ln2, T * C);
         TAKE(a->ln2_mean, T);
         TAKE(a->ln2_rstd, T);
-        TAKE(a->fc, T * F);
-        if (!gpt2) TAKE(a->up, T * F);
-        SHARED(act, T * F);
+        /* A forward alone runs the MLP MLP_ROWS rows at a time. */
+        size_t TF = (train || T <= MLP_ROWS ? T : MLP_ROWS) * F;
+        TAKE(a->fc, TF);
+        if (!gpt2) TAKE(a->up, TF);
+        SHARED(act, TF);
     }
     TAKE(m->proj, T * C);
     TAKE(m->hR_in, T * C);
@@ -363,13 +394,24 @@ int model_new(model **out, const model_config *c, const char *config_json_text,
     m->wfield = dp_calloc((size_t)nt, sizeof *m->wfield, err);
     m->gfield = dp_calloc((size_t)nt, sizeof *m->gfield, err);
     m->mapped = dp_calloc((size_t)nt, sizeof *m->mapped, err);
-    if (!m->tensors || !m->names || !m->wfield || !m->gfield || !m->mapped) goto fail;
+    m->half = dp_calloc((size_t)nt, 1, err);
+    m->half_src = dp_calloc((size_t)nt, sizeof *m->half_src, err);
+    m->tlayer = dp_calloc((size_t)nt, sizeof *m->tlayer, err);
+    if (!m->tensors || !m->names || !m->wfield || !m->gfield || !m->mapped || !m->half ||
+        !m->tlayer || !m->half_src)
+        goto fail;
     r.count_only = 0;
     register_tensors(&r);
-    /* calloc'd: pages never written (mapped tensors) cost no memory. */
-    m->params = dp_calloc(m->n_params, sizeof(float), err);
-    if (!m->params) goto fail;
-    if (opt->training && !(m->grads = dp_calloc(m->n_params, sizeof(float), err))) goto fail;
+    /* Pages never written (mapped tensors) cost no memory, nor count against
+     * overcommit: a 7B model's float32 layout is only reserved. */
+    m->params_bytes = m->n_params * sizeof(float);
+    if (!(m->params = dp_arena_alloc(m->params_bytes, err))) goto fail;
+    int base_trains = opt->training && opt->lora.r == 0;
+    m->grads_bytes = base_trains ? m->n_params * sizeof(float) : 0;
+    if (base_trains && !(m->grads = dp_arena_alloc(m->grads_bytes, err))) goto fail;
+    if (opt->lora.r > 0 &&
+        lora_set_new(&m->lora, c, &opt->lora, opt->training, opt->max_tokens, err))
+        goto fail;
     bind_weights(m);
 
     m->inv_freq = dp_calloc((size_t)c->head_dim / 2 + 1, sizeof(float), err);
@@ -383,7 +425,8 @@ int model_new(model **out, const model_config *c, const char *config_json_text,
     m->la = dp_calloc((size_t)c->n_layer, sizeof *m->la, err);
     if (!m->res || !m->la) goto fail;
     size_t n_act = carve_acts(m, NULL);
-    if (!(m->act_mem = dp_malloc(n_act * sizeof(float), err))) goto fail;
+    m->act_bytes = n_act * sizeof(float);
+    if (!(m->act_mem = dp_arena_alloc(m->act_bytes, err))) goto fail;
     carve_acts(m, m->act_mem);
     m->tok = dp_malloc(T * sizeof *m->tok, err);
     m->target = dp_malloc(T * sizeof *m->target, err);
@@ -407,9 +450,16 @@ fail:
 void model_free(model *m) {
     if (!m) return;
     if (m->release) m->release(m->release_ctx);
-    free(m->wfield), free(m->gfield), free(m->mapped);
-    free(m->config_text), free(m->tensors), free(m->names), free(m->params), free(m->grads);
-    free(m->w.layer), free(m->g.layer), free(m->inv_freq), free(m->act_mem), free(m->res);
+    lora_set_free(m->lora);
+    frozen_free(m->frozen);
+    free(m->head.buf);
+    free(m->wfield), free(m->gfield), free(m->mapped), free(m->half), free(m->tlayer);
+    free(m->half_src);
+    free(m->config_text), free(m->tensors), free(m->names);
+    dp_arena_free(m->params, m->params_bytes);
+    dp_arena_free(m->grads, m->grads_bytes);
+    dp_arena_free(m->act_mem, m->act_bytes);
+    free(m->w.layer), free(m->g.layer), free(m->inv_freq), free(m->res);
     free(m->la), free(m->tok), free(m->target), free(m->pos), free(m->lo0), free(m->hi0);
     free(m->lo1), free(m->hi1), free(m->unit_start), free(m->pred);
     free(m);
@@ -428,8 +478,8 @@ const model_tensor *model_find_tensor(const model *m, const char *name) {
 }
 
 int model_attach_tensor(model *m, int i, const float *data, dp_err *err) {
-    if (m->opt.training)
-        return dp_fail(err, "model_attach_tensor: a model built for training owns its weights");
+    if (m->grads)
+        return dp_fail(err, "model_attach_tensor: a model whose base trains owns its weights");
     if (i < 0 || i >= m->n_tensors || ((uintptr_t)data & 3))
         return dp_fail(err, "model_attach_tensor: expected a tensor index and 4-byte aligned data");
     m->mapped[i] = data;
@@ -443,7 +493,52 @@ void model_set_release(model *m, void (*release)(void *), void *ctx) {
 }
 
 const float *model_tensor_data(const model *m, int i) {
-    return m->mapped[i] ? m->mapped[i] : m->params + m->tensors[i].offset;
+    if (m->mapped[i]) return m->mapped[i];
+    float *own = m->params + m->tensors[i].offset;
+    if (m->half[i]) /* widened into its float32 slot on demand (saving, merging) */
+        layer_widen(own, m->half_src[i], m->half[i] == 2, m->tensors[i].numel);
+    return own;
+}
+
+int model_attach_half(model *m, int i, const uint16_t *data, int bf16, dp_err *err) {
+    if (m->grads)
+        return dp_fail(err, "model_attach_half: a model whose base trains owns its weights");
+    if (i < 0 || i >= m->n_tensors || m->tensors[i].ndim != 2)
+        return dp_fail(err, "model_attach_half: expected the index of a matrix");
+    const model_config *c = &m->cfg;
+    float **f = m->wfield[i];
+    int is_wte = f == &m->w.wte, is_head = f == &m->w.lm_head;
+    if (m->tlayer[i] < 0 && !is_wte && !is_head)
+        return dp_fail(err, "model_attach_half: %s stays float32", m->tensors[i].name);
+    if (m->tlayer[i] >= 0) {
+        if (!m->frozen && !(m->frozen = frozen_new(c->n_layer)))
+            return dp_fail(err, "out of memory");
+        if (frozen_add(m->frozen, f, m->tlayer[i], data, bf16, m->tensors[i].numel))
+            return dp_fail(err, "out of memory");
+    }
+    if (is_wte) m->wte_half = data, m->wte_bf16 = bf16;
+    if (is_head || (is_wte && c->tie_embeddings)) {
+        /* the head is widened in blocks of rows: 8 MiB of floats at a time */
+        int rows = (int)((2u << 20) / (unsigned)c->d_model);
+        rows = rows < 1 ? 1 : rows > c->vocab ? c->vocab : rows;
+        if (!m->head.buf && !(m->head.buf = dp_malloc((size_t)rows * c->d_model * sizeof(float), err)))
+            return -1;
+        m->head.half = data, m->head.bf16 = bf16, m->head.buf_rows = rows;
+    }
+    m->half[i] = bf16 ? 2 : 1;
+    m->half_src[i] = data;
+    bind_weights(m);
+    if (m->frozen && frozen_prepare(m->frozen)) return dp_fail(err, "out of memory");
+    return 0;
+}
+
+void model_stream(model *m, int on) {
+    if (m->frozen) frozen_set_release(m->frozen, on);
+    m->streaming = on;
+}
+
+void model_read_stats(const model *m, uint64_t *bytes, double *seconds) {
+    frozen_stats(m->frozen, bytes, seconds);
 }
 
 float *model_params(model *m, size_t *n) {
@@ -456,6 +551,82 @@ float *model_grads(model *m, size_t *n) {
 }
 void model_zero_grads(model *m) {
     if (m->grads) memset(m->grads, 0, m->n_params * sizeof(float));
+    size_t n;
+    float *g = NULL;
+    if (m->lora && (lora_params(m->lora, &g, &n), g)) memset(g, 0, n * sizeof(float));
+}
+
+/* ---- adapters ---- */
+
+int model_lora_add(model *m, const model_lora_options *o, dp_err *err) {
+    if (m->lora) return dp_fail(err, "model_lora_add: the model already has adapters");
+    if (m->grads) return dp_fail(err, "model_lora_add: the model's base trains");
+    if (lora_set_new(&m->lora, &m->cfg, o, 0, m->opt.max_tokens, err)) return -1;
+    m->opt.lora = *lora_options(m->lora);
+    bind_weights(m);
+    return 0;
+}
+
+const model_lora_options *model_lora(const model *m) { return m->lora ? lora_options(m->lora) : NULL; }
+
+lora_set *model_lora_set(model *m) { return m->lora; }
+
+float *model_trainable(model *m, float **grads, size_t *n) {
+    if (m->lora) return lora_params(m->lora, grads, n);
+    if (grads) *grads = m->grads;
+    if (n) *n = m->n_params;
+    return m->params;
+}
+
+void model_lora_dropout(model *m, int on, uint64_t key) {
+    if (m->lora) lora_set_dropout(m->lora, on, key);
+}
+
+/* The weight matrix adapter kind KIND of layer L sits on: its data (in
+ * params), row stride and layout; the tensor's index in *ti. */
+static float *adapted_weight(model *m, int l, int kind, int *ld, int *ti) {
+    model_layer_weights *w = &m->w.layer[l];
+    const model_arch *A = &m->arch;
+    float **f;
+    switch (kind) {
+    case 0: f = &w->q_w, *ld = A->ldq; break;
+    case 1: f = &w->k_w, *ld = A->ldkv; break;
+    case 2: f = &w->v_w, *ld = A->ldkv; break;
+    case 3: f = &w->o_w, *ld = A->ldo; break;
+    case 4: f = &w->fc_w, *ld = A->ldfc; break;
+    case 5: f = &w->up_w, *ld = A->ldfc; break;
+    case 6: f = &w->down_w, *ld = A->lddown; break;
+    default: f = &w->qkv_w, *ld = 3 * A->C; break;
+    }
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->wfield[i] == f) *ti = i;
+    return *f;
+}
+
+int model_lora_merge(model *m, dp_err *err) {
+    if (!m->lora) return 0;
+    for (int i = 0; i < lora_count(m->lora); i++) {
+        lora_view_info v;
+        lora_info(m->lora, i, &v);
+        int ld, ti = -1;
+        adapted_weight(m, v.layer, v.kind, &ld, &ti);
+        if (ti < 0) return dp_fail(err, "model_lora_merge: no weight under %s", v.module);
+        if (m->mapped[ti] || m->half[ti]) { /* read-only: merge into an owned float32 copy */
+            const float *src = model_tensor_data(m, ti);
+            float *own = m->params + m->tensors[ti].offset;
+            if (src != own) memcpy(own, src, m->tensors[ti].numel * sizeof(float));
+            if (m->half[ti]) frozen_forget(m->frozen, m->wfield[ti]);
+            m->mapped[ti] = NULL, m->half[ti] = 0;
+            bind_weights(m);
+        }
+        float *w = adapted_weight(m, v.layer, v.kind, &ld, &ti);
+        lora_merge_into(m->lora, i, w, ld, m->arch.layout);
+    }
+    lora_set_free(m->lora);
+    m->lora = NULL;
+    memset(&m->opt.lora, 0, sizeof m->opt.lora);
+    bind_weights(m);
+    return 0;
 }
 
 /* ---- the packing plan ---- */
@@ -581,6 +752,9 @@ void model_qkv_forward(const model_arch *a, const model_layer_weights *w, const 
     layer_linear_forward(ql, x, w->q_w, a->ldq, lay, w->q_b, n, C, H * D);
     layer_linear_forward(kl, x, w->k_w, a->ldkv, lay, w->k_b, n, C, KV * D);
     layer_linear_forward(o->v, x, w->v_w, a->ldkv, lay, w->v_b, n, C, KV * D);
+    lora_forward(w->lora, w->layer, LORA_VIEW_Q, ql, x, n);
+    lora_forward(w->lora, w->layer, LORA_VIEW_K, kl, x, n);
+    lora_forward(w->lora, w->layer, LORA_VIEW_V, o->v, x, n);
     if (a->qk_norm) {
         layer_rmsnorm_forward(o->q, o->q_rstd, o->q_lin, w->q_norm, n * H, D, a->eps);
         layer_rmsnorm_forward(o->k, o->k_rstd, o->k_lin, w->k_norm, n * KV, D, a->eps);
@@ -591,17 +765,28 @@ void model_qkv_forward(const model_arch *a, const model_layer_weights *w, const 
     }
 }
 
+void model_o_forward(const model_arch *a, const model_layer_weights *w, const float *att,
+                     float *out, int n) {
+    layer_linear_forward(out, att, w->o_w, a->ldo, a->layout, w->o_b, n, a->H * a->D, a->C);
+    lora_forward(w->lora, w->layer, LORA_VIEW_O, out, att, n);
+}
+
 void model_mlp_forward(const model_arch *a, const model_layer_weights *w, const float *x,
                        float *fc, float *up, float *act, float *out, int n) {
     int C = a->C, F = a->F, lay = a->layout;
     layer_linear_forward(fc, x, w->fc_w, a->ldfc, lay, w->fc_b, n, C, F);
-    if (!a->gpt2) layer_linear_forward(up, x, w->up_w, a->ldfc, lay, w->up_b, n, C, F);
+    lora_forward(w->lora, w->layer, LORA_VIEW_GATE, fc, x, n);
+    if (!a->gpt2) {
+        layer_linear_forward(up, x, w->up_w, a->ldfc, lay, w->up_b, n, C, F);
+        lora_forward(w->lora, w->layer, LORA_VIEW_UP, up, x, n);
+    }
     if (!out) return;
     if (a->gpt2)
         layer_gelu_forward(act, fc, (size_t)n * F);
     else
         layer_swiglu_forward(act, fc, up, (size_t)n * F);
     layer_linear_forward(out, act, w->down_w, a->lddown, lay, w->down_b, n, F, C);
+    lora_forward(w->lora, w->layer, LORA_VIEW_DOWN, out, act, n);
 }
 
 /* Runs layer l over the planned batch: res_next[T, C] = the layer applied
@@ -618,11 +803,42 @@ static void forward_layer(model *m, int l, layer_acts *a, const float *res, floa
     model_qkv_forward(A, w, m->inv_freq, m->pos, a->ln1, &forms, T);
     layer_attention_forward(a->att, a->lse, a->q, H * D, a->k, KV * D, a->v, KV * D, mask, H,
                             KV, D, m->attn_scratch);
-    layer_linear_forward(m->proj, a->att, w->o_w, A->ldo, A->layout, w->o_b, T, H * D, A->C);
+    model_o_forward(A, w, a->att, m->proj, T);
     add_arrays(a->res_mid, res, m->proj, TC);
     model_norm_forward(A, a->ln2, a->ln2_mean, a->ln2_rstd, a->res_mid, w->ln2_w, w->ln2_b, T);
-    model_mlp_forward(A, w, a->ln2, a->fc, a->up, a->act, res_next ? m->proj : NULL, T);
+    if (m->opt.training || T <= MLP_ROWS) {
+        model_mlp_forward(A, w, a->ln2, a->fc, a->up, a->act, res_next ? m->proj : NULL, T);
+    } else { /* row blocks: the [T, d_ff] buffers would dominate a forward's memory */
+        for (int r0 = 0; r0 < T; r0 += MLP_ROWS) {
+            int n = T - r0 < MLP_ROWS ? T - r0 : MLP_ROWS;
+            size_t off = (size_t)r0 * A->C;
+            model_mlp_forward(A, w, a->ln2 + off, a->fc, a->up, a->act, m->proj + off, n);
+        }
+    }
     if (res_next) add_arrays(res_next, a->res_mid, m->proj, TC);
+}
+
+void model_embed(model *m, float *out, const int32_t *tok, const int *pos, int T) {
+    int C = m->cfg.d_model;
+    if (!m->wte_half) {
+        layer_embedding_forward(out, tok, pos, m->w.wte, m->w.wpe, T, C);
+        return;
+    }
+#pragma omp parallel for if (T > 64)
+    for (int t = 0; t < T; t++) {
+        float *o = out + (size_t)t * C;
+        layer_widen(o, m->wte_half + (size_t)tok[t] * C, m->wte_bf16, (size_t)C);
+        if (m->w.wpe)
+            for (int c = 0; c < C; c++) o[c] += m->w.wpe[(size_t)pos[t] * C + c];
+    }
+}
+
+const layer_head *model_head(const model *m) { return &m->head; }
+
+/* Streaming: the head's pages go back once a pass over it is done. */
+static void head_done(model *m) {
+    if (m->streaming && m->head.half)
+        frozen_drop_pages(m->head.half, (size_t)m->cfg.vocab * m->cfg.d_model * sizeof(uint16_t));
 }
 
 /* Plans the batch and runs embedding and every layer: the last residual
@@ -633,8 +849,9 @@ static const float *run_layers(model *m, const model_batch *b, dp_err *err) {
     if (build_plan(m, b, err)) return NULL;
     int L = m->cfg.n_layer, train = m->opt.training;
     layer_attn_mask mask = plan_mask(m);
-    layer_embedding_forward(m->res[0], m->tok, m->pos, m->w.wte, m->w.wpe, m->T, m->cfg.d_model);
+    model_embed(m, m->res[0], m->tok, m->pos, m->T);
     for (int l = 0; l < L; l++) {
+        model_layer_ready(m, l);
         layer_acts *a = &m->la[train && !m->opt.recompute ? l : 0];
         float *res = m->res[train ? l : l % 2], *res_next = m->res[train ? l + 1 : (l + 1) % 2];
         forward_layer(m, l, a, res, res_next, &mask);
@@ -653,8 +870,9 @@ int model_forward(model *m, const model_batch *b, float *logps, float *mean_logi
         memcpy(m->hR_in + (size_t)r * C, res_L + (size_t)m->pred[r] * C, (size_t)C * sizeof(float));
     model_norm_forward(&m->arch, m->hR, m->lnf_mean, m->lnf_rstd, m->hR_in, m->w.lnf_w,
                        m->w.lnf_b, m->R);
-    layer_logprob_forward(logps, mean_logits, m->out_lse, m->hR, m->w.lm_head, m->target, m->R, C,
-                          c->vocab, m->logit_scratch, m->chunk_rows);
+    layer_logprob_forward_head(logps, mean_logits, m->out_lse, m->hR, &m->head, m->target, m->R,
+                               C, c->vocab, m->logit_scratch, m->chunk_rows);
+    head_done(m);
     m->have_forward = 1;
     return 0;
 }
@@ -669,8 +887,8 @@ int model_next_logits(model *m, const int32_t *tokens, int n, float *logits, dp_
     int C = m->cfg.d_model;
     model_norm_forward(&m->arch, m->hR, m->lnf_mean, m->lnf_rstd, res_L + (size_t)(n - 1) * C,
                        m->w.lnf_w, m->w.lnf_b, 1);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, m->cfg.vocab, C, 1.0f, m->w.lm_head, C, m->hR, 1,
-                0.0f, logits, 1);
+    layer_head_gemv(logits, &m->head, m->hR, C, m->cfg.vocab);
+    head_done(m);
     m->have_forward = 0; /* nothing for backward to go through */
     return 0;
 }
@@ -692,8 +910,9 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
     size_t TC = (size_t)T * C;
 
     zero(m->dhR, (size_t)R * C);
-    layer_logprob_backward(m->dhR, m->g.lm_head, dlogps, m->hR, m->w.lm_head, m->target,
-                           m->out_lse, R, C, c->vocab, m->logit_scratch, m->chunk_rows, 1);
+    layer_logprob_backward_head(m->dhR, m->g.lm_head, dlogps, m->hR, &m->head, m->target,
+                                m->out_lse, R, C, c->vocab, m->logit_scratch, m->chunk_rows, 1);
+    head_done(m);
     zero(m->dhR_in, (size_t)R * C);
     norm_backward(m, m->dhR_in, m->g.lnf_w, m->g.lnf_b, m->dhR, m->hR_in, m->w.lnf_w,
                   m->lnf_mean, m->lnf_rstd, R);
@@ -707,6 +926,7 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
         const model_layer_weights *w = &m->w.layer[l];
         model_layer_weights *g = &m->g.layer[l];
         layer_acts *a = &m->la[m->opt.recompute ? 0 : l];
+        model_layer_ready(m, l); /* before w's fields are read */
         /* Recompute: the one slot still holds the top layer from forward. */
         if (m->opt.recompute && l < L - 1) forward_layer(m, l, a, m->res[l], NULL, &mask);
         /* MLP: res_next = res_mid + down(act(ln2)); ln2 and act first come
@@ -719,6 +939,7 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
         zero(m->dact, (size_t)T * F);
         layer_linear_backward(m->dact, g->down_w, g->down_b, m->dres, a->act, w->down_w,
                               A->lddown, lay, T, F, C);
+        lora_backward(m->lora, l, LORA_VIEW_DOWN, m->dact, m->dres, a->act, T);
         zero(m->dfc, (size_t)T * F);
         zero(m->dln, TC);
         if (gpt2) {
@@ -728,15 +949,18 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
             layer_swiglu_backward(m->dfc, m->dup, m->dact, a->fc, a->up, (size_t)T * F);
             layer_linear_backward(m->dln, g->up_w, g->up_b, m->dup, a->ln2, w->up_w, A->ldfc,
                                   lay, T, C, F);
+            lora_backward(m->lora, l, LORA_VIEW_UP, m->dln, m->dup, a->ln2, T);
         }
         layer_linear_backward(m->dln, g->fc_w, g->fc_b, m->dfc, a->ln2, w->fc_w, A->ldfc, lay,
                               T, C, F);
+        lora_backward(m->lora, l, LORA_VIEW_GATE, m->dln, m->dfc, a->ln2, T);
         norm_backward(m, m->dres, g->ln2_w, g->ln2_b, m->dln, a->res_mid, w->ln2_w, a->ln2_mean,
                       a->ln2_rstd, T);
         /* attention: res_mid = res + o(att(q, k, v)) */
         zero(m->datt, (size_t)T * H * D);
         layer_linear_backward(m->datt, g->o_w, g->o_b, m->dres, a->att, w->o_w, A->ldo, lay,
                               T, H * D, C);
+        lora_backward(m->lora, l, LORA_VIEW_O, m->datt, m->dres, a->att, T);
         zero(m->dq, (size_t)T * H * D);
         zero(m->dk, (size_t)T * KV * D);
         zero(m->dv, (size_t)T * KV * D);
@@ -757,18 +981,25 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
             layer_rmsnorm_backward(m->dk, g->k_norm, dk, a->k_lin, w->k_norm, a->k_rstd, T * KV, D);
             dq = m->dq, dk = m->dk;
         }
+        /* Below layer 0 only the embeddings' gradients remain: a frozen
+         * base needs no input gradient there. */
+        float *dln = l > 0 || m->grads ? m->dln : NULL;
         zero(m->dln, TC);
         model_norm_forward(A, a->ln1, a->ln1_mean, a->ln1_rstd, m->res[l], w->ln1_w, w->ln1_b, T);
-        layer_linear_backward(m->dln, g->q_w, g->q_b, dq, a->ln1, w->q_w, A->ldq, lay, T, C,
+        layer_linear_backward(dln, g->q_w, g->q_b, dq, a->ln1, w->q_w, A->ldq, lay, T, C,
                               H * D);
-        layer_linear_backward(m->dln, g->k_w, g->k_b, dk, a->ln1, w->k_w, A->ldkv, lay, T, C,
+        layer_linear_backward(dln, g->k_w, g->k_b, dk, a->ln1, w->k_w, A->ldkv, lay, T, C,
                               KV * D);
-        layer_linear_backward(m->dln, g->v_w, g->v_b, m->dv, a->ln1, w->v_w, A->ldkv, lay, T,
+        layer_linear_backward(dln, g->v_w, g->v_b, m->dv, a->ln1, w->v_w, A->ldkv, lay, T,
                               C, KV * D);
-        norm_backward(m, m->dres, g->ln1_w, g->ln1_b, m->dln, m->res[l], w->ln1_w, a->ln1_mean,
-                      a->ln1_rstd, T);
+        lora_backward(m->lora, l, LORA_VIEW_Q, dln, dq, a->ln1, T);
+        lora_backward(m->lora, l, LORA_VIEW_K, dln, dk, a->ln1, T);
+        lora_backward(m->lora, l, LORA_VIEW_V, dln, m->dv, a->ln1, T);
+        if (dln)
+            norm_backward(m, m->dres, g->ln1_w, g->ln1_b, m->dln, m->res[l], w->ln1_w,
+                          a->ln1_mean, a->ln1_rstd, T);
     }
-    layer_embedding_backward(m->g.wte, m->g.wpe, m->dres, m->tok, m->pos, T, C);
+    if (m->grads) layer_embedding_backward(m->g.wte, m->g.wpe, m->dres, m->tok, m->pos, T, C);
     return 0;
 }
 
@@ -793,6 +1024,8 @@ model_memory model_memory_estimate(const model_config *c, int tokens) {
         n += L * per + C + (c->tie_embeddings ? 0 : V * C);
     }
     mm.n_params = n;
+    mm.layer_matrix_params = gpt2 ? C * 3 * C + C * C + 2 * C * F : QD * C + 2 * KD * C + C * QD + 3 * C * F;
+    mm.embed_params = V * C * (c->tie_embeddings ? 1 : 2);
     mm.weights = n * sizeof(float);
     mm.grads = n * sizeof(float);
     mm.adam = 2 * n * sizeof(float);
@@ -803,5 +1036,7 @@ model_memory model_memory_estimate(const model_config *c, int tokens) {
     mm.activations = carve_acts(&probe, NULL) * sizeof(float);
     probe.opt.recompute = 1;
     mm.activations_recompute = carve_acts(&probe, NULL) * sizeof(float);
+    probe.opt.training = 0;
+    mm.activations_inference = carve_acts(&probe, NULL) * sizeof(float);
     return mm;
 }

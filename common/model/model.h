@@ -35,11 +35,37 @@ typedef struct model_config {
     int bos_id, eos_id;      /* from config.json, -1 if absent */
 } model_config;
 
+/* LoRA (PEFT's semantics): every targeted linear layer y = W x + b gains
+ * scale · B A dropout(x), A [r, in] and B [out, r]; scale = alpha / r, or
+ * alpha / sqrt(r) with use_rslora. Targets are MODEL_LORA_* bits (GPT-2:
+ * c_attn is one adapter over the fused [C, 3C] matrix; c_proj names both
+ * attn.c_proj and mlp.c_proj, as PEFT's suffix match does). */
+enum {
+    MODEL_LORA_Q = 1 << 0, MODEL_LORA_K = 1 << 1, MODEL_LORA_V = 1 << 2, MODEL_LORA_O = 1 << 3,
+    MODEL_LORA_GATE = 1 << 4, MODEL_LORA_UP = 1 << 5, MODEL_LORA_DOWN = 1 << 6,
+    MODEL_LORA_QKV = 1 << 7, /* GPT-2 c_attn */
+};
+typedef struct model_lora_options {
+    int r;                   /* rank; 0: no adapters */
+    float alpha, dropout;    /* dropout in [0, 1), on the adapter's input while training */
+    int use_rslora;
+    unsigned targets;        /* MODEL_LORA_* bits */
+    uint64_t seed;           /* A's kaiming-uniform draw and the dropout masks */
+} model_lora_options;
+
 typedef struct model_options {
-    int training;            /* allocate gradients and keep activations for backward */
+    int training;            /* allocate gradients and keep activations for backward;
+                              * with lora.r > 0 only the adapters get gradients and
+                              * the base stays frozen (and may stay mapped) */
+    model_lora_options lora;
     int prefix_sharing;      /* 1 (default) or 0 */
     int threads;             /* OpenMP and BLAS threads; 0 = all cores */
     int max_tokens;          /* largest packed batch (tokens) forward will see */
+    int headers_only;        /* model_load checks names, shapes and dtypes from the
+                              * headers and reads no weight (model info) */
+    int widen_half;          /* load half-precision frozen weights as float32
+                              * copies (0: keep them in the file's dtype, widened
+                              * one layer at a time) */
     int recompute;           /* training: keep only each layer's input (residual
                               * stream) and run the layer's forward again inside
                               * backward, so activations cost one layer instead
@@ -93,6 +119,19 @@ const float *model_tensor_data(const model *m, int i);
  * release(ctx) runs once in model_free (it unmaps). */
 int model_attach_tensor(model *m, int i, const float *data, dp_err *err);
 void model_set_release(model *m, void (*release)(void *), void *ctx);
+/* Keeps matrix tensor i (a layer's matrix, the embeddings or an untied head)
+ * in half precision: data holds numel IEEE half (bf16 == 0) or bfloat16
+ * values, 2-byte aligned, valid until model_free. Only for frozen weights
+ * (no training, or LoRA's base). Layer matrices are widened one layer at a
+ * time, the head in blocks of rows, embeddings row by row. */
+int model_attach_half(model *m, int i, const uint16_t *data, int bf16, dp_err *err);
+/* Streaming (on): the mapped pages of a layer, and of the head, go back to
+ * the kernel once they are widened, so resident memory holds about one
+ * layer of the file; reading them again costs a page-cache or disk read. */
+void model_stream(model *m, int on);
+/* Bytes of half-precision weights read (widened) so far and the seconds
+ * spent on it. */
+void model_read_stats(const model *m, uint64_t *bytes, double *seconds);
 
 /* Sets OpenMP and OpenBLAS thread counts (0 = all cores). model_new and
  * model_load call it with opt->threads, and forward/backward restore their
@@ -148,8 +187,45 @@ int model_save(model *m, const char *dir, int bf16, dp_err *err);
  * without (activations) and with (activations_recompute) options.recompute. */
 typedef struct model_memory {
     size_t n_params, weights, grads, adam, activations, activations_recompute;
+    size_t activations_inference;   /* a forward only (precompute, eval) */
+    size_t layer_matrix_params;     /* one layer's matrices */
+    size_t embed_params;            /* embeddings and an untied head */
 } model_memory;
 model_memory model_memory_estimate(const model_config *c, int tokens);
+
+/* ---- memory plans (plan.c) ----
+ * How a job fits a memory budget (peak resident memory): the engine's
+ * buffers as model_memory_estimate counts them, the weights as they are
+ * kept (frozen half-precision weights mapped, one layer widened to float32
+ * at a time; streamed, about one layer of the file resident), adapters and
+ * their optimizer state, and a fixed allowance for the process (libraries,
+ * BLAS buffers). */
+typedef enum model_job { MODEL_JOB_FORWARD, MODEL_JOB_TRAIN, MODEL_JOB_LORA } model_job;
+typedef struct model_plan {
+    model_job job;
+    int weight_bytes;   /* bytes per element of the checkpoint's matrices: 2 or 4 */
+    int tokens;         /* tokens of one packed batch */
+    int stream, recompute;
+    size_t weights, scratch, trainable, activations, overhead, total;
+} model_plan;
+/* The plan with these switches (stream applies to frozen half-precision
+ * weights only; recompute to training). lora_r/targets for MODEL_JOB_LORA. */
+model_plan model_plan_estimate(const model_config *c, model_job job, int weight_bytes, int tokens,
+                               int stream, int recompute, int lora_r, unsigned targets);
+/* The cheapest plan within budget bytes: as asked (recompute as given),
+ * then with recompute (training), then streaming (frozen half weights), then
+ * with fewer tokens per batch, halving down to min_tokens. Returns 0 with
+ * *out, or -1 with err giving the smallest estimate and what would fit
+ * (a larger budget, LoRA instead of full training). */
+int model_plan_fit(model_plan *out, const model_config *c, model_job job, int weight_bytes,
+                   int tokens, int min_tokens, int recompute, size_t budget, int lora_r,
+                   unsigned targets, dp_err *err);
+/* One line describing the plan ("streamed, recompute, 2048 tokens: weights
+ * ... = total ..."), into buf. */
+void model_plan_describe(const model_plan *p, char *buf, size_t cap);
+/* Bytes per element of DIR's layer matrices (2 for BF16/F16, 4 for F32),
+ * from the safetensors headers only. */
+int model_weight_bytes(const char *dir, int *bytes, dp_err *err);
 
 /* Reads and validates config.json into *c. config_json is a path, or the
  * JSON text itself when its first non-blank character is '{' (the same for
@@ -157,6 +233,58 @@ model_memory model_memory_estimate(const model_config *c, int tokens);
  * error naming it. Mistral's sliding_window w: a query attends to the keys
  * whose position is > its own − w (w keys including itself). */
 int model_read_config(model_config *c, const char *config_json, dp_err *err);
+
+/* ---- LoRA adapters (lora.c, lora_io.c) -------------------------------------
+ * The module names a family's adapters may target, in PEFT's spelling, and
+ * the bits they stand for. "all-linear" (every linear layer of the blocks,
+ * the LM head excluded) is all of them. An unknown name is an error that
+ * lists the valid ones. */
+int model_lora_parse_targets(const char *model_type, const char *const *names, int n,
+                             unsigned *targets, dp_err *err);
+/* Every MODEL_LORA_* bit a family has ("all-linear"). */
+unsigned model_lora_family_targets(const char *model_type);
+/* The expanded names of TARGETS for MODEL_TYPE, sorted, comma-separated,
+ * into buf. */
+void model_lora_target_names(const char *model_type, unsigned targets, char *buf, size_t cap);
+
+/* Adds adapters to a model that has none: A drawn kaiming-uniform
+ * (U(±1/sqrt(in)), splitmix64 from o->seed, adapters in layer order, each
+ * row-major), B zero, so the model's outputs are unchanged. The model was
+ * built with the same o when it trains them (model_options.lora). */
+int model_lora_add(model *m, const model_lora_options *o, dp_err *err);
+/* Whether the model carries adapters, and their options. */
+const model_lora_options *model_lora(const model *m); /* NULL without */
+
+/* What an optimizer updates: the adapters' flat parameters and gradients
+ * when the model has adapters, else model_params/model_grads. */
+float *model_trainable(model *m, float **grads, size_t *n);
+
+/* Dropout on the adapters' inputs for the forwards that follow: on with
+ * a key that picks the masks (a forward and its backward must share it;
+ * trainers derive it from the step and micro-batch, so a resumed run draws
+ * the same masks), or off (evaluation, sampling). */
+void model_lora_dropout(model *m, int on, uint64_t key);
+
+/* Folds the adapters into the base weights (W += scale · B A, transposed
+ * for GPT-2's Conv1D layout) and drops them; the model then computes what
+ * it computed with them, as a plain model. */
+int model_lora_merge(model *m, dp_err *err);
+
+/* DIR/adapter_config.json and DIR/adapter_model.safetensors in PEFT's
+ * layout and names (base_model.model.<module>.lora_A.weight [r, in],
+ * lora_B.weight [out, r], F32). base_name goes into
+ * base_model_name_or_path. */
+int model_lora_save(const model *m, const char *dir, const char *base_name, dp_err *err);
+/* Loads an adapter directory (written by dpoc or by PEFT) onto a model
+ * without adapters, or, when the model has adapters (a resumed run), into
+ * them, which must then agree in rank and targets. Errors name the file and
+ * the tensor or field: a missing or extra tensor, a shape, a target the base
+ * does not have, a feature dpoc does not implement (DoRA, bias, rank or
+ * alpha patterns). */
+int model_lora_load(model *m, const char *dir, dp_err *err);
+
+/* Trainable parameters of adapters of rank r on TARGETS of config c. */
+size_t model_lora_param_count(const model_config *c, int r, unsigned targets);
 
 /* ---- incremental decoding with a KV cache (model_decode.c) ----------------
  * For sampling: a cache of every layer's keys and values for one sequence,

@@ -24,7 +24,7 @@ typedef struct kv_layer {
 } kv_layer;
 
 struct model_kv {
-    const model *m;
+    model *m; /* not const: its half-precision layers are bound as the cache runs */
     model_config c;
     model_arch arch;
     const model_weights *w; /* the model's, so they follow model_attach_tensor */
@@ -160,11 +160,12 @@ static void add_into(float *x, const float *y, size_t n) {
 static void run_chunk(model_kv *kv, const int32_t *tok, int n) {
     const model_arch *A = &kv->arch;
     const model_weights *w = kv->w;
-    int C = A->C, HD = A->H * A->D;
+    int C = A->C;
     for (int i = 0; i < n; i++) kv->pos[i] = kv->len + i;
-    layer_embedding_forward(kv->x, tok, kv->pos, w->wte, w->wpe, n, C);
+    model_embed(kv->m, kv->x, tok, kv->pos, n);
     model_qkv qkv = {kv->q, kv->k, kv->v, kv->qlin, kv->klin, kv->qrstd, kv->krstd};
     for (int l = 0; l < kv->c.n_layer; l++) {
+        model_layer_ready(kv->m, l);
         const model_layer_weights *lw = &w->layer[l];
         kv_layer *a = &kv->layer[l];
         model_norm_forward(A, kv->ln, kv->mean, kv->rstd, kv->x, lw->ln1_w, lw->ln1_b, n);
@@ -173,7 +174,7 @@ static void run_chunk(model_kv *kv, const int32_t *tok, int n) {
         memcpy(a->k_cache + (size_t)kv->len * row, kv->k, (size_t)n * row * sizeof(float));
         memcpy(a->v_cache + (size_t)kv->len * row, kv->v, (size_t)n * row * sizeof(float));
         attend(kv, a, n);
-        layer_linear_forward(kv->proj, kv->att, lw->o_w, A->ldo, A->layout, lw->o_b, n, HD, C);
+        model_o_forward(A, lw, kv->att, kv->proj, n);
         add_into(kv->x, kv->proj, (size_t)n * C);
         model_norm_forward(A, kv->ln, kv->mean, kv->rstd, kv->x, lw->ln2_w, lw->ln2_b, n);
         model_mlp_forward(A, lw, kv->ln, kv->fc, kv->up, kv->act, kv->proj, n);
@@ -195,6 +196,8 @@ int model_kv_append(model *m, model_kv *kv, const int32_t *tokens, int n, float 
         if (tokens[i] < 0 || tokens[i] >= c->vocab)
             return dp_fail(err, "model_kv_append: token id %d outside the vocabulary [0, %d)",
                            tokens[i], c->vocab);
+    lora_set *lora = kv->w->layer[0].lora;
+    if (lora && lora_reserve(lora, n < KV_CHUNK ? n : KV_CHUNK, err)) return -1;
     /* A few rows of a small model are less work than waking a thread team
      * for every kernel: such steps run on this thread alone. */
     int saved = omp_get_max_threads();
@@ -206,8 +209,7 @@ int model_kv_append(model *m, model_kv *kv, const int32_t *tokens, int n, float 
         int C = c->d_model;
         model_norm_forward(&kv->arch, kv->ln, kv->mean, kv->rstd, kv->last, kv->w->lnf_w,
                            kv->w->lnf_b, 1);
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, c->vocab, C, 1.0f, kv->w->lm_head, C, kv->ln, 1,
-                    0.0f, last_logits, 1);
+        layer_head_gemv(last_logits, model_head(m), kv->ln, C, c->vocab);
     }
     if (alone && saved > 1) omp_set_num_threads(saved);
     return 0;

@@ -8,15 +8,92 @@
 
 #include <stddef.h>
 
+#include "layers.h"
 #include "model.h"
+
+/* ---- LoRA adapters (lora.c) ----
+ * Kinds are the MODEL_LORA_* bits by index; views the linear layers as the
+ * engine runs them (GPT-2's q, k, v are views of the c_attn adapter). */
+enum { LORA_KIND_QKV = 7, LORA_KINDS = 8 };
+enum { LORA_VIEW_Q, LORA_VIEW_K, LORA_VIEW_V, LORA_VIEW_O, LORA_VIEW_GATE, LORA_VIEW_UP,
+       LORA_VIEW_DOWN };
+typedef struct lora_set lora_set;
+/* Adapters for o on config c (o->targets limited to the family's), A drawn,
+ * B zero; gradients when training; scratch for max_rows rows. */
+int lora_set_new(lora_set **out, const model_config *c, const model_lora_options *o,
+                 int training, int max_rows, dp_err *err);
+void lora_set_free(lora_set *s);
+/* Grows the scratch to rows rows. */
+int lora_reserve(lora_set *s, int rows, dp_err *err);
+const model_lora_options *lora_options(const lora_set *s);
+float *lora_params(lora_set *s, float **grads, size_t *n);
+void lora_set_dropout(lora_set *s, int on, uint64_t key);
+/* out[n, out_v] += the adapter's term for view VIEW of layer L given its
+ * input x[n, in] (nothing when the view has no adapter or s is NULL). */
+void lora_forward(lora_set *s, int layer, int view, float *out, const float *x, int n);
+/* Gradients of the adapter (+=) and dx[n, in] += its input gradient (dx
+ * may be NULL) given dout[n, out_v] and the view's input x. */
+void lora_backward(lora_set *s, int layer, int view, float *dx, const float *dout,
+                   const float *x, int n);
+/* Adapter i of lora_count(s), in layer order: where it sits and its
+ * tensors (A [r, in], B [out, r], inside lora_params). */
+typedef struct lora_view_info {
+    int layer, kind, in, out;
+    const char *module;
+    float *A, *B;
+} lora_view_info;
+int lora_count(const lora_set *s);
+void lora_info(lora_set *s, int i, lora_view_info *v);
+/* W += scale · B A for adapter i, W in layout (layers.h) with row stride ldw. */
+void lora_merge_into(const lora_set *s, int i, float *w, int ldw, int layout);
+
+/* ---- frozen weights (frozen.c) ----
+ * Half-precision matrices of the layers, kept in the checkpoint's mapping
+ * and widened to float32 one layer at a time into a shared scratch. */
+typedef struct frozen_set frozen_set;
+frozen_set *frozen_new(int n_layer);
+void frozen_free(frozen_set *f);
+/* Registers a matrix of layer LAYER: *field is pointed at its widened copy
+ * when the layer is bound. -1 on allocation failure. */
+int frozen_add(frozen_set *f, float **field, int layer, const uint16_t *src, int bf16,
+               size_t numel);
+/* Drops FIELD's matrix (it became an owned float32 tensor). */
+void frozen_forget(frozen_set *f, float **field);
+/* Lays the scratch out for the registered matrices (one layer's worth) and
+ * unbinds; -1 on allocation failure. */
+int frozen_prepare(frozen_set *f);
+/* Widens layer LAYER's matrices into the scratch and binds their fields,
+ * unless it is bound already; returns 1 when it bound something. f may be
+ * NULL (nothing to do). */
+int frozen_bind_layer(frozen_set *f, int layer);
+/* Streaming: after widening, a layer's mapped pages go back to the kernel. */
+void frozen_set_release(frozen_set *f, int on);
+void frozen_release_layer(frozen_set *f, int layer);
+void frozen_drop_pages(const void *p, size_t n);
+/* Bytes of the mapping widened so far and the seconds it took. */
+void frozen_stats(const frozen_set *f, uint64_t *bytes, double *seconds);
+
+/* Readies layer l's weights (binds its half-precision matrices); returns 1
+ * when it widened something. Every pass over a layer calls it first. */
+int model_layer_ready(model *m, int l);
+/* out[T, C] = the token embeddings of tok (+ positions when learned). */
+void model_embed(model *m, float *out, const int32_t *tok, const int *pos, int T);
+/* The LM head as the kernels read it. */
+const layer_head *model_head(const model *m);
+
+/* The model's adapters, or NULL. */
+lora_set *model_lora_set(model *m);
 
 /* One layer's weights. GPT-2's fused c_attn is qkv_w/qkv_b, with q, k, v
  * pointing at its column blocks; fc is c_fc or gate_proj. NULL where the
- * family or config has no such tensor. */
+ * family or config has no such tensor. lora (NULL without adapters) and
+ * layer say where the layer's adapters are. */
 typedef struct model_layer_weights {
     float *ln1_w, *ln1_b, *qkv_w, *qkv_b;
     float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b, *q_norm, *k_norm;
     float *ln2_w, *ln2_b, *fc_w, *fc_b, *up_w, *up_b, *down_w, *down_b;
+    lora_set *lora;
+    int layer;
 } model_layer_weights;
 
 typedef struct model_weights {
@@ -53,6 +130,10 @@ typedef struct model_qkv {
 } model_qkv;
 void model_qkv_forward(const model_arch *a, const model_layer_weights *w, const float *inv_freq,
                        const int *pos, const float *x, const model_qkv *out, int n);
+
+/* Output projection of one layer: out[n, C] = o(att[n, H·D]). */
+void model_o_forward(const model_arch *a, const model_layer_weights *w, const float *att,
+                     float *out, int n);
 
 /* MLP of one layer for n rows x[n, C] (the normed residual): fc[n, F] (and
  * up[n, F] for SwiGLU); then, unless out is NULL, act[n, F] and

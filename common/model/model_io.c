@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "model.h"
+#include "model_internal.h" /* frozen_drop_pages */
 #include "safetensors.h"
 
 /* ---- config.json ---- */
@@ -381,6 +382,37 @@ static int64_t first_nonfinite(const float *x, size_t n) {
     return first == SIZE_MAX ? -1 : (int64_t)first;
 }
 
+/* The same for half-precision values (bfloat16 when bf16, else IEEE half):
+ * an all-ones exponent field is Inf or NaN. */
+static int64_t first_nonfinite_half(const uint16_t *x, size_t n, int bf16) {
+    uint16_t mask = bf16 ? 0x7f80 : 0x7c00;
+    enum { CHUNK = 1 << 16 };
+    size_t n_chunks = (n + CHUNK - 1) / CHUNK, first = SIZE_MAX;
+#pragma omp parallel for schedule(static) reduction(min : first) if (n_chunks > 16)
+    for (size_t c = 0; c < n_chunks; c++) {
+        size_t lo = c * CHUNK, hi = lo + CHUNK < n ? lo + CHUNK : n;
+        unsigned bad = 0;
+        for (size_t i = lo; i < hi; i++) bad |= (x[i] & mask) == mask;
+        if (!bad) continue;
+        for (size_t i = lo; i < hi; i++)
+            if ((x[i] & mask) == mask) {
+                if (i < first) first = i;
+                break;
+            }
+    }
+    return first == SIZE_MAX ? -1 : (int64_t)first;
+}
+
+static int check_finite_half(const uint16_t *x, size_t n, int bf16, const char *file,
+                             const char *name, dp_err *err) {
+    int64_t i = first_nonfinite_half(x, n, bf16);
+    if (i < 0) return 0;
+    char q[DP_QUOTE_CAP], qn[DP_QUOTE_CAP];
+    uint16_t frac = x[i] & (bf16 ? 0x007f : 0x03ff), neg = x[i] >> 15;
+    return dp_fail(err, "%s: tensor %s: element %lld is %s", dp_label(q, file), dp_label(qn, name),
+                   (long long)i, frac ? "NaN" : neg ? "-Inf" : "Inf");
+}
+
 /* An error naming FILE, tensor NAME and the first NaN/Inf of x[0..n), if any. */
 static int check_finite(const float *x, size_t n, const char *file, const char *name, dp_err *err) {
     int64_t i = first_nonfinite(x, n);
@@ -454,8 +486,32 @@ int model_load(model **out, const char *file, const model_options *opt, dp_err *
             goto done;
         }
         seen[idx] = 1;
+        if (opt->headers_only) {
+            int is_float = t->dtype == ST_F32 || t->dtype == ST_F16 || t->dtype == ST_BF16 ||
+                           t->dtype == ST_F64;
+            if (!is_float) { /* st_to_f32 names the dtype; it fails before writing */
+                rc = st_to_f32(t, NULL, err);
+                goto done;
+            }
+            continue;
+        }
         const float *values = params + mt->offset;
-        if (!opt->training && t->dtype == ST_F32 && !((uintptr_t)t->data & 3)) {
+        int frozen = !opt->training || opt->lora.r > 0; /* read, never written */
+        int half = (t->dtype == ST_BF16 || t->dtype == ST_F16) && !((uintptr_t)t->data & 1);
+        dp_err ignored;
+        if (frozen && half && !opt->widen_half &&
+            !model_attach_half(m, idx, t->data, t->dtype == ST_BF16, &ignored)) {
+            /* kept in the file's dtype; the matrices that cannot be (norms,
+             * biases, positions) are converted below */
+            mapped = 1;
+            if ((rc = check_finite_half(t->data, mt->numel, t->dtype == ST_BF16,
+                                        st_tensor_file(s, t), t->name, err)))
+                goto done;
+            /* the scan read every page; only what the passes use stays */
+            frozen_drop_pages(t->data, t->nbytes);
+            continue;
+        }
+        if (frozen && t->dtype == ST_F32 && !((uintptr_t)t->data & 3)) {
             if ((rc = model_attach_tensor(m, idx, t->data, err))) goto done;
             mapped = 1;
             values = t->data;

@@ -277,6 +277,82 @@ def job_train(torch, config, lengths, batch, steps, out):
                 "peak_rss_bytes": peak_rss()})
 
 
+def add_lora(torch, model, r):
+    """Freezes every parameter and wraps every nn.Linear of the blocks (the
+    LM head is the tied embedding, never wrapped) as PEFT's LoRA does:
+    y = W x + b + (alpha / r) · B A x, A kaiming-uniform, B zero, alpha 2r.
+    Returns the adapters' parameters and a switch that turns them off (the
+    reference forward, as TRL runs it for a PEFT model)."""
+    nn = torch.nn
+    state = {"on": True}
+
+    class LoRALinear(nn.Module):
+        def __init__(self, base):
+            super().__init__()
+            self.base = base
+            self.A = nn.Parameter(torch.empty(r, base.in_features).uniform_(
+                -1 / math.sqrt(base.in_features), 1 / math.sqrt(base.in_features)))
+            self.B = nn.Parameter(torch.zeros(base.out_features, r))
+            self.scale = 2.0 * r / r
+
+        def forward(self, x):
+            y = self.base(x)
+            return y + self.scale * ((x @ self.A.t()) @ self.B.t()) if state["on"] else y
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    blocks = model.h if hasattr(model, "h") else model.layers
+    adapters = []
+    for block in blocks:
+        for name, mod in list(block.named_children()):
+            if isinstance(mod, nn.Linear):
+                wrapped = LoRALinear(mod)
+                setattr(block, name, wrapped)
+                adapters += [wrapped.A, wrapped.B]
+    return adapters, state
+
+
+def job_train_lora(torch, config, lengths, batch, steps, r, out):
+    cfg = json.load(open(config))
+    dist, pairs = read_lengths(lengths)
+    policy = make_model(torch, cfg).train()
+    adapters, state = add_lora(torch, policy, r)
+    opt = torch.optim.AdamW(adapters, lr=1e-4, weight_decay=0.0)
+    vocab, beta = cfg["vocab_size"], 0.1
+    gen = torch.Generator().manual_seed(2)
+    t_steps, t_ref, tokens = [], [], []
+    warmup = 0.0
+    for s in range(-1, steps):
+        b = [pairs[(max(s, 0) * batch + k) % len(pairs)] for k in range(batch)]
+        ids, mask = pair_batch(torch, b, vocab, gen)
+        t0 = time.perf_counter()
+        state["on"] = False
+        with torch.no_grad():
+            ref = sequence_logps(torch, policy, ids, mask)
+        state["on"] = True
+        t1 = time.perf_counter()
+        pol = sequence_logps(torch, policy, ids, mask)
+        n = len(b)
+        logits = beta * ((pol[:n] - ref[:n]) - (pol[n:] - ref[n:]))
+        loss = -torch.nn.functional.logsigmoid(logits).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(adapters, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        t2 = time.perf_counter()
+        if s < 0:
+            warmup = t2 - t0
+            continue
+        t_steps.append(t2 - t0), t_ref.append(t1 - t0), tokens.append(real_tokens(b))
+    secs, ref_secs, n_tok = sum(t_steps), sum(t_ref), sum(tokens)
+    write(out, {"kind": "torch_train_lora", "dist": dist, "batch_pairs": batch, "steps": steps,
+                "lora_r": r, "timed_steps": steps, "warmup_seconds": warmup,
+                "seconds_per_step": secs / steps, "reference_seconds_per_step": ref_secs / steps,
+                "tokens_per_s": n_tok / secs, "pairs_per_s": batch * steps / secs,
+                "policy_only_tokens_per_s": n_tok / (secs - ref_secs),
+                "threads": torch.get_num_threads(), "peak_rss_bytes": peak_rss()})
+
+
 def cmd_run(threads, out_dir, jobs):
     cmd_info(out_dir + "/torch_info.json")
     try:
@@ -291,6 +367,9 @@ def cmd_run(threads, out_dir, jobs):
             job_precompute(torch, f[1], f[2], int(f[3]), "%s/%s.json" % (out_dir, f[4]))
         elif f[0] == "train" and len(f) == 6:
             job_train(torch, f[1], f[2], int(f[3]), int(f[4]), "%s/%s.json" % (out_dir, f[5]))
+        elif f[0] == "train_lora" and len(f) == 7:
+            job_train_lora(torch, f[1], f[2], int(f[3]), int(f[4]), int(f[5]),
+                           "%s/%s.json" % (out_dir, f[6]))
         else:
             raise SystemExit("torch_bench: bad job %r" % job)
     return 0

@@ -101,6 +101,8 @@ DEFAULTS = {  # schemas/pipeline.schema.yaml
     "train.batch_size": 8, "train.grad_accum": 1, "train.max_steps": 0,
     "train.weight_decay": 0.0, "train.max_grad_norm": 1.0, "train.adam_beta1": 0.9,
     "train.adam_beta2": 0.999, "train.adam_eps": 1e-8, "train.momentum": 0.0,
+    "train.seed": 42, "train.lora.r": 0, "train.lora.alpha": 16.0, "train.lora.use_rslora": False,
+    "train.lora.target_modules": ["all-linear"],
     # oracle only: the sft term's token mean over each micro-batch (TRL) or
     # over the whole optimizer batch (dpoc convention, so that batch 8 ×
     # accum 1 equals batch 1 × accum 8); the same without accumulation
@@ -169,6 +171,76 @@ def decays(cfg, name):
     return not any(re.search(p, name.lower()) for p in patterns)
 
 
+# ---- LoRA (PEFT's semantics, model.h) ----
+
+KINDS = [  # MODEL_LORA_* order: (llama name, gpt2 name, llama path, gpt2 path)
+    ("q_proj", None, "model.layers.{}.self_attn.q_proj", None),
+    ("k_proj", None, "model.layers.{}.self_attn.k_proj", None),
+    ("v_proj", None, "model.layers.{}.self_attn.v_proj", None),
+    ("o_proj", "c_proj", "model.layers.{}.self_attn.o_proj", "transformer.h.{}.attn.c_proj"),
+    ("gate_proj", "c_fc", "model.layers.{}.mlp.gate_proj", "transformer.h.{}.mlp.c_fc"),
+    ("up_proj", None, "model.layers.{}.mlp.up_proj", None),
+    ("down_proj", "c_proj", "model.layers.{}.mlp.down_proj", "transformer.h.{}.mlp.c_proj"),
+    (None, "c_attn", None, "transformer.h.{}.attn.c_attn"),
+]
+M64 = (1 << 64) - 1
+
+
+def splitmix64(state):
+    state = (state + 0x9E3779B97F4A7C15) & M64
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return state, z ^ (z >> 31)
+
+
+def lora_modules(cfg, init, o):
+    """[(module path, in, out, conv1d)] in dpoc's adapter order."""
+    gpt2 = cfg["model_type"] == "gpt2"
+    names = o["train.lora.target_modules"]
+    if not isinstance(names, list):
+        names = [names]
+    col = 1 if gpt2 else 0
+    out = []
+    for layer in range(cfg["n_layer"] if gpt2 else cfg["num_hidden_layers"]):
+        for llama_name, gpt2_name, llama_path, gpt2_path in KINDS:
+            name, path = (gpt2_name, gpt2_path) if gpt2 else (llama_name, llama_path)
+            if name is None or not ("all-linear" in names or name in names):
+                continue
+            path = path.format(layer)
+            w = init[path + ".weight"]
+            # Linear [out, in]; GPT-2's Conv1D [in, out]
+            out.append((path, w.shape[1 - col], w.shape[col], gpt2))
+    return out
+
+
+def lora_init(mods, r, seed):
+    """A ~ U(±1/sqrt(in)) drawn as dpoc draws it (splitmix64, 24-bit uniforms,
+    adapters in order, row-major); B = 0."""
+    state, ab = seed & M64, {}
+    for path, fan_in, fan_out, _ in mods:
+        bound = 1.0 / math.sqrt(fan_in)
+        vals = []
+        for _ in range(r * fan_in):
+            state, z = splitmix64(state)
+            u = (z >> 40) * 2.0 ** -24
+            vals.append(float(torch.tensor((2.0 * u - 1.0) * bound, dtype=torch.float32)))
+        ab[path] = (torch.tensor(vals).reshape(r, fan_in).requires_grad_(True),
+                    torch.zeros(fan_out, r, requires_grad=True))
+    return ab
+
+
+def merged(base, mods, ab, scale):
+    """The base weights with every adapter folded in: W + scale·B·A (Conv1D:
+    its transpose). Differentiable in A and B."""
+    P = dict(base)
+    for path, _, _, conv1d in mods:
+        A, B = ab[path]
+        delta = scale * (B @ A)
+        P[path + ".weight"] = base[path + ".weight"] + (delta.T if conv1d else delta)
+    return P
+
+
 # ---- one training run ----
 
 def ld_weights(n, shared, alpha):
@@ -180,10 +252,23 @@ def ld_weights(n, shared, alpha):
 def train(cfg, init, rows, o):
     """Redoes the run in torch; returns (per-step metrics, final weights)."""
     names = hf_param_names(cfg, list(init))
-    P = {n: init[n].clone().requires_grad_(True) for n in names}
-    wd = o["train.weight_decay"]
-    groups = [{"params": [P[n] for n in names if decays(cfg, n)], "weight_decay": wd},
-              {"params": [P[n] for n in names if not decays(cfg, n)], "weight_decay": 0.0}]
+    wd, rank = o["train.weight_decay"], o["train.lora.r"]
+    if rank > 0:  # the base frozen; A and B train, all with weight decay
+        base = {n: init[n].clone() for n in names}
+        mods = lora_modules(cfg, init, o)
+        ab = lora_init(mods, rank, o["train.seed"])
+        a0 = {path: ab[path][0].detach().clone() for path, *_ in mods}
+        alpha = o["train.lora.alpha"]
+        scale = alpha / math.sqrt(rank) if o["train.lora.use_rslora"] else alpha / rank
+        trained = [t for path, *_ in mods for t in ab[path]]
+        groups = [{"params": trained, "weight_decay": wd}]
+        weights_now = lambda: merged(base, mods, ab, scale)
+    else:
+        P = {n: init[n].clone().requires_grad_(True) for n in names}
+        trained = [P[n] for n in names]
+        groups = [{"params": [P[n] for n in names if decays(cfg, n)], "weight_decay": wd},
+                  {"params": [P[n] for n in names if not decays(cfg, n)], "weight_decay": 0.0}]
+        weights_now = lambda: P
     lr = o["train.learning_rate"]
     if o["train.optimizer"] == "sgd":
         opt = torch.optim.SGD(groups, lr=lr, momentum=o["train.momentum"])
@@ -214,6 +299,7 @@ def train(cfg, init, rows, o):
         logit_sum = [0.0, 0.0]
         logit_n = [0, 0]
         for a in range(A):
+            P = weights_now()
             micro = batch[a * mb:(a + 1) * mb]
             pc, pr, rc, rr, nc, nr, nll, nn = [], [], [], [], [], [], [], []
             for r in micro:
@@ -259,7 +345,7 @@ def train(cfg, init, rows, o):
                 per["rr"] += (beta * (pr.detach() - rr)).tolist()
             per["pc"] += pc.detach().tolist()
             per["pr"] += pr.detach().tolist()
-        grads = [P[n] for n in names]
+        grads = trained
         if o["train.max_grad_norm"] > 0:
             norm = torch.nn.utils.clip_grad_norm_(grads, o["train.max_grad_norm"])
         else:  # off, as HF Trainer with max_grad_norm 0; dpoc still logs the norm
@@ -280,7 +366,15 @@ def train(cfg, init, rows, o):
                   "acc_tied": sum(abs(x) < TIE for x in margins) / len(margins),
                   "acc": sum(x > 0 for x in margins) / len(margins)})
         history.append(m)
-    return history, {n: P[n].detach() for n in names}
+    P = weights_now()
+    final = {n: P[n].detach() for n in names}
+    if rank > 0:
+        for path, *_ in mods:
+            final["adapter:" + path + ".lora_A.weight"] = ab[path][0].detach()
+            # A's change, so a small update is not lost in A's own size
+            final["adapter-delta:" + path + ".lora_A.weight"] = ab[path][0].detach() - a0[path]
+            final["adapter:" + path + ".lora_B.weight"] = ab[path][1].detach()
+    return history, final
 
 
 # ---- checks ----
@@ -358,16 +452,30 @@ def check_case(rep, cfg, init, rows, name, run_dir, o):
         rep.check(f"{name}: step {s + 1} rewards/accuracies", lo - 1e-9 <= acc <= hi + 1e-9,
                   f"dpoc {acc}, torch {want['acc']} (allowed [{lo}, {hi}]: ties within {TIE})")
     out = read_safetensors(os.path.join(run_dir, "model", "model.safetensors"))
+    adapter = os.path.join(run_dir, "adapter", "adapter_model.safetensors")
+    if os.path.exists(adapter):
+        for k, v in read_safetensors(adapter).items():
+            out["adapter:" + k[len("base_model.model."):]] = v
+        for n in list(final):  # dpoc's A minus the oracle's A0
+            if n.startswith("adapter-delta:") and "adapter:" + n[14:] in out:
+                out[n] = out["adapter:" + n[14:]] - (final["adapter:" + n[14:]] - final[n])
     worst, where = 0.0, ""
     for n, t in final.items():
         if n not in out or tuple(out[n].shape) != tuple(t.shape):
             rep.check(f"{name}: exported {n}", False, "missing or of another shape")
             continue
-        rel = float((out[n] - t).norm()) / max(float(t.norm()), 1e-30)
+        size = float(t.norm())
+        if n.startswith("adapter-delta:"):
+            # float32 holds A to ~1e-7 of its size: a change below that is
+            # rounding in dpoc and exact here, so it is measured against
+            # 1% of A's size at least (an allowed error of ~8 float32 ulps)
+            size = max(size, 1e-2 * float(final["adapter:" + n[14:]].norm()))
+        rel = float((out[n] - t).norm()) / max(size, 1e-30)
         if rel > worst:
             worst, where = rel, n
-    moved = math.sqrt(sum(float((final[n] - init[n]).norm()) ** 2 for n in final) /
-                      sum(float(init[n].norm()) ** 2 for n in final))
+    base = [n for n in final if n in init]
+    moved = math.sqrt(sum(float((final[n] - init[n]).norm()) ** 2 for n in base) /
+                      sum(float(init[n].norm()) ** 2 for n in base))
     rep.check(f"{name}: final weights", worst <= RTOL,
               f"worst diff {worst / RTOL:.3g} × the allowed ({where})")
     print(f"# {name}: worst metric diff {worst_m:.3g} × the allowed ({where_m}); "
