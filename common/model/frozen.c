@@ -103,12 +103,17 @@ void frozen_forget(frozen_set *f, float **field) {
     f->bound = -1;
 }
 
-/* Hands back the pages of [p, p + n) that lie wholly inside it. */
-void frozen_drop_pages(const void *p, size_t n) {
+
+
+/* madvise on the pages that lie wholly inside [p, p + n). */
+static void madvise_range(const void *p, size_t n, int advice) {
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)p, b = a + n;
     uintptr_t lo = (a + page - 1) & ~(page - 1), hi = b & ~(page - 1);
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    if (hi > lo) madvise((void *)lo, hi - lo, advice);
 }
+
+/* Hands back the pages of [p, p + n) that lie wholly inside it. */
+void frozen_drop_pages(const void *p, size_t n) { madvise_range(p, n, MADV_DONTNEED); }
 
 int frozen_bind_layer(frozen_set *f, int layer) {
     if (!f || f->bound == layer) return 0;
@@ -124,7 +129,16 @@ int frozen_bind_layer(frozen_set *f, int layer) {
         any = 1;
     }
     if (any) f->seconds += now() - t0;
-    if (any && f->release) frozen_release_layer(f, layer);
+    if (any && f->release) {
+        frozen_release_layer(f, layer);
+        /* Passes go up the layers (forward) or down (backward): ask the
+         * kernel to read the next layer's pages while this one computes. */
+        int next = layer + (f->bound == layer + 1 ? -1 : 1);
+        if (next >= 0 && next < f->n_layer)
+            for (int i = 0; i < f->n; i++)
+                if (f->t[i].layer == next)
+                    madvise_range(f->t[i].src, f->t[i].numel * sizeof(uint16_t), MADV_WILLNEED);
+    }
     f->bound = any ? layer : f->bound;
     return any;
 }
