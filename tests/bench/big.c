@@ -297,7 +297,7 @@ int cmd_big_lora(int argc, char **argv) {
     loss_example *ex = malloc((size_t)B * sizeof *ex);
     loss_result *res = malloc((size_t)B * sizeof *res);
     int rc = optim_init(&o, &oc, n, &e) ? fail("optim", &e) : 0;
-    double first = 0, t_steady = 0, fl_steady = 0, tok_steady = 0, tok_all = 0;
+    double first = 0, t_steady = 0, fl_steady = 0, tok_steady = 0, tok_all = 0, fl_all = 0;
     for (int s = 0; s < steps && !rc; s++) {
         int ord[64];
         for (int k = 0; k < B && k < 64; k++) ord[k] = (s * B + k) % p.n;
@@ -309,7 +309,7 @@ int cmd_big_lora(int argc, char **argv) {
         double t = log_now_seconds() - t0, fl = 0, tk = 0;
         for (int k = 0; k < B; k++)
             fl += 2.0 * pair_forward_flops(&c, &p, ord[k], 1), tk += (double)seq_tokens(&p, ord[k]);
-        tok_all += tk;
+        tok_all += tk, fl_all += fl;
         if (s == 0) first = t;
         else t_steady += t, fl_steady += fl, tok_steady += tk;
         batch_buf_free(&bb);
@@ -329,6 +329,7 @@ int cmd_big_lora(int argc, char **argv) {
         json_object_set_new(js, "steady_tokens_per_s", json_real(t_steady > 0 ? tok_steady / t_steady : 0));
         json_object_set_new(js, "steady_gflops_per_s", json_real(t_steady > 0 ? fl_steady / t_steady / 1e9 : 0));
         json_object_set_new(js, "tokens_per_s", json_real(tok_all / (first + t_steady)));
+        json_object_set_new(js, "gflops_per_s", json_real(fl_all / (first + t_steady) / 1e9));
         json_object_set_new(js, "peak_rss_bytes", json_integer((json_int_t)log_peak_rss_bytes()));
         set_read(js, m, dir, tok_all);
         rc = write_json(js, argv[7]);
