@@ -34,6 +34,28 @@ static const char *MISTRAL = /* sliding window of 3 */
 static const char *QWEN2 = /* q/k/v biases */
     "{\"model_type\":\"qwen2\",\"num_hidden_layers\":1,\"num_attention_heads\":2,"
     "\"num_key_value_heads\":1,\"hidden_size\":16,\"intermediate_size\":20,\"vocab_size\":37}";
+static const char *GEMMA = /* norms 1 + w, √C embeddings, GeGLU, MQA */
+    "{\"model_type\":\"gemma\",\"num_hidden_layers\":2,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":1,\"hidden_size\":16,\"head_dim\":12,\"intermediate_size\":20,"
+    "\"vocab_size\":37}";
+static const char *GEMMA2 = /* soft-caps, window 3 on even layers, post norms */
+    "{\"model_type\":\"gemma2\",\"num_hidden_layers\":3,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":1,\"hidden_size\":16,\"head_dim\":8,\"intermediate_size\":20,"
+    "\"vocab_size\":37,\"sliding_window\":3,\"query_pre_attn_scalar\":12,"
+    "\"attn_logit_softcapping\":3.0,\"final_logit_softcapping\":5.0}";
+static const char *GEMMA3 = /* q/k norms, local RoPE base, every 2nd layer global, untied */
+    "{\"model_type\":\"gemma3_text\",\"num_hidden_layers\":3,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":1,\"hidden_size\":16,\"head_dim\":8,\"intermediate_size\":20,"
+    "\"vocab_size\":37,\"sliding_window\":4,\"sliding_window_pattern\":2,"
+    "\"rope_local_base_freq\":50.0,\"rope_theta\":1000.0,\"tie_word_embeddings\":false,"
+    "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":4.0}}";
+static const char *PHI3 = /* fused, partial rotary, longrope (short), window 5 */
+    "{\"model_type\":\"phi3\",\"num_hidden_layers\":2,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":1,\"hidden_size\":16,\"intermediate_size\":20,"
+    "\"vocab_size\":37,\"partial_rotary_factor\":0.5,\"sliding_window\":5,"
+    "\"max_position_embeddings\":1024,\"original_max_position_embeddings\":128,"
+    "\"rope_scaling\":{\"type\":\"longrope\",\"short_factor\":[1.0,1.5],"
+    "\"long_factor\":[3.0,5.0]}}";
 
 #define MAXT 96
 
@@ -113,6 +135,10 @@ static void test_llama_linear_rope(void) { check_family(LLAMA_LINEAR); }
 static void test_qwen3(void) { check_family(QWEN3); }
 static void test_mistral_window(void) { check_family(MISTRAL); }
 static void test_qwen2(void) { check_family(QWEN2); }
+static void test_gemma(void) { check_family(GEMMA); }
+static void test_gemma2(void) { check_family(GEMMA2); }
+static void test_gemma3_text(void) { check_family(GEMMA3); }
+static void test_phi3(void) { check_family(PHI3); }
 
 static int argmax(const float *x, int n) {
     int k = 0;
@@ -155,6 +181,9 @@ static void generate(const char *json) {
 
 static void test_generate_gpt2(void) { generate(GPT2); }
 static void test_generate_llama(void) { generate(LLAMA); }
+static void test_generate_gemma2(void) { generate(GEMMA2); }
+static void test_generate_gemma3_text(void) { generate(GEMMA3); }
+static void test_generate_phi3(void) { generate(PHI3); }
 
 
 /* Greedy model_generate equals the argmax of full forwards step by step,
@@ -309,7 +338,14 @@ int main(void) {
     RUN(test_mistral_window);
     RUN(test_qwen2);
     RUN(test_generate_gpt2);
+    RUN(test_gemma);
+    RUN(test_gemma2);
+    RUN(test_gemma3_text);
+    RUN(test_phi3);
     RUN(test_generate_llama);
+    RUN(test_generate_gemma2);
+    RUN(test_generate_gemma3_text);
+    RUN(test_generate_phi3);
     RUN(test_generate_greedy_vs_full);
     RUN(test_sampler_distribution);
     RUN(test_sampler_seed_and_greedy);

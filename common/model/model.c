@@ -533,7 +533,8 @@ static float *adapted_weight(model *m, int l, int kind, int *ld, int *ti) {
     case 4: f = &w->fc_w, *ld = A->ldfc; break;
     case 5: f = &w->up_w, *ld = A->ldfc; break;
     case 6: f = &w->down_w, *ld = A->lddown; break;
-    default: f = &w->qkv_w, *ld = 3 * A->C; break;
+    case LORA_KIND_GATE_UP: f = &w->gate_up_w, *ld = A->C; break; /* Phi-3 [2F, C] */
+    default: f = &w->qkv_w, *ld = A->gpt2 ? 3 * A->C : A->C; break; /* c_attn, qkv_proj */
     }
     for (int i = 0; i < m->n_tensors; i++)
         if (m->wfield[i] == f) *ti = i;

@@ -28,7 +28,6 @@ struct model_kv {
     model_config c;
     model_arch arch;
     const model_weights *w; /* the model's, so they follow model_attach_tensor */
-    const float *inv_freq;
     int max_seq, len;
     kv_layer *layer;
     /* scratch for one chunk of new rows */
@@ -87,7 +86,6 @@ model_kv *model_kv_new(model *m, int max_seq, dp_err *err) {
     kv->c = *c;
     model_arch_init(&kv->arch, c);
     kv->w = model_weights_of(m);
-    kv->inv_freq = model_inv_freq(m);
     kv->max_seq = max_seq;
     kv->layer = dp_calloc((size_t)c->n_layer, sizeof *kv->layer, err);
     kv->pos = kv->layer ? dp_calloc(KV_CHUNK, sizeof *kv->pos, err) : NULL;
