@@ -31,6 +31,28 @@ static const char *MISTRAL =
 static const char *QWEN2 =
     "{\"model_type\":\"qwen2\",\"num_hidden_layers\":1,\"num_attention_heads\":2,"
     "\"num_key_value_heads\":1,\"hidden_size\":16,\"intermediate_size\":20,\"vocab_size\":37}";
+static const char *GEMMA = /* tied; head_dim × heads ≠ hidden */
+    "{\"model_type\":\"gemma\",\"num_hidden_layers\":2,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":1,\"hidden_size\":16,\"head_dim\":6,\"intermediate_size\":20,"
+    "\"vocab_size\":37,\"hidden_act\":\"gelu\"}";
+static const char *GEMMA2 = /* soft-caps that bend, window 3 on layers 0 and 2 */
+    "{\"model_type\":\"gemma2\",\"num_hidden_layers\":3,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":1,\"hidden_size\":16,\"head_dim\":8,\"intermediate_size\":20,"
+    "\"vocab_size\":37,\"sliding_window\":3,\"query_pre_attn_scalar\":10,"
+    "\"attn_logit_softcapping\":4.0,\"final_logit_softcapping\":6.0}";
+static const char *GEMMA3 = /* q/k norms, local base, global layer 1 with linear scaling, untied */
+    "{\"model_type\":\"gemma3_text\",\"num_hidden_layers\":3,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":2,\"hidden_size\":16,\"head_dim\":8,\"intermediate_size\":20,"
+    "\"vocab_size\":37,\"sliding_window\":3,\"sliding_window_pattern\":2,"
+    "\"rope_local_base_freq\":30.0,\"rope_theta\":500.0,\"final_logit_softcapping\":8.0,"
+    "\"tie_word_embeddings\":false,\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":2.0}}";
+static const char *PHI3 = /* fused, partial rotary, longrope beyond 6 tokens, window 4 */
+    "{\"model_type\":\"phi3\",\"num_hidden_layers\":2,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":1,\"hidden_size\":16,\"intermediate_size\":20,"
+    "\"vocab_size\":37,\"partial_rotary_factor\":0.75,\"sliding_window\":4,"
+    "\"max_position_embeddings\":96,\"original_max_position_embeddings\":6,"
+    "\"rope_scaling\":{\"type\":\"longrope\",\"short_factor\":[1.0,1.5,2.0],"
+    "\"long_factor\":[2.0,3.0,8.0]}}";
 
 /* Three examples: (P, C, R) = (3, 4, 2), (5, 2, 3), (2, 3, 0). */
 static const int NP[3] = {3, 5, 2}, NC[3] = {4, 2, 3}, NR[3] = {2, 3, 0};
@@ -90,8 +112,8 @@ static void nudge(float *p, const model_tensor *t, const float *v, double h) {
 /* Per tensor: the derivative along a fixed unit direction of random signs,
  * by central differences with Richardson extrapolation (the h² error term
  * cancels), vs the backward's gradient·direction. */
-static void fd_model(const char *json) {
-    model *m = make(json, 1, 1, 3.0f);
+static void fd_model_scaled(const char *json, float scale) {
+    model *m = make(json, 1, 1, scale);
     CHECK(m != NULL);
     if (!m) return;
     for (int r = 0; r < 64; r++) WT[r] = (float)cos(1.3 * r);
@@ -131,10 +153,19 @@ static void fd_model(const char *json) {
     CHECK_MSG(bad == 0, "%d tensors off", bad);
     model_free(m);
 }
+static void fd_model(const char *json) { fd_model_scaled(json, 3.0f); }
 static void test_fd_gpt2(void) { fd_model(GPT2); }
 static void test_fd_llama(void) { fd_model(LLAMA); }
 static void test_fd_qwen3(void) { fd_model(QWEN3); }
 static void test_fd_mistral(void) { fd_model(MISTRAL); }
+/* Float32 differences of these curved losses (soft-caps, √C embeddings,
+ * q/k norms) hold 1e-2 only near the default step for some weight scales:
+ * Gemma 3's weights are scaled less. tests/test_model_parity checks every
+ * gradient of these families against float64 torch to 1e-4. */
+static void test_fd_gemma(void) { fd_model(GEMMA); }
+static void test_fd_gemma2(void) { fd_model(GEMMA2); }
+static void test_fd_gemma3_text(void) { fd_model_scaled(GEMMA3, 1.5f); }
+static void test_fd_phi3(void) { fd_model(PHI3); }
 
 static double rel_diff(const float *a, const float *b, size_t n) {
     double d = 0, s = 0;
@@ -196,6 +227,9 @@ static void test_sharing_gpt2(void) { sharing_case(GPT2); }
 static void test_sharing_llama(void) { sharing_case(LLAMA); }
 static void test_sharing_qwen3(void) { sharing_case(QWEN3); }
 static void test_sharing_mistral(void) { sharing_case(MISTRAL); }
+static void test_sharing_gemma2(void) { sharing_case(GEMMA2); }
+static void test_sharing_gemma3_text(void) { sharing_case(GEMMA3); }
+static void test_sharing_phi3(void) { sharing_case(PHI3); }
 
 /* Recomputation changes where activations live, never a bit of the result:
  * logps, mean logits and every gradient memcmp-equal with it on and off,
@@ -243,6 +277,9 @@ static void recompute_case(const char *json) {
 }
 static void test_recompute_gpt2(void) { recompute_case(GPT2); }
 static void test_recompute_llama(void) { recompute_case(LLAMA); }
+static void test_recompute_gemma2(void) { recompute_case(GEMMA2); }
+static void test_recompute_gemma3_text(void) { recompute_case(GEMMA3); }
+static void test_recompute_phi3(void) { recompute_case(PHI3); }
 static void test_recompute_qwen3(void) {
     /* three layers: one replayed between the kept top and the bottom */
     recompute_case("{\"model_type\":\"qwen3\",\"num_hidden_layers\":3,\"num_attention_heads\":2,"
@@ -434,8 +471,8 @@ static void test_load_errors(void) {
 /* model_new without config text writes one that reads back the same, and
  * model_init_random takes a path as well as JSON text. */
 static void test_config_text(void) {
-    const char *cfgs[5] = {GPT2, LLAMA, QWEN3, MISTRAL, QWEN2};
-    for (int k = 0; k < 5; k++) {
+    const char *cfgs[9] = {GPT2, LLAMA, QWEN3, MISTRAL, QWEN2, GEMMA, GEMMA2, GEMMA3, PHI3};
+    for (int k = 0; k < 9; k++) {
         model_config c, c2;
         dp_err e = {0};
         model_options o = {.training = 0, .prefix_sharing = 1, .threads = 1, .max_tokens = 8};
@@ -458,8 +495,8 @@ static void test_config_text(void) {
 }
 
 static void test_memory_estimate(void) {
-    const char *cfgs[5] = {GPT2, LLAMA, QWEN3, MISTRAL, QWEN2};
-    for (int k = 0; k < 5; k++) {
+    const char *cfgs[9] = {GPT2, LLAMA, QWEN3, MISTRAL, QWEN2, GEMMA, GEMMA2, GEMMA3, PHI3};
+    for (int k = 0; k < 9; k++) {
         model *m = make(cfgs[k], 0, 1, 1.0f);
         if (!m) return;
         size_t n;
@@ -473,6 +510,41 @@ static void test_memory_estimate(void) {
         CHECK(L > 1 ? mm.activations_recompute < mm.activations
                     : mm.activations_recompute == mm.activations);
         model_free(m);
+    }
+}
+
+/* Parameter counts of published checkpoints from their config.json alone:
+ * google/gemma-2b, google/gemma-2-2b, google/gemma-3-1b-pt,
+ * microsoft/Phi-3-mini-4k-instruct. */
+static void test_published_param_counts(void) {
+    static const struct {
+        const char *json;
+        size_t n;
+    } cases[] = {
+        {"{\"model_type\":\"gemma\",\"num_hidden_layers\":18,\"num_attention_heads\":8,"
+         "\"num_key_value_heads\":1,\"hidden_size\":2048,\"head_dim\":256,"
+         "\"intermediate_size\":16384,\"vocab_size\":256000,\"hidden_act\":\"gelu\"}",
+         2506172416},
+        {"{\"model_type\":\"gemma2\",\"num_hidden_layers\":26,\"num_attention_heads\":8,"
+         "\"num_key_value_heads\":4,\"hidden_size\":2304,\"head_dim\":256,"
+         "\"intermediate_size\":9216,\"vocab_size\":256000}",
+         2614341888},
+        {"{\"model_type\":\"gemma3_text\",\"num_hidden_layers\":26,\"num_attention_heads\":4,"
+         "\"num_key_value_heads\":1,\"hidden_size\":1152,\"head_dim\":256,"
+         "\"intermediate_size\":6912,\"vocab_size\":262144,\"sliding_window\":512}",
+         999885952},
+        {"{\"model_type\":\"phi3\",\"num_hidden_layers\":32,\"num_attention_heads\":32,"
+         "\"num_key_value_heads\":32,\"hidden_size\":3072,\"intermediate_size\":8192,"
+         "\"vocab_size\":32064,\"sliding_window\":2047}",
+         3821079552},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        model_config c;
+        dp_err e = {0};
+        CHECK_MSG(model_read_config(&c, cases[i].json, &e) == 0, "%s", e.msg);
+        model_memory mm = model_memory_estimate(&c, 16);
+        CHECK_MSG(mm.n_params == cases[i].n, "%s: %zu parameters, published %zu", c.model_type,
+                  mm.n_params, cases[i].n);
     }
 }
 
@@ -499,6 +571,29 @@ static void test_config_errors(void) {
                         "\"num_key_value_heads\":2,\"hidden_size\":12,\"intermediate_size\":8,\"vocab_size\":5}",
                         "num_key_value_heads");
     expect_config_error("{\"model_type\": ", "invalid JSON");
+#define DIMS "\"num_hidden_layers\":2,\"num_attention_heads\":2,\"hidden_size\":8,\"head_dim\":4," \
+             "\"intermediate_size\":8,\"vocab_size\":5"
+    expect_config_error("{\"model_type\":\"gemma\"," DIMS ",\"hidden_activation\":\"relu\"}",
+                        "hidden_activation \"relu\"");
+    expect_config_error("{\"model_type\":\"gemma2\"," DIMS ",\"attn_logit_softcapping\":-1}",
+                        "attn_logit_softcapping");
+    expect_config_error("{\"model_type\":\"gemma3_text\"," DIMS
+                        ",\"layer_types\":[\"full_attention\",\"sliding_attention\"]}",
+                        "layer_types");
+    expect_config_error("{\"model_type\":\"gemma3_text\"," DIMS ",\"layer_types\":[\"x\"]}",
+                        "layer_types");
+    expect_config_error("{\"model_type\":\"gemma\"," DIMS ",\"partial_rotary_factor\":0.5}",
+                        "partial_rotary_factor");
+    expect_config_error("{\"model_type\":\"phi3\"," DIMS ",\"partial_rotary_factor\":0.25}",
+                        "partial_rotary_factor");
+    expect_config_error("{\"model_type\":\"phi3\"," DIMS ",\"rope_scaling\":{\"type\":\"longrope\","
+                        "\"short_factor\":[1],\"long_factor\":[1,2]}}", "short_factor");
+    expect_config_error("{\"model_type\":\"phi3\"," DIMS ",\"rope_scaling\":{\"type\":\"dynamic\","
+                        "\"factor\":2}}", "\"dynamic\"");
+    expect_config_error("{\"model_type\":\"phi3\"," DIMS ",\"attention_bias\":true}",
+                        "attention_bias");
+    expect_config_error("{\"model_type\":\"phi3small\"," DIMS "}", "\"phi3small\"");
+#undef DIMS
     expect_config_error("/nonexistent/config.json", "/nonexistent/config.json");
 }
 
@@ -529,14 +624,24 @@ int main(void) {
     RUN(test_fd_llama);
     RUN(test_fd_qwen3);
     RUN(test_fd_mistral);
+    RUN(test_fd_gemma);
+    RUN(test_fd_gemma2);
+    RUN(test_fd_gemma3_text);
+    RUN(test_fd_phi3);
     RUN(test_sharing_gpt2);
     RUN(test_sharing_llama);
     RUN(test_sharing_qwen3);
     RUN(test_sharing_mistral);
+    RUN(test_sharing_gemma2);
+    RUN(test_sharing_gemma3_text);
+    RUN(test_sharing_phi3);
     RUN(test_sharing_edges);
     RUN(test_recompute_gpt2);
     RUN(test_recompute_llama);
     RUN(test_recompute_qwen3);
+    RUN(test_recompute_gemma2);
+    RUN(test_recompute_gemma3_text);
+    RUN(test_recompute_phi3);
     RUN(test_batch_vs_single);
     RUN(test_next_logits);
     RUN(test_deterministic);
@@ -545,6 +650,7 @@ int main(void) {
     RUN(test_load_errors);
     RUN(test_config_text);
     RUN(test_memory_estimate);
+    RUN(test_published_param_counts);
     RUN(test_config_errors);
     RUN(test_batch_errors);
     return check_summary();

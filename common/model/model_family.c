@@ -195,7 +195,7 @@ char *model_family_config_text(const model_config *c) {
         ADD("]}");
     }
     if (c->rope_dim > 0 && c->rope_dim != c->head_dim)
-        ADD(", \"partial_rotary_factor\": %.9g", (double)c->rope_dim / c->head_dim);
+        ADD(", \"partial_rotary_factor\": %.17g", (double)c->rope_dim / c->head_dim);
     if (c->sliding_window > 0) ADD(", \"sliding_window\": %d", c->sliding_window);
     else if (c->post_norms) ADD(", \"sliding_window\": null");
     if (c->post_norms) {

@@ -317,18 +317,18 @@ static int parse_config(model_config *c, cfg_reader *r) {
                        r->where, c->n_head, c->n_kv_head);
     if (!(c->rope_theta > 0)) return dp_fail(r->err, "%s: rope_theta: expected > 0", r->where);
     /* partial_rotary_factor: RoPE on the first int(head_dim · f) dims (Phi-3) */
-    float prf = 1.0f;
-    if (cfg_num(r, root, "partial_rotary_factor", 1.0, &prf)) return -1;
-    if (!(prf > 0 && prf <= 1))
-        return dp_fail(r->err, "%s: partial_rotary_factor: expected a number in (0, 1], got %g",
-                       r->where, (double)prf);
-    if (prf != 1.0f && !phi3)
+    json_t *jprf = json_object_get(root, "partial_rotary_factor");
+    double prf = json_is_number(jprf) ? json_number_value(jprf) : 1.0;
+    if ((jprf && !json_is_null(jprf) && !json_is_number(jprf)) || !(prf > 0 && prf <= 1))
+        return dp_fail(r->err, "%s: partial_rotary_factor: expected a number in (0, 1]", r->where);
+    if (prf != 1.0 && !phi3)
         return dp_fail(r->err, "%s: partial_rotary_factor %g is not supported for %s (phi3 only)",
-                       r->where, (double)prf, type);
-    c->rope_dim = (int)((double)c->head_dim * prf);
+                       r->where, prf, type);
+    /* int(head_dim · f) as transformers; the epsilon keeps 96 · (1/3) at 32 */
+    c->rope_dim = (int)((double)c->head_dim * prf + 1e-9);
     if (c->rope_dim % 2 || c->rope_dim < 2)
         return dp_fail(r->err, "%s: head_dim %d × partial_rotary_factor %g: expected an even "
-                               "number of rotated dims for RoPE", r->where, c->head_dim, (double)prf);
+                               "number of rotated dims for RoPE", r->where, c->head_dim, prf);
     if (qwen3) c->qk_norm = 1;
     if (!strcmp(type, "mistral") || phi3) {
         if (cfg_int(r, "sliding_window", 0, &c->sliding_window)) return -1;
