@@ -253,7 +253,20 @@ int model_weight_bytes(const char *dir, int *bytes, dp_err *err);
  * JSON text itself when its first non-blank character is '{' (the same for
  * model_init_random). Unsupported model_type, activation or rope type is an
  * error naming it. Mistral's sliding_window w: a query attends to the keys
- * whose position is > its own − w (w keys including itself). */
+ * whose position is > its own − w (w keys including itself); Gemma 2 and 3
+ * apply it on their sliding layers only, Phi-3 on every layer.
+ *
+ * Family conventions, as transformers defines them: Gemma's √hidden_size is
+ * rounded to float32 (the engine's compute dtype); Gemma 1.0 configs'
+ * hidden_act "gelu" is the tanh GELU (hidden_activation wins when given);
+ * Gemma 2's soft-caps default to 50 and 30 and are off when null; Gemma 3
+ * never soft-caps attention (final logits only when the config says so)
+ * and reads layer_types or sliding_window_pattern; Phi-3's longrope takes
+ * its long factors when a forward's largest position reaches
+ * original_max_position_embeddings (the whole packed batch decides, as a
+ * padded batch's position ids do in transformers; the KV cache decides per
+ * appended chunk, so past that length its keys, like transformers' cache,
+ * keep the short factors they were made with). */
 int model_read_config(model_config *c, const char *config_json, dp_err *err);
 
 /* ---- LoRA adapters (lora.c, lora_io.c) -------------------------------------
