@@ -139,6 +139,38 @@ static void test_gemma(void) { check_family(GEMMA); }
 static void test_gemma2(void) { check_family(GEMMA2); }
 static void test_gemma3_text(void) { check_family(GEMMA3); }
 static void test_phi3(void) { check_family(PHI3); }
+/* longrope past the original context: a prompt longer than it, appended at
+ * once, takes the long factors as a full forward does, and so do the tokens
+ * after it. */
+static void test_phi3_longrope_long(void) {
+    char json[1024];
+    snprintf(json, sizeof json, "%s", PHI3);
+    char *at = strstr(json, "\"original_max_position_embeddings\":128");
+    CHECK(at != NULL);
+    if (!at) return;
+    memcpy(at, "\"original_max_position_embeddings\":  8", 38);
+    model *m = make(json);
+    CHECK(m != NULL);
+    if (!m) return;
+    const model_config *c = model_get_config(m);
+    CHECK(c->rope_original_max_pos == 8);
+    dp_err e = {0};
+    int32_t toks[24];
+    for (int i = 0; i < 24; i++) toks[i] = (int32_t)((i * 7 + 2) % c->vocab);
+    model_kv *kv = model_kv_new(m, 24, &e);
+    float a[64], b[64];
+    CHECK(model_kv_append(m, kv, toks, 20, a, &e) == 0);
+    CHECK(model_next_logits(m, toks, 20, b, &e) == 0);
+    double d = max_diff(a, b, c->vocab);
+    for (int n = 21; n <= 24; n++) {
+        CHECK(model_kv_append(m, kv, toks + n - 1, 1, a, &e) == 0);
+        CHECK(model_next_logits(m, toks, n, b, &e) == 0);
+        d = fmax(d, max_diff(a, b, c->vocab));
+    }
+    CHECK_MSG(d < 1e-4, "phi3 longrope (long): cache vs full differ by %g", d);
+    model_kv_free(kv);
+    model_free(m);
+}
 
 static int argmax(const float *x, int n) {
     int k = 0;
@@ -342,6 +374,7 @@ int main(void) {
     RUN(test_gemma2);
     RUN(test_gemma3_text);
     RUN(test_phi3);
+    RUN(test_phi3_longrope_long);
     RUN(test_generate_llama);
     RUN(test_generate_gemma2);
     RUN(test_generate_gemma3_text);

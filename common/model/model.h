@@ -265,8 +265,8 @@ int model_weight_bytes(const char *dir, int *bytes, dp_err *err);
  * its long factors when a forward's largest position reaches
  * original_max_position_embeddings (the whole packed batch decides, as a
  * padded batch's position ids do in transformers; the KV cache decides per
- * appended chunk, so past that length its keys, like transformers' cache,
- * keep the short factors they were made with). */
+ * append, so a sequence that grows past that length keeps, like
+ * transformers' cache, the keys it made with the short factors). */
 int model_read_config(model_config *c, const char *config_json, dp_err *err);
 
 /* ---- LoRA adapters (lora.c, lora_io.c) -------------------------------------

@@ -29,6 +29,7 @@ struct model_kv {
     model_arch arch;
     const model_weights *w; /* the model's, so they follow model_attach_tensor */
     int max_seq, len;
+    int seq_len; /* the current append's last position + 1 (longrope's choice) */
     kv_layer *layer;
     /* scratch for one chunk of new rows */
     float *x, *ln, *mean, *rstd, *q, *k, *v, *qlin, *klin, *qrstd, *krstd, *att, *proj;
@@ -172,7 +173,7 @@ static void run_chunk(model_kv *kv, const int32_t *tok, int n) {
         const model_layer_weights *lw = &w->layer[l];
         kv_layer *a = &kv->layer[l];
         model_norm_forward(A, kv->ln, kv->mean, kv->rstd, kv->x, lw->ln1_w, lw->ln1_b, n);
-        const float *inv_freq = model_layer_inv_freq(kv->m, l, kv->len + n);
+        const float *inv_freq = model_layer_inv_freq(kv->m, l, kv->seq_len);
         model_qkv_forward(A, lw, inv_freq, kv->pos, kv->ln, &qkv, n);
         size_t row = (size_t)A->KV * A->D;
         memcpy(a->k_cache + (size_t)kv->len * row, kv->k, (size_t)n * row * sizeof(float));
@@ -208,6 +209,7 @@ int model_kv_append(model *m, model_kv *kv, const int32_t *tokens, int n, float 
     int saved = omp_get_max_threads();
     int alone = (double)n * kv_madds_per_token(c) < 4e6;
     if (alone && saved > 1) omp_set_num_threads(1);
+    kv->seq_len = kv->len + n; /* one append is one forward of transformers' */
     for (int i = 0; i < n; i += KV_CHUNK)
         run_chunk(kv, tokens + i, n - i < KV_CHUNK ? n - i : KV_CHUNK);
     if (last_logits) {
