@@ -1,6 +1,7 @@
 /* model — the transformer engine: parameter layout, packing plan, forward
  * and backward (see model.h). Config parsing, loading and saving live in
- * model_io.c; the numerical kernels in layers.c.
+ * model_io.c; what differs between families (tensor names, fused views,
+ * which layers slide) in model_family.c; the numerical kernels in layers.c.
  *
  * One forward runs every token of the batch as rows of one [T, C] matrix.
  * The plan built from a batch gives each packed token its id, position and
@@ -112,7 +113,6 @@ const char *model_blas_corename(void) { return openblas_get_corename(); }
 /* ---- architecture ---- */
 
 const model_weights *model_weights_of(const model *m) { return &m->w; }
-const float *model_inv_freq(const model *m) { return m->inv_freq; }
 
 const float *model_layer_inv_freq(const model *m, int l, int seq_len) {
     const model_config *c = &m->cfg;

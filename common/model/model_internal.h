@@ -153,10 +153,9 @@ const float *model_layer_inv_freq(const model *m, int l, int seq_len);
 /* cos/sin scale of RoPE (longrope's attention factor; 1 otherwise). */
 float model_rope_mscale(const model_config *c);
 
-/* The model's weights (they follow model_attach_tensor) and its RoPE
- * inverse frequencies [head_dim/2]; valid until model_free. */
+/* The model's weights (they follow model_attach_tensor); valid until
+ * model_free. */
 const model_weights *model_weights_of(const model *m);
-const float *model_inv_freq(const model *m);
 
 /* out[n, C] = the family's norm of inp[n, C] (LayerNorm, keeping mean and
  * rstd [n]; RMSNorm, keeping rstd and ignoring mean and b). */
