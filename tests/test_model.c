@@ -548,6 +548,41 @@ static void test_published_param_counts(void) {
     }
 }
 
+/* transformers 5 writes rope_parameters (rope_theta inside; Gemma 3's per
+ * layer type) where older configs have rope_theta and rope_scaling: both
+ * read to the same config. */
+static void test_rope_parameters_format(void) {
+#define D3 "\"num_hidden_layers\":2,\"num_attention_heads\":2,\"hidden_size\":8,\"head_dim\":8," \
+           "\"intermediate_size\":8,\"vocab_size\":5"
+    static const char *pairs[][2] = {
+        {"{\"model_type\":\"gemma3_text\"," D3 ",\"rope_theta\":5000.0,\"rope_local_base_freq\":70.0,"
+         "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":8.0}}",
+         "{\"model_type\":\"gemma3_text\"," D3 ",\"rope_parameters\":{\"full_attention\":{"
+         "\"rope_type\":\"linear\",\"factor\":8.0,\"rope_theta\":5000.0},\"sliding_attention\":{"
+         "\"rope_type\":\"default\",\"rope_theta\":70.0}}}"},
+        {"{\"model_type\":\"phi3\"," D3 ",\"rope_theta\":300.0,\"partial_rotary_factor\":0.5,"
+         "\"max_position_embeddings\":64,\"rope_scaling\":{\"type\":\"longrope\","
+         "\"short_factor\":[1,2],\"long_factor\":[3,4]}}",
+         "{\"model_type\":\"phi3\"," D3 ",\"max_position_embeddings\":64,\"rope_parameters\":{"
+         "\"rope_type\":\"longrope\",\"rope_theta\":300.0,\"partial_rotary_factor\":0.5,"
+         "\"original_max_position_embeddings\":4096,\"short_factor\":[1,2],\"long_factor\":[3,4]}}"},
+        {"{\"model_type\":\"llama\"," D3 ",\"rope_theta\":500000.0,\"rope_scaling\":{\"rope_type\":"
+         "\"llama3\",\"factor\":8.0,\"original_max_position_embeddings\":8192}}",
+         "{\"model_type\":\"llama\"," D3 ",\"rope_parameters\":{\"rope_type\":\"llama3\","
+         "\"rope_theta\":500000.0,\"factor\":8.0,\"original_max_position_embeddings\":8192}}"},
+    };
+#undef D3
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+        model_config a, b;
+        dp_err e = {0};
+        memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
+        CHECK_MSG(model_read_config(&a, pairs[i][0], &e) == 0, "%s", e.msg);
+        CHECK_MSG(model_read_config(&b, pairs[i][1], &e) == 0, "%s", e.msg);
+        CHECK_MSG(memcmp(&a, &b, sizeof a) == 0, "%s: rope_parameters read differently",
+                  a.model_type);
+    }
+}
+
 static void expect_config_error(const char *json, const char *needle) {
     model_config c;
     dp_err e = {0};
@@ -593,6 +628,10 @@ static void test_config_errors(void) {
     expect_config_error("{\"model_type\":\"phi3\"," DIMS ",\"attention_bias\":true}",
                         "attention_bias");
     expect_config_error("{\"model_type\":\"phi3small\"," DIMS "}", "\"phi3small\"");
+    expect_config_error("{\"model_type\":\"gemma3_text\"," DIMS ",\"use_bidirectional_attention\":true}",
+                        "use_bidirectional_attention");
+    expect_config_error("{\"model_type\":\"llama\"," DIMS ",\"rope_parameters\":{\"rope_type\":\"yarn\","
+                        "\"factor\":2}}", "rope_parameters: rope type \"yarn\"");
 #undef DIMS
     expect_config_error("/nonexistent/config.json", "/nonexistent/config.json");
 }
@@ -651,6 +690,7 @@ int main(void) {
     RUN(test_config_text);
     RUN(test_memory_estimate);
     RUN(test_published_param_counts);
+    RUN(test_rope_parameters_format);
     RUN(test_config_errors);
     RUN(test_batch_errors);
     return check_summary();

@@ -19,6 +19,9 @@ typedef struct cfg_reader {
     json_t *root;
     const char *where;
     dp_err *err;
+    const char *rope_key; /* "rope_scaling", or transformers 5's "rope_parameters" */
+    int rope_params;      /* the latter: rope_theta and partial_rotary_factor inside */
+    json_t *rope, *rope_local; /* the RoPE objects (Gemma 3: full and sliding layers') */
 } cfg_reader;
 
 /* Integer field; absent or null gives def, or an error when def < -1. */
@@ -80,13 +83,13 @@ static const char *cfg_string(json_t *root, const char *key, const char *def) {
 static int cfg_factors(cfg_reader *r, json_t *s, const char *key, int n, float *out) {
     json_t *a = json_object_get(s, key), *v;
     if (!json_is_array(a) || (int)json_array_size(a) != n)
-        return dp_fail(r->err, "%s: rope_scaling.%s: expected a list of %d numbers (rotated dims / 2)",
-                       r->where, key, n);
+        return dp_fail(r->err, "%s: %s.%s: expected a list of %d numbers (rotated dims / 2)",
+                       r->where, r->rope_key, key, n);
     size_t i;
     json_array_foreach(a, i, v) {
         if (!json_is_number(v) || !(json_number_value(v) > 0))
-            return dp_fail(r->err, "%s: rope_scaling.%s[%zu]: expected a positive number", r->where,
-                           key, i);
+            return dp_fail(r->err, "%s: %s.%s[%zu]: expected a positive number", r->where,
+                           r->rope_key, key, i);
         out[i] = (float)json_number_value(v);
     }
     return 0;
@@ -94,32 +97,61 @@ static int cfg_factors(cfg_reader *r, json_t *s, const char *key, int n, float *
 
 /* Phi-3's longrope ("su" and "yarn" in older configs): divisors per
  * frequency, short within original_max_position_embeddings (the config's
- * top-level field) and long beyond, cos/sin scaled by attention_factor,
- * by default √(1 + ln f / ln original) with f = max_position_embeddings /
- * original (1 when f ≤ 1). */
+ * top-level field, else the RoPE object's, else 4096) and long beyond,
+ * cos/sin scaled by attention_factor, by default √(1 + ln f / ln original)
+ * with f the object's factor or max_position_embeddings / original (1 when
+ * f ≤ 1). */
 static int read_longrope(cfg_reader *r, json_t *s, model_config *c) {
     int n = c->rope_dim / 2;
     if (n > MODEL_ROPE_MAX)
-        return dp_fail(r->err, "%s: rope_scaling: longrope over %d rotated dims is not supported "
-                               "(at most %d)", r->where, c->rope_dim, 2 * MODEL_ROPE_MAX);
+        return dp_fail(r->err, "%s: %s: longrope over %d rotated dims is not supported "
+                               "(at most %d)", r->where, r->rope_key, c->rope_dim, 2 * MODEL_ROPE_MAX);
     c->rope_type = 3;
+    json_t *inner = json_object_get(s, "original_max_position_embeddings");
+    int orig_def = json_is_integer(inner) ? (int)json_integer_value(inner) : 4096;
     if (cfg_factors(r, s, "short_factor", n, c->rope_short) ||
         cfg_factors(r, s, "long_factor", n, c->rope_long) ||
-        cfg_pos(r, "original_max_position_embeddings", 4096, &c->rope_original_max_pos))
+        cfg_pos(r, "original_max_position_embeddings", orig_def, &c->rope_original_max_pos))
         return -1;
-    double f = (double)c->max_pos / c->rope_original_max_pos;
+    float given;
+    if (cfg_num(r, s, "factor", 0.0, &given)) return -1;
+    double f = given > 0 ? given : (double)c->max_pos / c->rope_original_max_pos;
     double def = f <= 1.0 ? 1.0 : sqrt(1.0 + log(f) / log((double)c->rope_original_max_pos));
     if (cfg_num(r, s, "attention_factor", def, &c->rope_attn_factor)) return -1;
     if (!(c->rope_attn_factor > 0))
-        return dp_fail(r->err, "%s: rope_scaling.attention_factor: expected > 0", r->where);
+        return dp_fail(r->err, "%s: %s.attention_factor: expected > 0", r->where, r->rope_key);
+    return 0;
+}
+
+/* Where the RoPE settings are: rope_scaling (with rope_theta and, for
+ * Gemma 3, rope_local_base_freq at the top level), or transformers 5's
+ * rope_parameters (rope_theta inside; Gemma 3's per layer type). */
+static int find_rope(cfg_reader *r, int g3) {
+    json_t *rp = json_object_get(r->root, "rope_parameters");
+    r->rope_key = "rope_scaling";
+    r->rope = json_object_get(r->root, "rope_scaling");
+    r->rope_local = NULL;
+    if (!rp || json_is_null(rp)) return 0;
+    if (!json_is_object(rp))
+        return dp_fail(r->err, "%s: rope_parameters: expected an object or null", r->where);
+    r->rope_key = "rope_parameters";
+    r->rope_params = 1;
+    r->rope = rp;
+    if (g3 && (json_object_get(rp, "full_attention") || json_object_get(rp, "sliding_attention"))) {
+        r->rope = json_object_get(rp, "full_attention");
+        r->rope_local = json_object_get(rp, "sliding_attention");
+        if ((r->rope && !json_is_object(r->rope)) || (r->rope_local && !json_is_object(r->rope_local)))
+            return dp_fail(r->err, "%s: rope_parameters: expected objects per layer type", r->where);
+    }
     return 0;
 }
 
 static int read_rope_scaling(cfg_reader *r, model_config *c) {
-    json_t *s = json_object_get(r->root, "rope_scaling");
+    json_t *s = r->rope;
     c->rope_type = 0;
     if (!s || json_is_null(s)) return 0;
-    if (!json_is_object(s)) return dp_fail(r->err, "%s: rope_scaling: expected an object or null", r->where);
+    if (!json_is_object(s))
+        return dp_fail(r->err, "%s: %s: expected an object or null", r->where, r->rope_key);
     const char *type = cfg_string(s, "rope_type", cfg_string(s, "type", "default"));
     char q[DP_QUOTE_CAP];
     if (!strcmp(type, "default")) return 0;
@@ -127,15 +159,16 @@ static int read_rope_scaling(cfg_reader *r, model_config *c) {
         return read_longrope(r, s, c);
     if (cfg_num(r, s, "factor", 1.0, &c->rope_factor)) return -1;
     if (!(c->rope_factor > 0))
-        return dp_fail(r->err, "%s: rope_scaling.factor: expected > 0, got %g", r->where, (double)c->rope_factor);
+        return dp_fail(r->err, "%s: %s.factor: expected > 0, got %g", r->where, r->rope_key,
+                       (double)c->rope_factor);
     if (!strcmp(type, "linear")) {
         c->rope_type = 1;
         return 0;
     }
     if (strcmp(type, "llama3") != 0)
-        return dp_fail(r->err, "%s: rope_scaling: rope type %s is not supported (default, "
-                               "linear, llama3%s are)", r->where, dp_quote(q, type, (size_t)-1),
-                       c->fused ? ", longrope" : "");
+        return dp_fail(r->err, "%s: %s: rope type %s is not supported (default, "
+                               "linear, llama3%s are)", r->where, r->rope_key,
+                       dp_quote(q, type, (size_t)-1), c->fused ? ", longrope" : "");
     c->rope_type = 2;
     float orig;
     if (cfg_num(r, s, "low_freq_factor", 1.0, &c->rope_low_freq) ||
@@ -144,8 +177,8 @@ static int read_rope_scaling(cfg_reader *r, model_config *c) {
         return -1;
     c->rope_original_max_pos = (int)orig;
     if (!(c->rope_high_freq > c->rope_low_freq) || c->rope_original_max_pos < 1)
-        return dp_fail(r->err, "%s: rope_scaling: expected high_freq_factor > low_freq_factor "
-                               "and original_max_position_embeddings >= 1", r->where);
+        return dp_fail(r->err, "%s: %s: expected high_freq_factor > low_freq_factor "
+                               "and original_max_position_embeddings >= 1", r->where, r->rope_key);
     return 0;
 }
 
@@ -230,6 +263,20 @@ static int read_gemma(cfg_reader *r, model_config *c, int g2, int g3) {
             read_layer_types(r, c) ||
             cfg_num(r, r->root, "rope_local_base_freq", 10000.0, &c->rope_local_theta))
             return -1;
+        if (r->rope_local) { /* rope_parameters.sliding_attention */
+            const char *t = cfg_string(r->rope_local, "rope_type", "default");
+            if (strcmp(t, "default") != 0)
+                return dp_fail(r->err, "%s: rope_parameters.sliding_attention: rope type %s is "
+                                       "not supported (default is)", r->where,
+                               dp_quote(q, t, (size_t)-1));
+            if (cfg_num(r, r->rope_local, "rope_theta", c->rope_local_theta, &c->rope_local_theta))
+                return -1;
+        }
+        int bidirectional = 0;
+        if (cfg_bool(r, "use_bidirectional_attention", 0, &bidirectional)) return -1;
+        if (bidirectional)
+            return dp_fail(r->err, "%s: use_bidirectional_attention: only causal attention is "
+                                   "supported", r->where);
         if (!(c->rope_local_theta > 0))
             return dp_fail(r->err, "%s: rope_local_base_freq: expected > 0", r->where);
     }
@@ -303,7 +350,10 @@ static int parse_config(model_config *c, cfg_reader *r) {
         cfg_bool(r, "mlp_bias", 0, &c->mlp_bias))
         return -1;
     int default_hd = qwen3 ? 128 : gemma ? 256 : c->d_model / c->n_head;
-    if (cfg_pos(r, "head_dim", default_hd, &c->head_dim)) return -1;
+    if (cfg_pos(r, "head_dim", default_hd, &c->head_dim) || find_rope(r, g3)) return -1;
+    if (r->rope_params && json_is_object(r->rope) &&
+        cfg_num(r, r->rope, "rope_theta", c->rope_theta, &c->rope_theta))
+        return -1;
     if (gemma) {
         if (read_gemma(r, c, g2, g3)) return -1;
     } else {
@@ -318,6 +368,9 @@ static int parse_config(model_config *c, cfg_reader *r) {
     if (!(c->rope_theta > 0)) return dp_fail(r->err, "%s: rope_theta: expected > 0", r->where);
     /* partial_rotary_factor: RoPE on the first int(head_dim · f) dims (Phi-3) */
     json_t *jprf = json_object_get(root, "partial_rotary_factor");
+    if (r->rope_params && json_is_object(r->rope) &&
+        json_object_get(r->rope, "partial_rotary_factor"))
+        jprf = json_object_get(r->rope, "partial_rotary_factor");
     double prf = json_is_number(jprf) ? json_number_value(jprf) : 1.0;
     if ((jprf && !json_is_null(jprf) && !json_is_number(jprf)) || !(prf > 0 && prf <= 1))
         return dp_fail(r->err, "%s: partial_rotary_factor: expected a number in (0, 1]", r->where);
@@ -402,7 +455,7 @@ static int config_from_text(model_config *c, const char *text, const char *file,
     if (!root)
         return dp_fail(err, "%s:%d:%d: invalid JSON: %s", where, je.line, je.column,
                        dp_label(q, je.text));
-    cfg_reader r = {root, where, err};
+    cfg_reader r = {.root = root, .where = where, .err = err};
     int rc = parse_config(c, &r);
     json_decref(root);
     return rc;

@@ -377,10 +377,11 @@ def apply_rope(x, cos, sin):
 def longrope(cfg, rot, seq_len):
     """Phi-3's longrope: inv_freq = 1 / (factor_i · θ^(2i/rot)), the long
     factors when the sequence exceeds original_max_position_embeddings, and
-    the attention factor √(1 + ln f / ln original), f = max_pos / original."""
+    the attention factor √(1 + ln f / ln original), f = the scaling's factor
+    or max_pos / original."""
     rs = cfg["rope_scaling"]
     orig = cfg.get("original_max_position_embeddings", 4096)
-    f = cfg["max_position_embeddings"] / orig
+    f = rs.get("factor") or cfg["max_position_embeddings"] / orig
     att = rs.get("attention_factor")
     if att is None:
         att = 1.0 if f <= 1.0 else math.sqrt(1 + math.log(f) / math.log(orig))
