@@ -244,6 +244,18 @@ static void test_softcap(void) {
     CHECK_NEAR(x[1], 5 * tanh(0.2), 1e-6);
     CHECK_NEAR(x[2], 5 * tanh(-6.0), 1e-5);
     CHECK_NEAR(x[3], 5.0, 1e-5);
+    /* relative error against tanh over [-20, 20], small values included */
+    enum { N = 400001 };
+    float *y = malloc(N * sizeof *y);
+    for (int i = 0; i < N; i++) y[i] = -20.0f + 40.0f * (float)i / (N - 1);
+    layer_softcap(y, N, 1.0f);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double u = -20.0f + 40.0f * (float)i / (N - 1), t = tanh(u);
+        worst = fmax(worst, t != 0 ? fabs(y[i] - t) / fabs(t) : fabs(y[i]));
+    }
+    CHECK_MSG(worst < 2e-6, "soft-cap tanh: relative error %g", worst);
+    free(y);
 }
 
 /* ---- rope ---- */
