@@ -583,6 +583,56 @@ static void test_rope_parameters_format(void) {
     }
 }
 
+/* LoRA names per family (PEFT's modules: Phi-3's fused qkv_proj and
+ * gate_up_proj are one each), their parameter count, and merging a fused
+ * adapter (views of one A, blocks of B's rows) computes what it did. */
+static void test_lora_families(void) {
+    unsigned t = 0;
+    char names[256];
+    dp_err e = {0};
+    const char *all[] = {"all-linear"}, *bad[] = {"q_proj"}, *some[] = {"qkv_proj", "down_proj"};
+    CHECK(model_lora_parse_targets("phi3", all, 1, &t, &e) == 0);
+    CHECK(t == (MODEL_LORA_QKV | MODEL_LORA_O | MODEL_LORA_GATE_UP | MODEL_LORA_DOWN));
+    model_lora_target_names("phi3", t, names, sizeof names);
+    CHECK_STR(names, "down_proj, gate_up_proj, o_proj, qkv_proj");
+    CHECK(model_lora_parse_targets("phi3", bad, 1, &t, &e) == -1 &&
+          strstr(e.msg, "down_proj, gate_up_proj, o_proj, qkv_proj"));
+    CHECK(model_lora_parse_targets("phi3", some, 2, &t, &e) == 0 &&
+          t == (MODEL_LORA_QKV | MODEL_LORA_DOWN));
+    CHECK(model_lora_family_targets("gemma2") == model_lora_family_targets("llama"));
+    CHECK(model_lora_family_targets("gemma3_text") == model_lora_family_targets("llama"));
+    model_config c;
+    CHECK(model_read_config(&c, PHI3, &e) == 0);
+    /* qkv_proj 16 → 16 + 2·8, o_proj 16 → 16, gate_up_proj 16 → 40, down_proj 20 → 16 */
+    CHECK(model_lora_param_count(&c, 2, model_lora_family_targets("phi3")) ==
+          (size_t)2 * c.n_layer * ((16 + 32) + (16 + 16) + (16 + 40) + (20 + 16)));
+    model_options o = {.training = 0, .prefix_sharing = 1, .threads = 2, .max_tokens = 64};
+    model *m = make_with(PHI3, &o, 3.0f);
+    if (!m) return;
+    model_lora_options lo = {.r = 2, .alpha = 4, .seed = 9, .targets = model_lora_family_targets("phi3")};
+    CHECK_MSG(model_lora_add(m, &lo, &e) == 0, "%s", e.msg);
+    size_t n;
+    float *ab = model_trainable(m, NULL, &n);
+    for (size_t k = 0; k < n; k++) ab[k] = 0.2f * (float)sin(0.7 * (double)k);
+    model_batch b = batch_all();
+    float before[64], after[64];
+    CHECK(model_forward(m, &b, before, NULL, &e) == 0);
+    CHECK_MSG(model_lora_merge(m, &e) == 0, "%s", e.msg);
+    CHECK(model_lora(m) == NULL);
+    CHECK(model_forward(m, &b, after, NULL, &e) == 0);
+    double d = 0, moved = 0;
+    for (int r = 0; r < n_resp(3); r++) d = fmax(d, fabs(before[r] - after[r]));
+    CHECK_MSG(d < 1e-4, "phi3: merged adapters change logps by %g", d);
+    model *plain = make_with(PHI3, &o, 3.0f);
+    if (plain) {
+        CHECK(model_forward(plain, &b, after, NULL, &e) == 0);
+        for (int r = 0; r < n_resp(3); r++) moved = fmax(moved, fabs(before[r] - after[r]));
+        CHECK_MSG(moved > 1e-3, "phi3: the adapters changed nothing (%g)", moved);
+        model_free(plain);
+    }
+    model_free(m);
+}
+
 static void expect_config_error(const char *json, const char *needle) {
     model_config c;
     dp_err e = {0};
@@ -691,6 +741,7 @@ int main(void) {
     RUN(test_memory_estimate);
     RUN(test_published_param_counts);
     RUN(test_rope_parameters_format);
+    RUN(test_lora_families);
     RUN(test_config_errors);
     RUN(test_batch_errors);
     return check_summary();
