@@ -675,8 +675,6 @@ static void test_config_errors(void) {
                         "\"short_factor\":[1],\"long_factor\":[1,2]}}", "short_factor");
     expect_config_error("{\"model_type\":\"phi3\"," DIMS ",\"rope_scaling\":{\"type\":\"dynamic\","
                         "\"factor\":2}}", "\"dynamic\"");
-    expect_config_error("{\"model_type\":\"phi3\"," DIMS ",\"attention_bias\":true}",
-                        "attention_bias");
     expect_config_error("{\"model_type\":\"phi3small\"," DIMS "}", "\"phi3small\"");
     expect_config_error("{\"model_type\":\"gemma3_text\"," DIMS ",\"use_bidirectional_attention\":true}",
                         "use_bidirectional_attention");

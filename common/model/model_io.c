@@ -393,12 +393,8 @@ static int parse_config(model_config *c, cfg_reader *r) {
             return dp_fail(r->err, "%s: use_sliding_window: Qwen's per-layer sliding window is not "
                                    "supported", r->where);
     }
-    if (phi3) {
-        c->fused = 1;
-        if (c->attention_bias || c->mlp_bias)
-            return dp_fail(r->err, "%s: %s: Phi-3 has no biases", r->where,
-                           c->attention_bias ? "attention_bias" : "mlp_bias");
-    }
+    if (phi3) /* Phi-3's projections have no biases whatever the config says */
+        c->fused = 1, c->attention_bias = c->mlp_bias = 0;
     return read_rope_scaling(r, c);
 }
 
