@@ -237,8 +237,31 @@ int cmd_model(int argc, char **argv) {
     printf("vocab:        %d\n", c.vocab);
     printf("positions:    %d\n", c.max_pos);
     printf("lm_head:      %s\n", c.tie_embeddings ? "tied" : "untied");
-    if (c.rope_type) printf("rope scaling: %s x%g\n", c.rope_type == 1 ? "linear" : "llama3", (double)c.rope_factor);
-    if (c.sliding_window) printf("window:       %d\n", c.sliding_window);
+    if (c.rope_type == 3)
+        printf("rope scaling: longrope (original context %d, attention factor %g)\n",
+               c.rope_original_max_pos, (double)c.rope_attn_factor);
+    else if (c.rope_type)
+        printf("rope scaling: %s x%g%s\n", c.rope_type == 1 ? "linear" : "llama3",
+               (double)c.rope_factor, c.rope_local_theta > 0 ? " (global layers)" : "");
+    if (c.rope_local_theta > 0)
+        printf("rope bases:   %g global, %g sliding layers\n", (double)c.rope_theta,
+               (double)c.rope_local_theta);
+    if (c.rope_dim > 0 && c.rope_dim != c.head_dim)
+        printf("rotary dims:  %d of %d per head\n", c.rope_dim, c.head_dim);
+    if (c.sliding_window && c.sliding_pattern > 0)
+        printf("window:       %d on layers i with (i + 1) %% %d != 0\n", c.sliding_window,
+               c.sliding_pattern);
+    else if (c.sliding_window)
+        printf("window:       %d\n", c.sliding_window);
+    if (c.fused) printf("projections:  fused qkv_proj, gate_up_proj\n");
+    if (c.gemma)
+        printf("gemma:        norms scale by 1 + w, embeddings x sqrt(%d), GeGLU (tanh)%s\n",
+               c.d_model, c.post_norms ? ", post norms" : "");
+    if (c.query_pre_attn_scalar > 0)
+        printf("attn scale:   query_pre_attn_scalar %g\n", (double)c.query_pre_attn_scalar);
+    if (c.attn_softcap > 0 || c.final_softcap > 0)
+        printf("soft-caps:    attention %g, logits %g (0: none)\n", (double)c.attn_softcap,
+               (double)c.final_softcap);
     printf("parameters:   %zu (%.2f M)\n", mm.n_params, (double)mm.n_params / 1e6);
     printf("training memory (fp32, AdamW, %ld tokens per batch):\n", tokens);
     print_bytes("weights", mm.weights);

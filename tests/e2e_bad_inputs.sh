@@ -409,7 +409,7 @@ model_info st_control_name 'st_control_name/model.safetensors: tensor "extra\nna
 model_info st_missing_shard 'st_missing_shard/model.safetensors.index.json: weight_map names "nope.safetensors", which does not exist'
 model_info cfg_truncated 'cfg_truncated/config.json:1:34: invalid JSON: unexpected token near end of file'
 model_info cfg_type 'cfg_type/config.json: n_layer: expected an integer, got a non-integer'
-model_info cfg_family 'cfg_family/config.json: model_type "bert" is not supported (gpt2, llama, mistral, qwen2, qwen3 are)'
+model_info cfg_family 'cfg_family/config.json: model_type "bert" is not supported (gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, phi3 are)'
 model_info cfg_heads 'cfg_heads/config.json: n_embd 32 is not a multiple of n_head 3'
 model_info cfg_zero_layers 'cfg_zero_layers/config.json: n_layer: expected a positive integer, got 0'
 model_info cfg_negative_vocab 'cfg_negative_vocab/config.json: vocab_size: expected a positive integer, got -1'
@@ -418,7 +418,7 @@ model_info no_config 'no_config/config.json: cannot open: No such file or direct
 mkdir init_bert
 echo '{"model_type": "bert"}' >init_bert/config.json
 bad_input "model init unsupported family" \
-    'init_bert/config.json: model_type "bert" is not supported (gpt2, llama, mistral, qwen2, qwen3 are)' \
+    'init_bert/config.json: model_type "bert" is not supported (gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, phi3 are)' \
     "$DPOC" model init init_bert --seed 1
 if [ "$(ls init_bert)" != config.json ]; then bad "a failed model init left $(ls init_bert | tr '\n' ' ')"; fi
 

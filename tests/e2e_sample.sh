@@ -1,7 +1,8 @@
 #!/bin/sh
 # e2e_sample — dpoc sample on the tiny model: greedy ids against a PyTorch
-# greedy decode, the JSON Lines contract, seeds, top-k 1 = greedy, stopping
-# at EOS and at the token budget, --special, and errors.
+# greedy decode (also for random Gemma 3 text and Phi-3 models), the JSON
+# Lines contract, seeds, top-k 1 = greedy, stopping at EOS and at the token
+# budget, --special, and errors.
 . tests/lib.sh
 need_torch
 M="$TMP/model"
@@ -122,4 +123,62 @@ long=$(printf '%0300d' 0)
 expect_fail "prompt fills the context" "the prompt's 300 tokens leave no room in the model's 256 positions" \
     "$DPOC" sample --threads 1 --model "$M" --prompt "$long"
 "$DPOC" sample --help | grep -q -- "--top-p" && ok || bad "help lists --top-p"
+# --- other families: greedy against torch ------------------------------------
+# Gemma 3 text (q/k norms, a window of 4 on sliding layers, local RoPE base,
+# final soft-cap) and Phi-3 (fused projections, partial rotary, longrope),
+# random weights on the byte-level tokenizer.
+mkdir -p "$TMP/gemma3" "$TMP/phi3"
+cat >"$TMP/gemma3/config.json" <<'JSON'
+{"model_type": "gemma3_text", "vocab_size": 257, "hidden_size": 32, "intermediate_size": 48,
+ "num_hidden_layers": 3, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
+ "max_position_embeddings": 256, "sliding_window": 4, "sliding_window_pattern": 3,
+ "rope_theta": 10000.0, "rope_local_base_freq": 100.0, "final_logit_softcapping": 0.05,
+ "bos_token_id": 256, "eos_token_id": 256}
+JSON
+cat >"$TMP/phi3/config.json" <<'JSON'
+{"model_type": "phi3", "vocab_size": 257, "hidden_size": 32, "intermediate_size": 48,
+ "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+ "max_position_embeddings": 1024, "original_max_position_embeddings": 256,
+ "partial_rotary_factor": 0.5, "sliding_window": 6,
+ "rope_scaling": {"type": "longrope", "short_factor": [1.0, 1.5], "long_factor": [2.0, 3.0]},
+ "bos_token_id": 256, "eos_token_id": 256}
+JSON
+for f in gemma3 phi3; do
+    cp examples/tiny/model/tokenizer.json examples/tiny/model/tokenizer_config.json "$TMP/$f/"
+    "$DPOC" model init "$TMP/$f" --seed 3 >/dev/null 2>&1; expect_eq "$f: model init" $? 0
+    "$DPOC" sample --threads 1 --model "$TMP/$f" --prompt "Review: the film was" --temperature 0 \
+        --max-new-tokens 12 >"$TMP/$f.jsonl" 2>"$TMP/err"
+    expect_eq "$f: greedy exits 0" $? 0
+    "$PYTHON" - "$TMP/$f" "$TMP/$f.jsonl" >"$TMP/oracle.out" 2>&1 <<'PY'
+import json, os, sys
+sys.path.insert(0, "tests/oracles")
+import torch
+import torch_model
+from torch_dpo import read_safetensors
+d, path = sys.argv[1], sys.argv[2]
+cfg = json.load(open(os.path.join(d, "config.json")))
+P = read_safetensors(os.path.join(d, "model.safetensors"))
+r = json.loads(open(path).readline())
+ids, out = list(r["prompt"].encode()), []
+with torch.no_grad():
+    for _ in range(12):
+        seq = ids + out
+        logits = torch_model.gemma_phi3_logits(cfg, P, torch.tensor(seq), len(seq))[-1]
+        out.append(int(torch.argmax(logits)))
+        if out[-1] == cfg["eos_token_id"]:
+            break
+print("torch", out)
+print("dpoc ", r["ids"])
+sys.exit(0 if out == r["ids"] else 1)
+PY
+    expect_eq "$f: greedy ids = torch greedy decode" $? 0 || cat "$TMP/oracle.out" >&2
+done
+"$DPOC" model info "$TMP/phi3" >"$TMP/info" 2>&1
+grep -q "^rotary dims:  4 of 8 per head" "$TMP/info" && grep -q "^projections:  fused qkv_proj, gate_up_proj" "$TMP/info" \
+    && grep -q "^rope scaling: longrope (original context 256" "$TMP/info" && ok \
+    || bad "phi3 model info: $(cat "$TMP/info")"
+"$DPOC" model info "$TMP/gemma3" >"$TMP/info" 2>&1
+grep -q "^window:       4 on layers i with (i + 1) % 3 != 0" "$TMP/info" \
+    && grep -q "^rope bases:   10000 global, 100 sliding layers" "$TMP/info" && ok \
+    || bad "gemma3 model info: $(cat "$TMP/info")"
 summary

@@ -1,7 +1,9 @@
 #!/bin/sh
 # e2e_train_parity — whole `dpoc train` runs against PyTorch (issue 6, "Tests
 # that prove it"): for a GPT-2 and a Llama (GQA, untied head) configuration
-# with random weights, precompute + 3 optimizer steps for several losses,
+# with random weights (and, on a subset of the runs, a Gemma 2 with
+# soft-caps and alternating windows and a Phi-3 with fused projections,
+# partial rotary and longrope), precompute + 3 optimizer steps for several losses,
 # optimizers, gradient accumulation and LD-DPO; tests/oracles/torch_dpo.py
 # redoes every run in float64 torch from the store dump and compares each
 # step's metrics and the exported weights (see its docstring for the
@@ -10,11 +12,39 @@
 . tests/lib.sh
 PYTHON=${PYTHON:-/usr/bin/python3}
 
-mkdir -p "$TMP/gpt2" "$TMP/llama" "$TMP/data"
+mkdir -p "$TMP/gpt2" "$TMP/llama" "$TMP/gemma2" "$TMP/phi3" "$TMP/data"
 cp examples/tiny/model/config.json examples/tiny/model/tokenizer.json \
    examples/tiny/model/tokenizer_config.json "$TMP/gpt2/"
+for m in gemma2 phi3; do
+    cp examples/tiny/model/tokenizer.json examples/tiny/model/tokenizer_config.json "$TMP/$m/"
+done
 # Llama with grouped-query attention and an untied head (tests/lib.sh).
 tiny_llama "$TMP/llama"
+# Gemma 2: tied head, head_dim × heads ≠ hidden, soft-caps small enough to
+# bend (attention 5, logits 10), a window of 8 on layers 0 and 2.
+cat >"$TMP/gemma2/config.json" <<'JSON'
+{"model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"], "vocab_size": 257,
+ "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 3,
+ "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 12,
+ "max_position_embeddings": 128, "rms_norm_eps": 1e-06, "rope_theta": 10000.0,
+ "hidden_activation": "gelu_pytorch_tanh", "query_pre_attn_scalar": 16,
+ "attn_logit_softcapping": 5.0, "final_logit_softcapping": 10.0, "sliding_window": 8,
+ "tie_word_embeddings": true, "bos_token_id": 256, "eos_token_id": 256,
+ "torch_dtype": "float32"}
+JSON
+# Phi-3: fused qkv_proj / gate_up_proj, half the head rotated, longrope
+# within its original context (short factors, attention factor √(1 + ln 4 /
+# ln 4096)), untied head.
+cat >"$TMP/phi3/config.json" <<'JSON'
+{"model_type": "phi3", "architectures": ["Phi3ForCausalLM"], "vocab_size": 257,
+ "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+ "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 16384,
+ "original_max_position_embeddings": 4096, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
+ "partial_rotary_factor": 0.5, "hidden_act": "silu", "tie_word_embeddings": false,
+ "rope_scaling": {"type": "longrope", "short_factor": [1.0, 1.25],
+                  "long_factor": [2.0, 4.0]},
+ "bos_token_id": 256, "eos_token_id": 256, "torch_dtype": "float32"}
+JSON
 head -n 16 examples/data/train.jsonl >"$TMP/data/train.jsonl"
 
 # The runs: NAME then the --set overrides, given alike to dpoc and the oracle
@@ -41,11 +71,16 @@ lora_adamw train.loss=sigmoid train.optimizer=adamw train.weight_decay=0.01 trai
 lora_sgd_accum2 train.loss=sigmoid train.optimizer=sgd train.momentum=0.9 train.learning_rate=0.5 train.lr_schedule=constant train.grad_accum=2 train.lora.r=2 train.lora.alpha=4
 lora_rslora_subset@gpt2 train.loss=sigmoid train.optimizer=adamw train.learning_rate=0.01 train.lora.r=4 train.lora.alpha=8 train.lora.use_rslora=true train.lora.target_modules=[c_attn,c_fc] train.adam_eps=1e-4
 lora_rslora_subset@llama train.loss=sigmoid train.optimizer=adamw train.learning_rate=0.01 train.lora.r=4 train.lora.alpha=8 train.lora.use_rslora=true train.lora.target_modules=[q_proj,v_proj,down_proj] train.adam_eps=1e-4
+lora_rslora_subset@gemma2 train.loss=sigmoid train.optimizer=adamw train.learning_rate=0.01 train.lora.r=4 train.lora.alpha=8 train.lora.use_rslora=true train.lora.target_modules=[q_proj,o_proj,up_proj] train.adam_eps=1e-4
+lora_rslora_subset@phi3 train.loss=sigmoid train.optimizer=adamw train.learning_rate=0.01 train.lora.r=4 train.lora.alpha=8 train.lora.use_rslora=true train.lora.target_modules=[qkv_proj,down_proj] train.adam_eps=1e-4
 lora_recompute_ipo train.loss=ipo train.optimizer=adamw train.learning_rate=0.01 train.lora.r=3 train.seed=7 train.adam_eps=1e-4 dpoc:train.recompute=true
 RUNS
 
+# The newer families run a subset: a loss and optimizer, accumulation with
+# and without recompute, LoRA on all and on some linear layers.
+FAMILY_RUNS="sigmoid_adamw ipo_adamw accum2_adamw recompute_accum2_adamw lora_adamw lora_rslora_subset"
 : >"$TMP/cases"
-for m in gpt2 llama; do
+for m in gpt2 llama gemma2 phi3; do
     "$DPOC" model init "$TMP/$m" --seed 5 >/dev/null 2>&1; expect_eq "$m: model init" $? 0
     cat >"$TMP/$m.yaml" <<YAML
 store: $m.sqlite
@@ -69,6 +104,9 @@ YAML
     echo "model $m $TMP/$m $TMP/$m.dump $TMP/data/train.jsonl" >>"$TMP/cases"
     while read -r name sets; do
         case $name in *@*) [ "${name#*@}" = "$m" ] || continue; name=${name%@*} ;; esac
+        case $m in gemma2|phi3)
+            case " $FAMILY_RUNS " in *" $name "*) ;; *) continue ;; esac ;;
+        esac
         args="" oracle_sets=""
         for kv in $COMMON $sets; do
             case $kv in

@@ -104,7 +104,9 @@ typedef struct {
 } norm_ctx;
 static double norm_loss(void *p) {
     norm_ctx *c = p;
-    if (c->rms)
+    if (c->rms == 2)
+        layer_rmsnorm1p_forward(c->out, c->rstd, c->x, c->w, c->N, c->C, 1e-5f);
+    else if (c->rms)
         layer_rmsnorm_forward(c->out, c->rstd, c->x, c->w, c->N, c->C, 1e-5f);
     else
         layer_layernorm_forward(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->N, c->C, 1e-5f);
@@ -117,7 +119,15 @@ static void norm_case(int rms) {
     c.mean = zeros(c.N), c.rstd = zeros(c.N), c.G = rnd(n, 1);
     float *dx = zeros(n), *dw = zeros(c.C), *db = zeros(c.C);
     norm_loss(&c);
-    if (rms) {
+    if (rms == 2) {
+        layer_rmsnorm1p_backward(dx, dw, c.G, c.x, c.w, c.rstd, c.N, c.C);
+        /* (1 + w) against plain RMSNorm with the weights plus one */
+        float *w1 = zeros(c.C), *o1 = zeros(n), *r1 = zeros(c.N);
+        for (int k = 0; k < c.C; k++) w1[k] = 1.0f + c.w[k];
+        layer_rmsnorm_forward(o1, r1, c.x, w1, c.N, c.C, 1e-5f);
+        for (size_t k = 0; k < n; k++) CHECK_NEAR(o1[k], c.out[k], 1e-6);
+        free(w1), free(o1), free(r1);
+    } else if (rms) {
         layer_rmsnorm_backward(dx, dw, c.G, c.x, c.w, c.rstd, c.N, c.C);
         /* Accumulates: a second call doubles the result. */
         float *dx2 = zeros(n), *dw2 = zeros(c.C);
@@ -136,6 +146,7 @@ static void norm_case(int rms) {
 }
 static void test_layernorm(void) { norm_case(0); }
 static void test_rmsnorm(void) { norm_case(1); }
+static void test_rmsnorm_gemma(void) { norm_case(2); }
 
 /* ---- linear (both layouts, with a row stride wider than the block) ---- */
 typedef struct {
@@ -184,7 +195,9 @@ typedef struct {
 } act_ctx;
 static double act_loss(void *p) {
     act_ctx *c = p;
-    if (c->swiglu)
+    if (c->swiglu == 2)
+        layer_geglu_forward(c->out, c->a, c->b, c->n);
+    else if (c->swiglu)
         layer_swiglu_forward(c->out, c->a, c->b, c->n);
     else
         layer_gelu_forward(c->out, c->a, c->n);
@@ -210,17 +223,54 @@ static void test_swiglu(void) {
     fd_check("dup", c.b, c.n, act_loss, &c, dbb, 1e-3, 2e-3);
     free(c.a), free(c.b), free(c.out), free(c.G), free(da), free(dbb);
 }
+static void test_geglu(void) {
+    act_ctx c = {.n = 40, .swiglu = 2};
+    c.a = rnd(c.n, 4), c.b = rnd(c.n, 2), c.out = zeros(c.n), c.G = rnd(c.n, 1);
+    float *da = zeros(c.n), *dbb = zeros(c.n), *g = zeros(c.n);
+    layer_geglu_backward(da, dbb, c.G, c.a, c.b, c.n);
+    fd_check("geglu dgate", c.a, c.n, act_loss, &c, da, 1e-3, 2e-3);
+    fd_check("geglu dup", c.b, c.n, act_loss, &c, dbb, 1e-3, 2e-3);
+    act_loss(&c);
+    layer_gelu_forward(g, c.a, c.n); /* gelu_tanh(gate) ⊙ up */
+    for (size_t i = 0; i < c.n; i++) CHECK_NEAR(c.out[i], g[i] * c.b[i], 1e-5);
+    free(c.a), free(c.b), free(c.out), free(c.G), free(da), free(dbb), free(g);
+}
+
+/* Soft-capping: cap · tanh(x / cap). */
+static void test_softcap(void) {
+    float x[4] = {0.0f, 1.0f, -30.0f, 100.0f};
+    layer_softcap(x, 4, 5.0f);
+    CHECK_NEAR(x[0], 0.0, 1e-7);
+    CHECK_NEAR(x[1], 5 * tanh(0.2), 1e-6);
+    CHECK_NEAR(x[2], 5 * tanh(-6.0), 1e-5);
+    CHECK_NEAR(x[3], 5.0, 1e-5);
+    /* relative error against tanh over [-20, 20], small values included */
+    enum { N = 400001 };
+    float *y = malloc(N * sizeof *y);
+    for (int i = 0; i < N; i++) y[i] = -20.0f + 40.0f * (float)i / (N - 1);
+    layer_softcap(y, N, 1.0f);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double u = -20.0f + 40.0f * (float)i / (N - 1), t = tanh(u);
+        worst = fmax(worst, t != 0 ? fabs(y[i] - t) / fabs(t) : fabs(y[i]));
+    }
+    CHECK_MSG(worst < 2e-6, "soft-cap tanh: relative error %g", worst);
+    free(y);
+}
 
 /* ---- rope ---- */
 typedef struct {
-    int T, H, D;
+    int T, H, D, rot;
     int pos[4];
-    float inv[4];
+    float inv[4], mscale;
     float *x, *out, *G;
 } rope_ctx;
 static double rope_loss(void *p) {
     rope_ctx *c = p;
-    layer_rope_forward(c->out, c->x, c->pos, c->inv, c->T, c->H, c->D);
+    if (c->rot)
+        layer_rope_forward_ext(c->out, c->x, c->pos, c->inv, c->T, c->H, c->D, c->rot, c->mscale);
+    else
+        layer_rope_forward(c->out, c->x, c->pos, c->inv, c->T, c->H, c->D);
     return dot(c->out, c->G, (size_t)c->T * c->H * c->D);
 }
 static void test_rope(void) {
@@ -249,6 +299,24 @@ static void test_rope(void) {
     free(c.x), free(c.out), free(c.G), free(dx);
 }
 
+/* Partial rotary (4 of 8 dims, pairs i and i + 2) with cos and sin scaled. */
+static void test_rope_partial_scaled(void) {
+    rope_ctx c = {.T = 4, .H = 3, .D = 8, .rot = 4, .mscale = 1.3f, .pos = {0, 5, 2, 17},
+                  .inv = {1.0f, 0.01f}};
+    size_t n = (size_t)c.T * c.H * c.D;
+    c.x = rnd(n, 1), c.out = zeros(n), c.G = rnd(n, 1);
+    float *dx = zeros(n);
+    rope_loss(&c);
+    size_t row = (3 * 3 + 2) * 8;
+    float a = 17 * c.inv[1], x1 = c.x[row + 1], x2 = c.x[row + 3];
+    CHECK_NEAR(c.out[row + 1], 1.3 * (x1 * cos(a) - x2 * sin(a)), 1e-5);
+    CHECK_NEAR(c.out[row + 3], 1.3 * (x2 * cos(a) + x1 * sin(a)), 1e-5);
+    for (int d = 4; d < 8; d++) CHECK(c.out[row + d] == c.x[row + d]);
+    layer_rope_backward_ext(dx, c.G, c.pos, c.inv, c.T, c.H, c.D, c.rot, c.mscale);
+    fd_check("rope partial", c.x, n, rope_loss, &c, dx, 1e-2, 1e-3);
+    free(c.x), free(c.out), free(c.G), free(dx);
+}
+
 /* ---- attention: two units, the first packed [P|C|R] with prefix sharing ---- */
 enum { AT = 11, AH = 4, AKV = 2, AD = 4 };
 typedef struct {
@@ -265,7 +333,7 @@ static double att_loss(void *p) {
 }
 /* Unit 0: P = 0..2, C = 3..4, R = 5..6 (positions 3, 4). Unit 1: plain
  * causal sequence 7..10. */
-static void att_setup(att_ctx *c, int window, int block) {
+static void att_setup(att_ctx *c, int window, int block, float scale, float cap) {
     for (int t = 0; t < AT; t++) {
         c->lo1[t] = c->hi1[t] = 0;
         if (t < 5) {
@@ -278,7 +346,8 @@ static void att_setup(att_ctx *c, int window, int block) {
     }
     c->us[0] = 0, c->us[1] = 7, c->us[2] = 11;
     c->m = (layer_attn_mask){.T = AT, .n_units = 2, .lo0 = c->lo0, .hi0 = c->hi0, .lo1 = c->lo1,
-                             .hi1 = c->hi1, .pos = c->pos, .unit_start = c->us, .window = window, .block = block};
+                             .hi1 = c->hi1, .pos = c->pos, .unit_start = c->us, .window = window, .block = block,
+                             .scale = scale, .softcap = cap};
     c->ldq = AH * AD + 2, c->ldk = AKV * AD + 1, c->ldv = AKV * AD;
     c->q = rnd((size_t)AT * c->ldq, 1.5f), c->k = rnd((size_t)AT * c->ldk, 1.5f);
     c->v = rnd((size_t)AT * c->ldv, 1);
@@ -288,9 +357,9 @@ static void att_setup(att_ctx *c, int window, int block) {
 static void att_free(att_ctx *c) {
     free(c->q), free(c->k), free(c->v), free(c->out), free(c->lse), free(c->G), free(c->scratch);
 }
-static void attention_case(int window, int block) {
+static void attention_case_ext(int window, int block, float scale, float cap) {
     att_ctx c;
-    att_setup(&c, window, block);
+    att_setup(&c, window, block, scale, cap);
     att_loss(&c);
     /* Second implementation: explicit mask from the packing rule, in double. */
     double maxerr = 0;
@@ -309,7 +378,8 @@ static void attention_case(int window, int block) {
                 s[j] = 0;
                 for (int d = 0; d < AD; d++)
                     s[j] += (double)c.q[t * c.ldq + h * AD + d] * c.k[j * c.ldk + g * AD + d];
-                s[j] /= sqrt(AD);
+                s[j] *= scale > 0 ? scale : 1 / sqrt(AD);
+                if (cap > 0) s[j] = cap * tanh(s[j] / cap);
                 if (s[j] > mx) mx = s[j];
             }
             for (int j = 0; j < AT; j++)
@@ -332,7 +402,14 @@ static void attention_case(int window, int block) {
     free(dq), free(dk), free(dv);
     att_free(&c);
 }
+static void attention_case(int window, int block) { attention_case_ext(window, block, 0, 0); }
 static void test_attention(void) { attention_case(0, 0); }
+/* Gemma 2: scores scaled by query_pre_attn_scalar^−1/2 and soft-capped
+ * (a cap of 1.5 bends them), with and without a window and blocks. */
+static void test_attention_softcap(void) {
+    attention_case_ext(0, 0, 0.8f, 1.5f);
+    attention_case_ext(2, 2, 0.8f, 1.5f);
+}
 static void test_attention_sliding_window(void) { attention_case(2, 0); }
 /* Blocks of 2 queries: units split across several blocks. */
 static void test_attention_blocks(void) {
@@ -384,6 +461,47 @@ static void test_logprob(void) {
     free(c.h), free(c.w), free(c.scratch), free(dh), free(dw);
 }
 
+/* Final-logit soft-capping (Gemma 2): logp from cap · tanh(z / cap). */
+typedef struct {
+    lp_ctx *c;
+    layer_head hd;
+} lpc_ctx;
+static double lpc_loss(void *p) {
+    lpc_ctx *x = p;
+    lp_ctx *c = x->c;
+    layer_logprob_forward_head(c->logp, c->mean, c->lse, c->h, &x->hd, c->tgt, LR, LC, LV,
+                               c->scratch, 2);
+    return dot(c->logp, c->G, LR);
+}
+static void test_logprob_softcap(void) {
+    lp_ctx c = {.tgt = {0, 8, 3, 3, 5}};
+    c.h = rnd(LR * LC, 1.5f), c.w = rnd(LV * LC, 1.5f), c.scratch = zeros(2 * LV);
+    for (int i = 0; i < LR; i++) c.G[i] = frand();
+    lpc_ctx x = {&c, {.w = c.w, .softcap = 2.0f}};
+    lpc_loss(&x);
+    for (int r = 0; r < LR; r++) {
+        double z[LV], mx = -1e300, s = 0, tot = 0;
+        for (int j = 0; j < LV; j++) {
+            z[j] = 0;
+            for (int d = 0; d < LC; d++) z[j] += (double)c.h[r * LC + d] * c.w[j * LC + d];
+            z[j] = 2.0 * tanh(z[j] / 2.0);
+            if (z[j] > mx) mx = z[j];
+            tot += z[j];
+        }
+        for (int j = 0; j < LV; j++) s += exp(z[j] - mx);
+        CHECK_NEAR(c.logp[r], z[c.tgt[r]] - mx - log(s), 1e-5);
+        CHECK_NEAR(c.mean[r], tot / LV, 1e-5);
+    }
+    float *dh = zeros(LR * LC), *dw = zeros(LV * LC);
+    layer_logprob_backward_head(dh, dw, c.G, c.h, &x.hd, c.tgt, c.lse, LR, LC, LV, c.scratch, 2, 1);
+    fd_check("capped dh", c.h, LR * LC, lpc_loss, &x, dh, 1e-3, 2e-3);
+    fd_check("capped dw", c.w, LV * LC, lpc_loss, &x, dw, 1e-3, 2e-3);
+    float logits[LV];
+    layer_head_gemv(logits, &x.hd, c.h, LC, LV);
+    for (int j = 0; j < LV; j++) CHECK(fabsf(logits[j]) < 2.0f);
+    free(c.h), free(c.w), free(c.scratch), free(dh), free(dw);
+}
+
 int main(void) {
     RUN(test_embedding);
     RUN(test_layernorm);
@@ -397,6 +515,12 @@ int main(void) {
     RUN(test_exp);
     RUN(test_attention_sliding_window);
     RUN(test_attention_blocks);
+    RUN(test_attention_softcap);
+    RUN(test_rmsnorm_gemma);
+    RUN(test_geglu);
+    RUN(test_softcap);
+    RUN(test_rope_partial_scaled);
+    RUN(test_logprob_softcap);
     RUN(test_logprob);
     return check_summary();
 }

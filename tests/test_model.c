@@ -31,6 +31,28 @@ static const char *MISTRAL =
 static const char *QWEN2 =
     "{\"model_type\":\"qwen2\",\"num_hidden_layers\":1,\"num_attention_heads\":2,"
     "\"num_key_value_heads\":1,\"hidden_size\":16,\"intermediate_size\":20,\"vocab_size\":37}";
+static const char *GEMMA = /* tied; head_dim × heads ≠ hidden */
+    "{\"model_type\":\"gemma\",\"num_hidden_layers\":2,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":1,\"hidden_size\":16,\"head_dim\":6,\"intermediate_size\":20,"
+    "\"vocab_size\":37,\"hidden_act\":\"gelu\"}";
+static const char *GEMMA2 = /* soft-caps that bend, window 3 on layers 0 and 2 */
+    "{\"model_type\":\"gemma2\",\"num_hidden_layers\":3,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":1,\"hidden_size\":16,\"head_dim\":8,\"intermediate_size\":20,"
+    "\"vocab_size\":37,\"sliding_window\":3,\"query_pre_attn_scalar\":10,"
+    "\"attn_logit_softcapping\":4.0,\"final_logit_softcapping\":6.0}";
+static const char *GEMMA3 = /* q/k norms, local base, global layer 1 with linear scaling, untied */
+    "{\"model_type\":\"gemma3_text\",\"num_hidden_layers\":3,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":2,\"hidden_size\":16,\"head_dim\":8,\"intermediate_size\":20,"
+    "\"vocab_size\":37,\"sliding_window\":3,\"sliding_window_pattern\":2,"
+    "\"rope_local_base_freq\":30.0,\"rope_theta\":500.0,\"final_logit_softcapping\":8.0,"
+    "\"tie_word_embeddings\":false,\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":2.0}}";
+static const char *PHI3 = /* fused, partial rotary, longrope beyond 6 tokens, window 4 */
+    "{\"model_type\":\"phi3\",\"num_hidden_layers\":2,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":1,\"hidden_size\":16,\"intermediate_size\":20,"
+    "\"vocab_size\":37,\"partial_rotary_factor\":0.75,\"sliding_window\":4,"
+    "\"max_position_embeddings\":96,\"original_max_position_embeddings\":6,"
+    "\"rope_scaling\":{\"type\":\"longrope\",\"short_factor\":[1.0,1.5,2.0],"
+    "\"long_factor\":[2.0,3.0,8.0]}}";
 
 /* Three examples: (P, C, R) = (3, 4, 2), (5, 2, 3), (2, 3, 0). */
 static const int NP[3] = {3, 5, 2}, NC[3] = {4, 2, 3}, NR[3] = {2, 3, 0};
@@ -90,8 +112,8 @@ static void nudge(float *p, const model_tensor *t, const float *v, double h) {
 /* Per tensor: the derivative along a fixed unit direction of random signs,
  * by central differences with Richardson extrapolation (the h² error term
  * cancels), vs the backward's gradient·direction. */
-static void fd_model(const char *json) {
-    model *m = make(json, 1, 1, 3.0f);
+static void fd_model_scaled(const char *json, float scale) {
+    model *m = make(json, 1, 1, scale);
     CHECK(m != NULL);
     if (!m) return;
     for (int r = 0; r < 64; r++) WT[r] = (float)cos(1.3 * r);
@@ -131,10 +153,19 @@ static void fd_model(const char *json) {
     CHECK_MSG(bad == 0, "%d tensors off", bad);
     model_free(m);
 }
+static void fd_model(const char *json) { fd_model_scaled(json, 3.0f); }
 static void test_fd_gpt2(void) { fd_model(GPT2); }
 static void test_fd_llama(void) { fd_model(LLAMA); }
 static void test_fd_qwen3(void) { fd_model(QWEN3); }
 static void test_fd_mistral(void) { fd_model(MISTRAL); }
+/* Float32 differences of these curved losses (soft-caps, √C embeddings,
+ * q/k norms) hold 1e-2 only near the default step for some weight scales:
+ * Gemma 3's weights are scaled less. tests/test_model_parity checks every
+ * gradient of these families against float64 torch to 1e-4. */
+static void test_fd_gemma(void) { fd_model(GEMMA); }
+static void test_fd_gemma2(void) { fd_model(GEMMA2); }
+static void test_fd_gemma3_text(void) { fd_model_scaled(GEMMA3, 1.5f); }
+static void test_fd_phi3(void) { fd_model(PHI3); }
 
 static double rel_diff(const float *a, const float *b, size_t n) {
     double d = 0, s = 0;
@@ -196,6 +227,9 @@ static void test_sharing_gpt2(void) { sharing_case(GPT2); }
 static void test_sharing_llama(void) { sharing_case(LLAMA); }
 static void test_sharing_qwen3(void) { sharing_case(QWEN3); }
 static void test_sharing_mistral(void) { sharing_case(MISTRAL); }
+static void test_sharing_gemma2(void) { sharing_case(GEMMA2); }
+static void test_sharing_gemma3_text(void) { sharing_case(GEMMA3); }
+static void test_sharing_phi3(void) { sharing_case(PHI3); }
 
 /* Recomputation changes where activations live, never a bit of the result:
  * logps, mean logits and every gradient memcmp-equal with it on and off,
@@ -243,6 +277,9 @@ static void recompute_case(const char *json) {
 }
 static void test_recompute_gpt2(void) { recompute_case(GPT2); }
 static void test_recompute_llama(void) { recompute_case(LLAMA); }
+static void test_recompute_gemma2(void) { recompute_case(GEMMA2); }
+static void test_recompute_gemma3_text(void) { recompute_case(GEMMA3); }
+static void test_recompute_phi3(void) { recompute_case(PHI3); }
 static void test_recompute_qwen3(void) {
     /* three layers: one replayed between the kept top and the bottom */
     recompute_case("{\"model_type\":\"qwen3\",\"num_hidden_layers\":3,\"num_attention_heads\":2,"
@@ -434,8 +471,8 @@ static void test_load_errors(void) {
 /* model_new without config text writes one that reads back the same, and
  * model_init_random takes a path as well as JSON text. */
 static void test_config_text(void) {
-    const char *cfgs[5] = {GPT2, LLAMA, QWEN3, MISTRAL, QWEN2};
-    for (int k = 0; k < 5; k++) {
+    const char *cfgs[9] = {GPT2, LLAMA, QWEN3, MISTRAL, QWEN2, GEMMA, GEMMA2, GEMMA3, PHI3};
+    for (int k = 0; k < 9; k++) {
         model_config c, c2;
         dp_err e = {0};
         model_options o = {.training = 0, .prefix_sharing = 1, .threads = 1, .max_tokens = 8};
@@ -458,8 +495,8 @@ static void test_config_text(void) {
 }
 
 static void test_memory_estimate(void) {
-    const char *cfgs[5] = {GPT2, LLAMA, QWEN3, MISTRAL, QWEN2};
-    for (int k = 0; k < 5; k++) {
+    const char *cfgs[9] = {GPT2, LLAMA, QWEN3, MISTRAL, QWEN2, GEMMA, GEMMA2, GEMMA3, PHI3};
+    for (int k = 0; k < 9; k++) {
         model *m = make(cfgs[k], 0, 1, 1.0f);
         if (!m) return;
         size_t n;
@@ -474,6 +511,126 @@ static void test_memory_estimate(void) {
                     : mm.activations_recompute == mm.activations);
         model_free(m);
     }
+}
+
+/* Parameter counts of published checkpoints from their config.json alone:
+ * google/gemma-2b, google/gemma-2-2b, google/gemma-3-1b-pt,
+ * microsoft/Phi-3-mini-4k-instruct. */
+static void test_published_param_counts(void) {
+    static const struct {
+        const char *json;
+        size_t n;
+    } cases[] = {
+        {"{\"model_type\":\"gemma\",\"num_hidden_layers\":18,\"num_attention_heads\":8,"
+         "\"num_key_value_heads\":1,\"hidden_size\":2048,\"head_dim\":256,"
+         "\"intermediate_size\":16384,\"vocab_size\":256000,\"hidden_act\":\"gelu\"}",
+         2506172416},
+        {"{\"model_type\":\"gemma2\",\"num_hidden_layers\":26,\"num_attention_heads\":8,"
+         "\"num_key_value_heads\":4,\"hidden_size\":2304,\"head_dim\":256,"
+         "\"intermediate_size\":9216,\"vocab_size\":256000}",
+         2614341888},
+        {"{\"model_type\":\"gemma3_text\",\"num_hidden_layers\":26,\"num_attention_heads\":4,"
+         "\"num_key_value_heads\":1,\"hidden_size\":1152,\"head_dim\":256,"
+         "\"intermediate_size\":6912,\"vocab_size\":262144,\"sliding_window\":512}",
+         999885952},
+        {"{\"model_type\":\"phi3\",\"num_hidden_layers\":32,\"num_attention_heads\":32,"
+         "\"num_key_value_heads\":32,\"hidden_size\":3072,\"intermediate_size\":8192,"
+         "\"vocab_size\":32064,\"sliding_window\":2047}",
+         3821079552},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        model_config c;
+        dp_err e = {0};
+        CHECK_MSG(model_read_config(&c, cases[i].json, &e) == 0, "%s", e.msg);
+        model_memory mm = model_memory_estimate(&c, 16);
+        CHECK_MSG(mm.n_params == cases[i].n, "%s: %zu parameters, published %zu", c.model_type,
+                  mm.n_params, cases[i].n);
+    }
+}
+
+/* transformers 5 writes rope_parameters (rope_theta inside; Gemma 3's per
+ * layer type) where older configs have rope_theta and rope_scaling: both
+ * read to the same config. */
+static void test_rope_parameters_format(void) {
+#define D3 "\"num_hidden_layers\":2,\"num_attention_heads\":2,\"hidden_size\":8,\"head_dim\":8," \
+           "\"intermediate_size\":8,\"vocab_size\":5"
+    static const char *pairs[][2] = {
+        {"{\"model_type\":\"gemma3_text\"," D3 ",\"rope_theta\":5000.0,\"rope_local_base_freq\":70.0,"
+         "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":8.0}}",
+         "{\"model_type\":\"gemma3_text\"," D3 ",\"rope_parameters\":{\"full_attention\":{"
+         "\"rope_type\":\"linear\",\"factor\":8.0,\"rope_theta\":5000.0},\"sliding_attention\":{"
+         "\"rope_type\":\"default\",\"rope_theta\":70.0}}}"},
+        {"{\"model_type\":\"phi3\"," D3 ",\"rope_theta\":300.0,\"partial_rotary_factor\":0.5,"
+         "\"max_position_embeddings\":64,\"rope_scaling\":{\"type\":\"longrope\","
+         "\"short_factor\":[1,2],\"long_factor\":[3,4]}}",
+         "{\"model_type\":\"phi3\"," D3 ",\"max_position_embeddings\":64,\"rope_parameters\":{"
+         "\"rope_type\":\"longrope\",\"rope_theta\":300.0,\"partial_rotary_factor\":0.5,"
+         "\"original_max_position_embeddings\":4096,\"short_factor\":[1,2],\"long_factor\":[3,4]}}"},
+        {"{\"model_type\":\"llama\"," D3 ",\"rope_theta\":500000.0,\"rope_scaling\":{\"rope_type\":"
+         "\"llama3\",\"factor\":8.0,\"original_max_position_embeddings\":8192}}",
+         "{\"model_type\":\"llama\"," D3 ",\"rope_parameters\":{\"rope_type\":\"llama3\","
+         "\"rope_theta\":500000.0,\"factor\":8.0,\"original_max_position_embeddings\":8192}}"},
+    };
+#undef D3
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+        model_config a, b;
+        dp_err e = {0};
+        memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
+        CHECK_MSG(model_read_config(&a, pairs[i][0], &e) == 0, "%s", e.msg);
+        CHECK_MSG(model_read_config(&b, pairs[i][1], &e) == 0, "%s", e.msg);
+        CHECK_MSG(memcmp(&a, &b, sizeof a) == 0, "%s: rope_parameters read differently",
+                  a.model_type);
+    }
+}
+
+/* LoRA names per family (PEFT's modules: Phi-3's fused qkv_proj and
+ * gate_up_proj are one each), their parameter count, and merging a fused
+ * adapter (views of one A, blocks of B's rows) computes what it did. */
+static void test_lora_families(void) {
+    unsigned t = 0;
+    char names[256];
+    dp_err e = {0};
+    const char *all[] = {"all-linear"}, *bad[] = {"q_proj"}, *some[] = {"qkv_proj", "down_proj"};
+    CHECK(model_lora_parse_targets("phi3", all, 1, &t, &e) == 0);
+    CHECK(t == (MODEL_LORA_QKV | MODEL_LORA_O | MODEL_LORA_GATE_UP | MODEL_LORA_DOWN));
+    model_lora_target_names("phi3", t, names, sizeof names);
+    CHECK_STR(names, "down_proj, gate_up_proj, o_proj, qkv_proj");
+    CHECK(model_lora_parse_targets("phi3", bad, 1, &t, &e) == -1 &&
+          strstr(e.msg, "down_proj, gate_up_proj, o_proj, qkv_proj"));
+    CHECK(model_lora_parse_targets("phi3", some, 2, &t, &e) == 0 &&
+          t == (MODEL_LORA_QKV | MODEL_LORA_DOWN));
+    CHECK(model_lora_family_targets("gemma2") == model_lora_family_targets("llama"));
+    CHECK(model_lora_family_targets("gemma3_text") == model_lora_family_targets("llama"));
+    model_config c;
+    CHECK(model_read_config(&c, PHI3, &e) == 0);
+    /* qkv_proj 16 → 16 + 2·8, o_proj 16 → 16, gate_up_proj 16 → 40, down_proj 20 → 16 */
+    CHECK(model_lora_param_count(&c, 2, model_lora_family_targets("phi3")) ==
+          (size_t)2 * c.n_layer * ((16 + 32) + (16 + 16) + (16 + 40) + (20 + 16)));
+    model_options o = {.training = 0, .prefix_sharing = 1, .threads = 2, .max_tokens = 64};
+    model *m = make_with(PHI3, &o, 3.0f);
+    if (!m) return;
+    model_lora_options lo = {.r = 2, .alpha = 4, .seed = 9, .targets = model_lora_family_targets("phi3")};
+    CHECK_MSG(model_lora_add(m, &lo, &e) == 0, "%s", e.msg);
+    size_t n;
+    float *ab = model_trainable(m, NULL, &n);
+    for (size_t k = 0; k < n; k++) ab[k] = 0.2f * (float)sin(0.7 * (double)k);
+    model_batch b = batch_all();
+    float before[64], after[64];
+    CHECK(model_forward(m, &b, before, NULL, &e) == 0);
+    CHECK_MSG(model_lora_merge(m, &e) == 0, "%s", e.msg);
+    CHECK(model_lora(m) == NULL);
+    CHECK(model_forward(m, &b, after, NULL, &e) == 0);
+    double d = 0, moved = 0;
+    for (int r = 0; r < n_resp(3); r++) d = fmax(d, fabs(before[r] - after[r]));
+    CHECK_MSG(d < 1e-4, "phi3: merged adapters change logps by %g", d);
+    model *plain = make_with(PHI3, &o, 3.0f);
+    if (plain) {
+        CHECK(model_forward(plain, &b, after, NULL, &e) == 0);
+        for (int r = 0; r < n_resp(3); r++) moved = fmax(moved, fabs(before[r] - after[r]));
+        CHECK_MSG(moved > 1e-3, "phi3: the adapters changed nothing (%g)", moved);
+        model_free(plain);
+    }
+    model_free(m);
 }
 
 static void expect_config_error(const char *json, const char *needle) {
@@ -499,6 +656,31 @@ static void test_config_errors(void) {
                         "\"num_key_value_heads\":2,\"hidden_size\":12,\"intermediate_size\":8,\"vocab_size\":5}",
                         "num_key_value_heads");
     expect_config_error("{\"model_type\": ", "invalid JSON");
+#define DIMS "\"num_hidden_layers\":2,\"num_attention_heads\":2,\"hidden_size\":8,\"head_dim\":4," \
+             "\"intermediate_size\":8,\"vocab_size\":5"
+    expect_config_error("{\"model_type\":\"gemma\"," DIMS ",\"hidden_activation\":\"relu\"}",
+                        "hidden_activation \"relu\"");
+    expect_config_error("{\"model_type\":\"gemma2\"," DIMS ",\"attn_logit_softcapping\":-1}",
+                        "attn_logit_softcapping");
+    expect_config_error("{\"model_type\":\"gemma3_text\"," DIMS
+                        ",\"layer_types\":[\"full_attention\",\"sliding_attention\"]}",
+                        "layer_types");
+    expect_config_error("{\"model_type\":\"gemma3_text\"," DIMS ",\"layer_types\":[\"x\"]}",
+                        "layer_types");
+    expect_config_error("{\"model_type\":\"gemma\"," DIMS ",\"partial_rotary_factor\":0.5}",
+                        "partial_rotary_factor");
+    expect_config_error("{\"model_type\":\"phi3\"," DIMS ",\"partial_rotary_factor\":0.25}",
+                        "partial_rotary_factor");
+    expect_config_error("{\"model_type\":\"phi3\"," DIMS ",\"rope_scaling\":{\"type\":\"longrope\","
+                        "\"short_factor\":[1],\"long_factor\":[1,2]}}", "short_factor");
+    expect_config_error("{\"model_type\":\"phi3\"," DIMS ",\"rope_scaling\":{\"type\":\"dynamic\","
+                        "\"factor\":2}}", "\"dynamic\"");
+    expect_config_error("{\"model_type\":\"phi3small\"," DIMS "}", "\"phi3small\"");
+    expect_config_error("{\"model_type\":\"gemma3_text\"," DIMS ",\"use_bidirectional_attention\":true}",
+                        "use_bidirectional_attention");
+    expect_config_error("{\"model_type\":\"llama\"," DIMS ",\"rope_parameters\":{\"rope_type\":\"yarn\","
+                        "\"factor\":2}}", "rope_parameters: rope type \"yarn\"");
+#undef DIMS
     expect_config_error("/nonexistent/config.json", "/nonexistent/config.json");
 }
 
@@ -529,14 +711,24 @@ int main(void) {
     RUN(test_fd_llama);
     RUN(test_fd_qwen3);
     RUN(test_fd_mistral);
+    RUN(test_fd_gemma);
+    RUN(test_fd_gemma2);
+    RUN(test_fd_gemma3_text);
+    RUN(test_fd_phi3);
     RUN(test_sharing_gpt2);
     RUN(test_sharing_llama);
     RUN(test_sharing_qwen3);
     RUN(test_sharing_mistral);
+    RUN(test_sharing_gemma2);
+    RUN(test_sharing_gemma3_text);
+    RUN(test_sharing_phi3);
     RUN(test_sharing_edges);
     RUN(test_recompute_gpt2);
     RUN(test_recompute_llama);
     RUN(test_recompute_qwen3);
+    RUN(test_recompute_gemma2);
+    RUN(test_recompute_gemma3_text);
+    RUN(test_recompute_phi3);
     RUN(test_batch_vs_single);
     RUN(test_next_logits);
     RUN(test_deterministic);
@@ -545,6 +737,9 @@ int main(void) {
     RUN(test_load_errors);
     RUN(test_config_text);
     RUN(test_memory_estimate);
+    RUN(test_published_param_counts);
+    RUN(test_rope_parameters_format);
+    RUN(test_lora_families);
     RUN(test_config_errors);
     RUN(test_batch_errors);
     return check_summary();

@@ -34,6 +34,28 @@ static const char *MISTRAL = /* sliding window of 3 */
 static const char *QWEN2 = /* q/k/v biases */
     "{\"model_type\":\"qwen2\",\"num_hidden_layers\":1,\"num_attention_heads\":2,"
     "\"num_key_value_heads\":1,\"hidden_size\":16,\"intermediate_size\":20,\"vocab_size\":37}";
+static const char *GEMMA = /* norms 1 + w, √C embeddings, GeGLU, MQA */
+    "{\"model_type\":\"gemma\",\"num_hidden_layers\":2,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":1,\"hidden_size\":16,\"head_dim\":12,\"intermediate_size\":20,"
+    "\"vocab_size\":37}";
+static const char *GEMMA2 = /* soft-caps, window 3 on even layers, post norms */
+    "{\"model_type\":\"gemma2\",\"num_hidden_layers\":3,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":1,\"hidden_size\":16,\"head_dim\":8,\"intermediate_size\":20,"
+    "\"vocab_size\":37,\"sliding_window\":3,\"query_pre_attn_scalar\":12,"
+    "\"attn_logit_softcapping\":3.0,\"final_logit_softcapping\":5.0}";
+static const char *GEMMA3 = /* q/k norms, local RoPE base, every 2nd layer global, untied */
+    "{\"model_type\":\"gemma3_text\",\"num_hidden_layers\":3,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":1,\"hidden_size\":16,\"head_dim\":8,\"intermediate_size\":20,"
+    "\"vocab_size\":37,\"sliding_window\":4,\"sliding_window_pattern\":2,"
+    "\"rope_local_base_freq\":50.0,\"rope_theta\":1000.0,\"tie_word_embeddings\":false,"
+    "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":4.0}}";
+static const char *PHI3 = /* fused, partial rotary, longrope (short), window 5 */
+    "{\"model_type\":\"phi3\",\"num_hidden_layers\":2,\"num_attention_heads\":2,"
+    "\"num_key_value_heads\":1,\"hidden_size\":16,\"intermediate_size\":20,"
+    "\"vocab_size\":37,\"partial_rotary_factor\":0.5,\"sliding_window\":5,"
+    "\"max_position_embeddings\":1024,\"original_max_position_embeddings\":128,"
+    "\"rope_scaling\":{\"type\":\"longrope\",\"short_factor\":[1.0,1.5],"
+    "\"long_factor\":[3.0,5.0]}}";
 
 #define MAXT 96
 
@@ -113,6 +135,42 @@ static void test_llama_linear_rope(void) { check_family(LLAMA_LINEAR); }
 static void test_qwen3(void) { check_family(QWEN3); }
 static void test_mistral_window(void) { check_family(MISTRAL); }
 static void test_qwen2(void) { check_family(QWEN2); }
+static void test_gemma(void) { check_family(GEMMA); }
+static void test_gemma2(void) { check_family(GEMMA2); }
+static void test_gemma3_text(void) { check_family(GEMMA3); }
+static void test_phi3(void) { check_family(PHI3); }
+/* longrope past the original context: a prompt longer than it, appended at
+ * once, takes the long factors as a full forward does, and so do the tokens
+ * after it. */
+static void test_phi3_longrope_long(void) {
+    char json[1024];
+    snprintf(json, sizeof json, "%s", PHI3);
+    char *at = strstr(json, "\"original_max_position_embeddings\":128");
+    CHECK(at != NULL);
+    if (!at) return;
+    memcpy(at, "\"original_max_position_embeddings\":  8", 38);
+    model *m = make(json);
+    CHECK(m != NULL);
+    if (!m) return;
+    const model_config *c = model_get_config(m);
+    CHECK(c->rope_original_max_pos == 8);
+    dp_err e = {0};
+    int32_t toks[24];
+    for (int i = 0; i < 24; i++) toks[i] = (int32_t)((i * 7 + 2) % c->vocab);
+    model_kv *kv = model_kv_new(m, 24, &e);
+    float a[64], b[64];
+    CHECK(model_kv_append(m, kv, toks, 20, a, &e) == 0);
+    CHECK(model_next_logits(m, toks, 20, b, &e) == 0);
+    double d = max_diff(a, b, c->vocab);
+    for (int n = 21; n <= 24; n++) {
+        CHECK(model_kv_append(m, kv, toks + n - 1, 1, a, &e) == 0);
+        CHECK(model_next_logits(m, toks, n, b, &e) == 0);
+        d = fmax(d, max_diff(a, b, c->vocab));
+    }
+    CHECK_MSG(d < 1e-4, "phi3 longrope (long): cache vs full differ by %g", d);
+    model_kv_free(kv);
+    model_free(m);
+}
 
 static int argmax(const float *x, int n) {
     int k = 0;
@@ -155,6 +213,9 @@ static void generate(const char *json) {
 
 static void test_generate_gpt2(void) { generate(GPT2); }
 static void test_generate_llama(void) { generate(LLAMA); }
+static void test_generate_gemma2(void) { generate(GEMMA2); }
+static void test_generate_gemma3_text(void) { generate(GEMMA3); }
+static void test_generate_phi3(void) { generate(PHI3); }
 
 
 /* Greedy model_generate equals the argmax of full forwards step by step,
@@ -309,7 +370,15 @@ int main(void) {
     RUN(test_mistral_window);
     RUN(test_qwen2);
     RUN(test_generate_gpt2);
+    RUN(test_gemma);
+    RUN(test_gemma2);
+    RUN(test_gemma3_text);
+    RUN(test_phi3);
+    RUN(test_phi3_longrope_long);
     RUN(test_generate_llama);
+    RUN(test_generate_gemma2);
+    RUN(test_generate_gemma3_text);
+    RUN(test_generate_phi3);
     RUN(test_generate_greedy_vs_full);
     RUN(test_sampler_distribution);
     RUN(test_sampler_seed_and_greedy);

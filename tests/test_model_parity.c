@@ -1,8 +1,10 @@
 /* test_model_parity — the engine against PyTorch. tests/oracles/torch_model.py
  * (run with $PYTHON, default /usr/bin/python3) writes random-weight Hugging
  * Face checkpoints (F32, BF16, F16, sharded) for gpt2, llama (GQA, untied,
- * llama3 rope scaling, biases), llama with linear rope scaling, qwen2, qwen3
- * and mistral (sliding window 4), plus the expected per-token logps and the
+ * llama3 rope scaling, biases), llama with linear rope scaling, qwen2, qwen3,
+ * mistral (sliding window 4), gemma, gemma2 (soft-caps and alternating
+ * windows; and with both null, untied), gemma3_text and phi3 (partial
+ * rotary, longrope long and short), plus the expected per-token logps and the
  * gradients of Σ w·logps per tensor, computed in float64 by plain-torch
  * implementations of the HF architectures. Each checkpoint is loaded with
  * model_load and run with prefix sharing on and off. Without torch, the
@@ -207,22 +209,30 @@ static void test_llama_linear_rope(void) { parity("llama_linear", ""); }
 static void test_qwen2(void) { parity("qwen2", ""); }
 static void test_qwen3(void) { parity("qwen3", ""); }
 static void test_mistral_sliding_window(void) { parity("mistral", ""); }
+static void test_gemma(void) { parity("gemma", ""); }
+static void test_gemma2_softcaps_windows(void) { parity("gemma2", ""); }
+static void test_gemma2_null_caps_window_untied(void) { parity("gemma2_nocap", ""); }
+static void test_gemma3_text(void) { parity("gemma3_text", ""); }
+static void test_phi3_partial_longrope_long(void) { parity("phi3", ""); }
+static void test_phi3_longrope_short(void) { parity("phi3_short", ""); }
+static const char *const FAMILIES[] = {"gpt2",   "llama",        "llama_linear", "qwen2",
+                                       "qwen3",  "mistral",      "gemma",        "gemma2",
+                                       "gemma2_nocap", "gemma3_text", "phi3",    "phi3_short"};
+enum { N_FAMILIES = sizeof FAMILIES / sizeof *FAMILIES };
 static void test_bf16_files(void) {
-    const char *names[] = {"gpt2", "llama", "llama_linear", "qwen2", "qwen3", "mistral"};
-    for (int i = 0; i < 6; i++) parity(names[i], "_bf16");
+    for (int i = 0; i < N_FAMILIES; i++) parity(FAMILIES[i], "_bf16");
 }
 static void test_f16_files(void) {
-    const char *names[] = {"gpt2", "llama", "llama_linear", "qwen2", "qwen3", "mistral"};
-    for (int i = 0; i < 6; i++) parity(names[i], "_f16");
+    for (int i = 0; i < N_FAMILIES; i++) parity(FAMILIES[i], "_f16");
 }
 static void test_sharded(void) { parity("llama", "_sharded"); }
 static void test_gpt2_names_without_prefix(void) { parity("gpt2", "_noprefix"); }
 
 /* model_save writes the same names, shapes and values as the HF files. */
 static void test_save_matches_hf_layout(void) {
-    const char *names[] = {"gpt2", "llama", "qwen3"};
+    const char *names[] = {"gpt2", "llama", "qwen3", "gemma2", "gemma3_text", "phi3"};
     const char *py = getenv("PYTHON") && *getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3";
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 6; i++) {
         char src[512], dst[512], cmd[2048];
         snprintf(src, sizeof src, "%s/%s", dir, names[i]);
         snprintf(dst, sizeof dst, "%s/%s_saved", dir, names[i]);
@@ -259,6 +269,12 @@ int main(void) {
     RUN(test_qwen2);
     RUN(test_qwen3);
     RUN(test_mistral_sliding_window);
+    RUN(test_gemma);
+    RUN(test_gemma2_softcaps_windows);
+    RUN(test_gemma2_null_caps_window_untied);
+    RUN(test_gemma3_text);
+    RUN(test_phi3_partial_longrope_long);
+    RUN(test_phi3_longrope_short);
     RUN(test_bf16_files);
     RUN(test_f16_files);
     RUN(test_sharded);

@@ -164,8 +164,9 @@ void layer_layernorm_backward(float *dinp, float *dw, float *db, const float *do
     }
 }
 
-void layer_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N,
-                           int C, float eps) {
+/* RMSNorm rows with weights w, or (one set) 1 + w. */
+static void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N,
+                            int C, float eps, int one) {
 #pragma omp parallel for
     for (int i = 0; i < N; i++) {
         const float *x = inp + (size_t)i * C;
@@ -173,24 +174,45 @@ void layer_rmsnorm_forward(float *out, float *rstd, const float *inp, const floa
         for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
         float r = (float)(1.0 / sqrt(ss / C + eps));
         float *o = out + (size_t)i * C;
-        for (int c = 0; c < C; c++) o[c] = (x[c] * r) * w[c];
+        if (one)
+            for (int c = 0; c < C; c++) o[c] = (x[c] * r) * (1.0f + w[c]);
+        else
+            for (int c = 0; c < C; c++) o[c] = (x[c] * r) * w[c];
         rstd[i] = r;
     }
 }
 
+void layer_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N,
+                           int C, float eps) {
+    rmsnorm_forward(out, rstd, inp, w, N, C, eps, 0);
+}
+
+void layer_rmsnorm1p_forward(float *out, float *rstd, const float *inp, const float *w, int N,
+                             int C, float eps) {
+    rmsnorm_forward(out, rstd, inp, w, N, C, eps, 1);
+}
+
 /* y = x·r·w with r = (mean(x²)+eps)^(-1/2), so
- * dx_j = r·dn_j − r³·x_j·Σ_i(dn_i·x_i)/C where dn = dy·w. */
-void layer_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
-                            const float *w, const float *rstd, int N, int C) {
+ * dx_j = r·dn_j − r³·x_j·Σ_i(dn_i·x_i)/C where dn = dy·w (w: 1 + w when
+ * one); dw is the same either way. */
+static void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                             const float *w, const float *rstd, int N, int C, int one) {
+    float off = one ? 1.0f : 0.0f;
 #pragma omp parallel for
     for (int i = 0; i < N; i++) {
         const float *x = inp + (size_t)i * C, *d = dout + (size_t)i * C;
         double dot = 0;
-        for (int c = 0; c < C; c++) dot += (double)d[c] * w[c] * x[c];
         float r = rstd[i];
-        float k = (float)(dot / C) * r * r * r;
         float *di = dinp + (size_t)i * C;
-        for (int c = 0; c < C; c++) di[c] += r * d[c] * w[c] - k * x[c];
+        if (one) {
+            for (int c = 0; c < C; c++) dot += (double)d[c] * (off + w[c]) * x[c];
+            float k = (float)(dot / C) * r * r * r;
+            for (int c = 0; c < C; c++) di[c] += r * d[c] * (off + w[c]) - k * x[c];
+        } else {
+            for (int c = 0; c < C; c++) dot += (double)d[c] * w[c] * x[c];
+            float k = (float)(dot / C) * r * r * r;
+            for (int c = 0; c < C; c++) di[c] += r * d[c] * w[c] - k * x[c];
+        }
     }
     if (!dw) return; /* a frozen norm: only the input gradient */
 #pragma omp parallel for
@@ -200,6 +222,16 @@ void layer_rmsnorm_backward(float *dinp, float *dw, const float *dout, const flo
             s += (double)dout[(size_t)i * C + c] * inp[(size_t)i * C + c] * rstd[i];
         dw[c] += (float)s;
     }
+}
+
+void layer_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                            const float *w, const float *rstd, int N, int C) {
+    rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C, 0);
+}
+
+void layer_rmsnorm1p_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                              const float *w, const float *rstd, int N, int C) {
+    rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C, 1);
 }
 
 /* ---- linear --------------------------------------------------------------- */
@@ -304,6 +336,61 @@ void layer_swiglu_backward(float *dgate, float *dup, const float *dout, const fl
     EW_FOR(n) swiglu_backward_range(dgate + lo, dup + lo, dout + lo, gate + lo, up + lo, EW_LEN(n));
 }
 
+VEC_CLONES static void geglu_forward_range(float *out, const float *gate, const float *up,
+                                           size_t n) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float x = gate[i];
+        out[i] = 0.5f * x * (1.0f + fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x))) * up[i];
+    }
+}
+
+void layer_geglu_forward(float *out, const float *gate, const float *up, size_t n) {
+    EW_FOR(n) geglu_forward_range(out + lo, gate + lo, up + lo, EW_LEN(n));
+}
+
+VEC_CLONES static void geglu_backward_range(float *dgate, float *dup, const float *dout,
+                                            const float *gate, const float *up, size_t n) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float x = gate[i];
+        float t = fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x));
+        float dt = (1.0f - t * t) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        dgate[i] += dout[i] * up[i] * (0.5f * (1.0f + t) + 0.5f * x * dt);
+        dup[i] += dout[i] * 0.5f * x * (1.0f + t);
+    }
+}
+
+void layer_geglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                          const float *up, size_t n) {
+    EW_FOR(n) geglu_backward_range(dgate + lo, dup + lo, dout + lo, gate + lo, up + lo, EW_LEN(n));
+}
+
+/* tanh accurate in relative terms everywhere, vectorisable: its odd
+ * Taylor series to u^9 below |u| = 0.125 (truncation under 3e-13), one exp
+ * above (fast_tanh's absolute error is then a small relative one). Capped
+ * values are mostly far below the cap, where fast_tanh alone would lose
+ * digits to cancellation. */
+static inline float soft_tanh(float u) {
+    float u2 = u * u;
+    float p = u * (1.0f + u2 * (-1.0f / 3 + u2 * (2.0f / 15 + u2 * (-17.0f / 315 + u2 * (62.0f / 2835)))));
+    return fabsf(u) < 0.125f ? p : fast_tanh(u);
+}
+
+VEC_CLONES static void softcap_range(float *x, size_t n, float cap, float inv) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) x[i] = cap * soft_tanh(x[i] * inv);
+}
+
+void layer_softcap(float *x, size_t n, float cap) {
+    float inv = 1.0f / cap;
+    if (n <= EW_CHUNK) {
+        softcap_range(x, n, cap, inv);
+        return;
+    }
+    EW_FOR(n) softcap_range(x + lo, EW_LEN(n), cap, inv);
+}
+
 /* ---- rotary embedding ----------------------------------------------------- */
 
 void layer_rope_inv_freq(float *inv_freq, int head_dim, float theta, int rope_type,
@@ -325,16 +412,18 @@ void layer_rope_inv_freq(float *inv_freq, int head_dim, float theta, int rope_ty
     }
 }
 
-/* Applies the rotation by +angle (sign 1) or its transpose (sign −1), adding
- * into out when accumulate is set. */
+/* Applies the rotation by +angle (sign 1) or its transpose (sign −1) to the
+ * first rot dims of each head, cos and sin scaled by mscale, adding into
+ * out when accumulate is set; the other dims pass through. */
 static void rope_apply(float *out, const float *inp, const int *pos, const float *inv_freq,
-                       int T, int H, int D, float sign, int accumulate) {
-    int half = D / 2;
+                       int T, int H, int D, int rot, float mscale, float sign, int accumulate) {
+    int half = rot / 2;
 #pragma omp parallel for
     for (int t = 0; t < T; t++) {
         for (int i = 0; i < half; i++) {
             double a = (double)pos[t] * inv_freq[i];
             float c = (float)cos(a), s = sign * (float)sin(a);
+            if (mscale != 1.0f) c *= mscale, s *= mscale;
             for (int h = 0; h < H; h++) {
                 const float *x = inp + ((size_t)t * H + h) * D;
                 float *y = out + ((size_t)t * H + h) * D;
@@ -349,17 +438,33 @@ static void rope_apply(float *out, const float *inp, const int *pos, const float
                 }
             }
         }
+        if (rot < D)
+            for (int h = 0; h < H; h++) {
+                const float *x = inp + ((size_t)t * H + h) * D;
+                float *y = out + ((size_t)t * H + h) * D;
+                for (int d = rot; d < D; d++) y[d] = accumulate ? y[d] + x[d] : x[d];
+            }
     }
 }
 
 void layer_rope_forward(float *out, const float *inp, const int *pos, const float *inv_freq,
                         int T, int H, int D) {
-    rope_apply(out, inp, pos, inv_freq, T, H, D, 1.0f, 0);
+    rope_apply(out, inp, pos, inv_freq, T, H, D, D, 1.0f, 1.0f, 0);
 }
 
 void layer_rope_backward(float *dinp, const float *dout, const int *pos, const float *inv_freq,
                          int T, int H, int D) {
-    rope_apply(dinp, dout, pos, inv_freq, T, H, D, -1.0f, 1);
+    rope_apply(dinp, dout, pos, inv_freq, T, H, D, D, 1.0f, -1.0f, 1);
+}
+
+void layer_rope_forward_ext(float *out, const float *inp, const int *pos, const float *inv_freq,
+                            int T, int H, int D, int rot, float mscale) {
+    rope_apply(out, inp, pos, inv_freq, T, H, D, rot, mscale, 1.0f, 0);
+}
+
+void layer_rope_backward_ext(float *dinp, const float *dout, const int *pos,
+                             const float *inv_freq, int T, int H, int D, int rot, float mscale) {
+    rope_apply(dinp, dout, pos, inv_freq, T, H, D, rot, mscale, -1.0f, 1);
 }
 
 /* ---- attention ------------------------------------------------------------ */
@@ -479,15 +584,28 @@ VEC_CLONES static void attn_softmax_row(float *row, int kn, const layer_attn_mas
     memset(row + done, 0, (size_t)(kn - done) * sizeof *row);
 }
 
+/* The score scale of the mask (1/sqrt(D) unless it gives one). */
+static float attn_scale(const layer_attn_mask *m, int D) {
+    return m->scale > 0 ? m->scale : 1.0f / sqrtf((float)D);
+}
+
 /* P[nb, kn] ← masked probabilities of queries t0.. against keys s0.. of one
- * head: scale · Q_block · K_unitᵀ by sgemm, then softmax row by row. */
-static void attn_probs(float *P, float *lse_out, const float *lse_in, const float *q, int ldq,
-                       const float *k, int ldk, const layer_attn_mask *mask, int t0, int nb,
-                       int s0, int kn, int h, int g, int H, int D) {
-    float scale = 1.0f / sqrtf((float)D);
+ * head: scale · Q_block · K_unitᵀ by sgemm, soft-capped when the mask says
+ * so (the capped scores copied to capped[nb, kn] when it is not NULL), then
+ * softmax row by row. */
+static void attn_probs(float *P, float *capped, float *lse_out, const float *lse_in,
+                       const float *q, int ldq, const float *k, int ldk,
+                       const layer_attn_mask *mask, int t0, int nb, int s0, int kn, int h, int g,
+                       int H, int D) {
+    float scale = attn_scale(mask, D);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, kn, D, scale,
                 q + (size_t)t0 * ldq + (size_t)h * D, ldq, k + (size_t)s0 * ldk + (size_t)g * D,
                 ldk, 0.0f, P, kn);
+    if (mask->softcap > 0) {
+        float cap = mask->softcap, inv = 1.0f / cap;
+        softcap_range(P, (size_t)nb * kn, cap, inv); /* inside a parallel task: serial */
+        if (capped) memcpy(capped, P, (size_t)nb * kn * sizeof *P);
+    }
     for (int i = 0; i < nb; i++) {
         size_t at = (size_t)(t0 + i) * H + h;
         attn_softmax_row(P + (size_t)i * kn, kn, mask, t0 + i, s0, lse_in ? lse_in + at : NULL,
@@ -509,7 +627,8 @@ void layer_attention_forward(float *out, float *lse, const float *q, int ldq, co
         int B = attn_block_rows(mask, n, share, 1);
         for (int b0 = 0; b0 < n; b0 += B) {
             int nb = n - b0 < B ? n - b0 : B, kn = b0 + nb;
-            attn_probs(P, lse, NULL, q, ldq, k, ldk, mask, s0 + b0, nb, s0, kn, h, g, H, D);
+            attn_probs(P, NULL, lse, NULL, q, ldq, k, ldk, mask, s0 + b0, nb, s0, kn, h, g, H,
+                       D);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, kn, 1.0f, P, kn,
                         v + (size_t)s0 * ldv + (size_t)g * D, ldv, 0.0f,
                         out + (size_t)(s0 + b0) * H * D + (size_t)h * D, H * D);
@@ -520,7 +639,8 @@ void layer_attention_forward(float *out, float *lse, const float *q, int ldq, co
 
 /* With P the probabilities and dO the output gradient of a block:
  * dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(dO ⊙ O)), dQ += scale·dS·K,
- * dK += scale·dSᵀ·Q, dV += Pᵀ·dO. A task is a (unit, kv head) pair, its
+ * dK += scale·dSᵀ·Q, dV += Pᵀ·dO; with soft-capping dS is multiplied by
+ * the cap's derivative 1 − (S_capped / cap)². A task is a (unit, kv head) pair, its
  * query heads in turn, so no two threads add into the same dK or dV rows. */
 void layer_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                               const float *out, const float *lse, const float *q, int ldq,
@@ -528,15 +648,18 @@ void layer_attention_backward(float *dq, float *dk, float *dv, const float *dout
                               const layer_attn_mask *mask, int H, int KVH, int D,
                               float *scratch) {
     int group = H / KVH, nth = attn_threads();
-    float scale = 1.0f / sqrtf((float)D);
+    float scale = attn_scale(mask, D), cap = mask->softcap;
+    int rows = cap > 0 ? 3 : 2; /* P, dS and, capped, the capped scores */
+    if (rows == 3 && nth > 2 * LAYER_ATTN_BLOCK / 3) nth = 2 * LAYER_ATTN_BLOCK / 3; /* B ≥ 1 */
     size_t share = layer_attention_scratch(mask->T) / (size_t)nth;
     int blas = blas_serial_begin();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
     for (int task = 0; task < mask->n_units * KVH; task++) {
         int u = task / KVH, g = task % KVH;
         int s0 = mask->unit_start[u], n = mask->unit_start[u + 1] - s0;
-        int B = attn_block_rows(mask, n, share, 2);
+        int B = attn_block_rows(mask, n, share, rows);
         float *P = scratch + (size_t)omp_get_thread_num() * share, *dS = P + (size_t)B * n;
+        float *Sc = cap > 0 ? dS + (size_t)B * n : NULL;
         const float *Kb = k + (size_t)s0 * ldk + (size_t)g * D;
         const float *Vb = v + (size_t)s0 * ldv + (size_t)g * D;
         for (int h = g * group; h < (g + 1) * group; h++) {
@@ -546,7 +669,7 @@ void layer_attention_backward(float *dq, float *dk, float *dv, const float *dout
                 const float *dO = dout + (size_t)t0 * H * D + (size_t)h * D;
                 const float *O = out + (size_t)t0 * H * D + (size_t)h * D;
                 const float *Qb = q + (size_t)t0 * ldq + (size_t)h * D;
-                attn_probs(P, NULL, lse, q, ldq, k, ldk, mask, t0, nb, s0, kn, h, g, H, D);
+                attn_probs(P, Sc, NULL, lse, q, ldq, k, ldk, mask, t0, nb, s0, kn, h, g, H, D);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, kn, D, 1.0f, dO, H * D,
                             Vb, ldv, 0.0f, dS, kn);
                 for (int i = 0; i < nb; i++) {
@@ -558,6 +681,12 @@ void layer_attention_backward(float *dq, float *dk, float *dv, const float *dout
                     const float *p = P + (size_t)i * kn;
 #pragma omp simd
                     for (int j = 0; j < kn; j++) ds[j] = p[j] * (ds[j] - dsum);
+                    if (Sc) {
+                        const float *sc = Sc + (size_t)i * kn;
+                        float inv = 1.0f / cap;
+                        for (int j = 0; j < kn; j++)
+                            ds[j] *= 1.0f - (sc[j] * inv) * (sc[j] * inv);
+                    }
                 }
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, kn, scale, dS, kn,
                             Kb, ldk, 1.0f, dq + (size_t)t0 * ldq + (size_t)h * D, ldq);
@@ -592,6 +721,17 @@ VEC_CLONES static float logits_lse(const float *z, int V, double *tot) {
 VEC_CLONES static void logits_grad(float *z, int V, float g, float l) {
 #pragma omp simd
     for (int j = 0; j < V; j++) z[j] = -g * vexp(z[j] - l);
+}
+
+/* The same through a soft-cap: z holds capped logits zc, and the chain rule
+ * through cap · tanh(x / cap) multiplies by 1 − (zc / cap)². */
+VEC_CLONES static void logits_grad_capped(float *z, int V, float g, float l, float cap) {
+    float inv = 1.0f / cap;
+#pragma omp simd
+    for (int j = 0; j < V; j++) {
+        float u = z[j] * inv;
+        z[j] = -g * vexp(z[j] - l) * (1.0f - u * u);
+    }
 }
 
 /* ---- half-precision weights ---- */
@@ -653,6 +793,7 @@ static void head_input_grad(float *dh, const float *dlogits, int n, const layer_
 void layer_head_gemv(float *logits, const layer_head *hd, const float *x, int C, int V) {
     if (!hd->half) {
         cblas_sgemv(CblasRowMajor, CblasNoTrans, V, C, 1.0f, hd->w, C, x, 1, 0.0f, logits, 1);
+        if (hd->softcap > 0) layer_softcap(logits, (size_t)V, hd->softcap);
         return;
     }
     for (int v0 = 0; v0 < V; v0 += hd->buf_rows) {
@@ -661,6 +802,7 @@ void layer_head_gemv(float *logits, const layer_head *hd, const float *x, int C,
         cblas_sgemv(CblasRowMajor, CblasNoTrans, vb, C, 1.0f, hd->buf, C, x, 1, 0.0f, logits + v0,
                     1);
     }
+    if (hd->softcap > 0) layer_softcap(logits, (size_t)V, hd->softcap);
 }
 
 void layer_logprob_forward_head(float *logp, float *mean_logits, float *lse, const float *h,
@@ -669,6 +811,7 @@ void layer_logprob_forward_head(float *logp, float *mean_logits, float *lse, con
     for (int r0 = 0; r0 < R; r0 += chunk_rows) {
         int n = R - r0 < chunk_rows ? R - r0 : chunk_rows;
         head_logits(scratch, h + (size_t)r0 * C, n, hd, C, V);
+        if (hd->softcap > 0) layer_softcap(scratch, (size_t)n * V, hd->softcap);
 #pragma omp parallel for
         for (int i = 0; i < n; i++) {
             const float *z = scratch + (size_t)i * V;
@@ -696,13 +839,24 @@ void layer_logprob_backward_head(float *dh, float *dw, const float *dlogp, const
     for (int r0 = 0; r0 < R; r0 += chunk_rows) {
         int n = R - r0 < chunk_rows ? R - r0 : chunk_rows;
         const float *hc = h + (size_t)r0 * C;
-        if (!(logits_in_scratch && R <= chunk_rows)) head_logits(scratch, hc, n, hd, C, V);
+        if (!(logits_in_scratch && R <= chunk_rows)) {
+            head_logits(scratch, hc, n, hd, C, V);
+            if (hd->softcap > 0) layer_softcap(scratch, (size_t)n * V, hd->softcap);
+        }
         /* d logp / d z_j = [j == target] − softmax_j */
+        float cap = hd->softcap;
 #pragma omp parallel for
         for (int i = 0; i < n; i++) {
             float *z = scratch + (size_t)i * V;
-            logits_grad(z, V, dlogp[r0 + i], lse[r0 + i]);
-            z[target[r0 + i]] += dlogp[r0 + i];
+            int tg = target[r0 + i];
+            if (cap > 0) {
+                float u = z[tg] / cap;
+                logits_grad_capped(z, V, dlogp[r0 + i], lse[r0 + i], cap);
+                z[tg] += dlogp[r0 + i] * (1.0f - u * u);
+            } else {
+                logits_grad(z, V, dlogp[r0 + i], lse[r0 + i]);
+                z[tg] += dlogp[r0 + i];
+            }
         }
         if (dh) head_input_grad(dh + (size_t)r0 * C, scratch, n, hd, C, V);
         if (dw && !hd->half)

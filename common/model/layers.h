@@ -38,6 +38,12 @@ void layer_rmsnorm_forward(float *out, float *rstd, const float *inp, const floa
                            int C, float eps);
 void layer_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
                             const float *w, const float *rstd, int N, int C);
+/* Gemma's RMSNorm: out = x * rstd * (1 + w) (weights stored as offsets from
+ * one); dw is the same gradient as for w. */
+void layer_rmsnorm1p_forward(float *out, float *rstd, const float *inp, const float *w, int N,
+                             int C, float eps);
+void layer_rmsnorm1p_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                              const float *w, const float *rstd, int N, int C);
 
 /* How a weight matrix is stored. LAYER_W_OUT_IN is nn.Linear's [OC, IC]
  * (y = x·Wᵀ); LAYER_W_IN_OUT is GPT-2 Conv1D's [IC, OC] (y = x·W). ldw is the
@@ -67,6 +73,15 @@ void layer_swiglu_forward(float *out, const float *gate, const float *up, size_t
 void layer_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                            const float *up, size_t n);
 
+/* GeGLU (Gemma): out = gelu_tanh(gate) ⊙ up over n elements, the tanh
+ * GELU of layer_gelu_forward. */
+void layer_geglu_forward(float *out, const float *gate, const float *up, size_t n);
+void layer_geglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                          const float *up, size_t n);
+
+/* Soft-capping (Gemma 2): x ← cap · tanh(x / cap) over n elements, in place. */
+void layer_softcap(float *x, size_t n, float cap);
+
 /* Rotary embedding inverse frequencies inv_freq[head_dim/2] for rope_type
  * 0 (default), 1 (linear: divided by factor) or 2 (llama3 wavelength-banded
  * scaling with low/high frequency factors and the original context length). */
@@ -79,6 +94,14 @@ void layer_rope_forward(float *out, const float *inp, const int *pos, const floa
 /* dinp += Rᵀ·dout (the rotation is orthogonal). */
 void layer_rope_backward(float *dinp, const float *dout, const int *pos, const float *inv_freq,
                          int T, int H, int D);
+/* The same on the first `rot` dims of each head only (partial rotary:
+ * element i pairs with i + rot/2, inv_freq[rot/2]; the other D − rot dims
+ * pass through), cos and sin multiplied by mscale (longrope's attention
+ * factor; 1 otherwise). rot == D and mscale == 1 is layer_rope_forward. */
+void layer_rope_forward_ext(float *out, const float *inp, const int *pos, const float *inv_freq,
+                            int T, int H, int D, int rot, float mscale);
+void layer_rope_backward_ext(float *dinp, const float *dout, const int *pos,
+                             const float *inv_freq, int T, int H, int D, int rot, float mscale);
 
 /* Which keys query t may see: packed-buffer indices [lo0[t], hi0[t]) ∪
  * [lo1[t], hi1[t]), intersected with the sliding window (key position >
@@ -90,6 +113,11 @@ typedef struct layer_attn_mask {
     const int *lo0, *hi0, *lo1, *hi1, *pos, *unit_start;
     int window;
     int block; /* queries per block, 1..LAYER_ATTN_BLOCK; 0 means LAYER_ATTN_BLOCK */
+    /* The score function, carried with the mask since forward and backward
+     * share both: s = scale · q·k (scale 0 means 1/sqrt(D)), then, when
+     * softcap > 0, s ← softcap · tanh(s / softcap) (Gemma 2), before the
+     * mask. */
+    float scale, softcap;
 } layer_attn_mask;
 
 /* Causal softmax attention with grouped queries: query head h uses kv head
@@ -141,6 +169,7 @@ typedef struct layer_head {
     const uint16_t *half;
     int bf16, buf_rows;
     float *buf;
+    float softcap; /* > 0: logits ← softcap · tanh(logits / softcap) (Gemma 2) */
 } layer_head;
 /* layer_logprob_forward / _backward with the head as above (dw ignored for
  * a half head), and logits[V] = head · x[C] for one row. */

@@ -6,7 +6,8 @@
  * then B [out, r], adapters in layer order and, within a layer, in the
  * order of MODEL_LORA_* bits. The engine runs an adapter through views:
  * one per linear layer it computes (GPT-2's q, k and v are three views of
- * c_attn's adapter, each a block of B's rows), so a fused adapter needs no
+ * c_attn's adapter, Phi-3's of qkv_proj's and its gate and up of
+ * gate_up_proj's, each a block of B's rows), so a fused adapter needs no
  * special path.
  *
  * Per view, for rows x [n, in] of the layer's input and xd = dropout(x):
@@ -30,10 +31,15 @@ typedef struct lora_adapter {
     char module[96];          /* Hugging Face module path, e.g. model.layers.0.self_attn.q_proj */
 } lora_adapter;
 
+/* Module naming: Llama-style (llama, mistral, qwen2, qwen3, gemma*), GPT-2,
+ * Phi-3. */
+enum { STYLE_LLAMA, STYLE_GPT2, STYLE_PHI3, STYLES };
+
 struct lora_set {
     model_lora_options opt;
     float scale, keep_scale;
-    int gpt2, n_layer, n_adapters;
+    int style, n_layer, n_adapters;
+    int qd, kd, ff;           /* q and k/v rows, d_ff: the blocks of fused adapters */
     lora_adapter *ad;
     int *at;                  /* [n_layer × LORA_KINDS]: adapter index or -1 */
     float *params, *grads;
@@ -49,39 +55,47 @@ struct lora_set {
 
 typedef struct kind_info {
     unsigned bit;
-    const char *name, *gpt2_name; /* PEFT module names; NULL where the family has none */
-    const char *path, *gpt2_path; /* module path format within a layer */
+    const char *name[STYLES]; /* PEFT module names; NULL where the family has none */
+    const char *path[STYLES]; /* module path format within a layer */
 } kind_info;
 
 static const kind_info KINDS[LORA_KINDS] = {
-    {MODEL_LORA_Q, "q_proj", NULL, "model.layers.%d.self_attn.q_proj", NULL},
-    {MODEL_LORA_K, "k_proj", NULL, "model.layers.%d.self_attn.k_proj", NULL},
-    {MODEL_LORA_V, "v_proj", NULL, "model.layers.%d.self_attn.v_proj", NULL},
-    {MODEL_LORA_O, "o_proj", "c_proj", "model.layers.%d.self_attn.o_proj",
-     "transformer.h.%d.attn.c_proj"},
-    {MODEL_LORA_GATE, "gate_proj", "c_fc", "model.layers.%d.mlp.gate_proj",
-     "transformer.h.%d.mlp.c_fc"},
-    {MODEL_LORA_UP, "up_proj", NULL, "model.layers.%d.mlp.up_proj", NULL},
-    {MODEL_LORA_DOWN, "down_proj", "c_proj", "model.layers.%d.mlp.down_proj",
-     "transformer.h.%d.mlp.c_proj"},
-    {MODEL_LORA_QKV, NULL, "c_attn", NULL, "transformer.h.%d.attn.c_attn"},
+    {MODEL_LORA_Q, {"q_proj", NULL, NULL}, {"model.layers.%d.self_attn.q_proj", NULL, NULL}},
+    {MODEL_LORA_K, {"k_proj", NULL, NULL}, {"model.layers.%d.self_attn.k_proj", NULL, NULL}},
+    {MODEL_LORA_V, {"v_proj", NULL, NULL}, {"model.layers.%d.self_attn.v_proj", NULL, NULL}},
+    {MODEL_LORA_O, {"o_proj", "c_proj", "o_proj"},
+     {"model.layers.%d.self_attn.o_proj", "transformer.h.%d.attn.c_proj",
+      "model.layers.%d.self_attn.o_proj"}},
+    {MODEL_LORA_GATE, {"gate_proj", "c_fc", NULL},
+     {"model.layers.%d.mlp.gate_proj", "transformer.h.%d.mlp.c_fc", NULL}},
+    {MODEL_LORA_UP, {"up_proj", NULL, NULL}, {"model.layers.%d.mlp.up_proj", NULL, NULL}},
+    {MODEL_LORA_DOWN, {"down_proj", "c_proj", "down_proj"},
+     {"model.layers.%d.mlp.down_proj", "transformer.h.%d.mlp.c_proj",
+      "model.layers.%d.mlp.down_proj"}},
+    {MODEL_LORA_QKV, {NULL, "c_attn", "qkv_proj"},
+     {NULL, "transformer.h.%d.attn.c_attn", "model.layers.%d.self_attn.qkv_proj"}},
+    {MODEL_LORA_GATE_UP, {NULL, NULL, "gate_up_proj"},
+     {NULL, NULL, "model.layers.%d.mlp.gate_up_proj"}},
 };
 
-static int is_gpt2(const char *model_type) { return !strcmp(model_type, "gpt2"); }
+static int style_of(const char *model_type) {
+    return !strcmp(model_type, "gpt2") ? STYLE_GPT2 : !strcmp(model_type, "phi3") ? STYLE_PHI3
+                                                                                   : STYLE_LLAMA;
+}
 
 unsigned model_lora_family_targets(const char *model_type) {
     unsigned all = 0;
+    int st = style_of(model_type);
     for (int k = 0; k < LORA_KINDS; k++)
-        if (is_gpt2(model_type) ? KINDS[k].gpt2_name != NULL : KINDS[k].name != NULL)
-            all |= KINDS[k].bit;
+        if (KINDS[k].name[st]) all |= KINDS[k].bit;
     return all;
 }
 
-static const char *kind_name(int gpt2, int k) { return gpt2 ? KINDS[k].gpt2_name : KINDS[k].name; }
+static const char *kind_name(int style, int k) { return KINDS[k].name[style]; }
 
 int model_lora_parse_targets(const char *model_type, const char *const *names, int n,
                              unsigned *targets, dp_err *err) {
-    int gpt2 = is_gpt2(model_type);
+    int st = style_of(model_type);
     *targets = 0;
     for (int i = 0; i < n; i++) {
         if (!strcmp(names[i], "all-linear")) {
@@ -90,7 +104,7 @@ int model_lora_parse_targets(const char *model_type, const char *const *names, i
         }
         unsigned bits = 0;
         for (int k = 0; k < LORA_KINDS; k++)
-            if (kind_name(gpt2, k) && !strcmp(kind_name(gpt2, k), names[i])) bits |= KINDS[k].bit;
+            if (kind_name(st, k) && !strcmp(kind_name(st, k), names[i])) bits |= KINDS[k].bit;
         if (!bits) {
             char valid[256], q[DP_QUOTE_CAP];
             model_lora_target_names(model_type, model_lora_family_targets(model_type), valid,
@@ -110,10 +124,10 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 void model_lora_target_names(const char *model_type, unsigned targets, char *buf, size_t cap) {
-    int gpt2 = is_gpt2(model_type), n = 0;
+    int st = style_of(model_type), n = 0;
     const char *names[LORA_KINDS];
     for (int k = 0; k < LORA_KINDS; k++) {
-        const char *nm = kind_name(gpt2, k);
+        const char *nm = kind_name(st, k);
         if (!nm || !(targets & KINDS[k].bit)) continue;
         int dup = 0; /* GPT-2's c_proj stands for two kinds */
         for (int j = 0; j < n; j++) dup |= !strcmp(names[j], nm);
@@ -135,7 +149,10 @@ static void kind_dims(const model_config *c, int k, int *in, int *out) {
     case MODEL_LORA_O: *in = QD, *out = C; break;
     case MODEL_LORA_GATE: case MODEL_LORA_UP: *in = C, *out = F; break;
     case MODEL_LORA_DOWN: *in = F, *out = C; break;
-    default: *in = C, *out = 3 * C; break; /* c_attn */
+    case MODEL_LORA_GATE_UP: *in = C, *out = 2 * F; break;
+    default: /* c_attn [C, 3C], qkv_proj [QD + 2 KD, C] */
+        *in = C, *out = !strcmp(c->model_type, "gpt2") ? 3 * C : QD + 2 * KD;
+        break;
     }
 }
 
@@ -195,7 +212,8 @@ int lora_set_new(lora_set **out, const model_config *c, const model_lora_options
     if (!s) return -1;
     s->opt = *o;
     s->opt.targets &= fam;
-    s->gpt2 = is_gpt2(c->model_type);
+    s->style = style_of(c->model_type);
+    s->qd = c->n_head * c->head_dim, s->kd = c->n_kv_head * c->head_dim, s->ff = c->d_ff;
     s->n_layer = c->n_layer;
     s->scale = o->use_rslora ? o->alpha / sqrtf((float)o->r) : o->alpha / (float)o->r;
     s->keep_scale = 1.0f / (1.0f - o->dropout);
@@ -210,7 +228,7 @@ int lora_set_new(lora_set **out, const model_config *c, const model_lora_options
             lora_adapter *a = &s->ad[s->n_adapters];
             a->layer = l, a->kind = k;
             kind_dims(c, k, &a->in, &a->out);
-            snprintf(a->module, sizeof a->module, s->gpt2 ? KINDS[k].gpt2_path : KINDS[k].path, l);
+            snprintf(a->module, sizeof a->module, KINDS[k].path[s->style], l);
             a->a_off = off, off += (size_t)o->r * (size_t)a->in;
             a->b_off = off, off += (size_t)a->out * (size_t)o->r;
             if (a->in > s->max_in) s->max_in = a->in;
@@ -259,18 +277,30 @@ void lora_info(lora_set *s, int i, lora_view_info *v) {
 
 /* ---- the math ------------------------------------------------------------- */
 
-/* The adapter and B's row block behind view VIEW of layer L, or NULL. */
-static const lora_adapter *view_of(const lora_set *s, int l, int view, int *row0) {
+/* The adapter and B's row block [row0, row0 + rows) behind view VIEW of
+ * layer L, or NULL: fused adapters (GPT-2's c_attn, Phi-3's qkv_proj and
+ * gate_up_proj) serve several views. */
+static const lora_adapter *view_of(const lora_set *s, int l, int view, int *row0, int *rows) {
     int kind = view, idx;
     *row0 = 0;
-    if (s->gpt2 && view <= LORA_VIEW_V) {
-        kind = LORA_KIND_QKV;
-        idx = s->at[l * LORA_KINDS + kind];
+    if (s->style != STYLE_LLAMA && view <= LORA_VIEW_V) {
+        idx = s->at[l * LORA_KINDS + LORA_KIND_QKV];
         if (idx < 0) return NULL;
-        *row0 = view * (s->ad[idx].out / 3);
+        if (s->style == STYLE_GPT2)
+            *rows = s->ad[idx].out / 3, *row0 = view * *rows;
+        else
+            *rows = view == LORA_VIEW_Q ? s->qd : s->kd,
+            *row0 = view == LORA_VIEW_Q ? 0 : view == LORA_VIEW_K ? s->qd : s->qd + s->kd;
+        return &s->ad[idx];
+    }
+    if (s->style == STYLE_PHI3 && (view == LORA_VIEW_GATE || view == LORA_VIEW_UP)) {
+        idx = s->at[l * LORA_KINDS + LORA_KIND_GATE_UP];
+        if (idx < 0) return NULL;
+        *rows = s->ff, *row0 = view == LORA_VIEW_GATE ? 0 : s->ff;
         return &s->ad[idx];
     }
     idx = s->at[l * LORA_KINDS + kind];
+    if (idx >= 0) *rows = s->ad[idx].out;
     return idx < 0 ? NULL : &s->ad[idx];
 }
 
@@ -302,10 +332,10 @@ static const float *adapter_input(lora_set *s, const lora_adapter *a, const floa
 }
 
 void lora_forward(lora_set *s, int layer, int view, float *out, const float *x, int n) {
-    int row0;
-    const lora_adapter *a = s && n > 0 ? view_of(s, layer, view, &row0) : NULL;
+    int row0, oc;
+    const lora_adapter *a = s && n > 0 ? view_of(s, layer, view, &row0, &oc) : NULL;
     if (!a) return;
-    int r = s->opt.r, oc = s->gpt2 && view <= LORA_VIEW_V ? a->out / 3 : a->out;
+    int r = s->opt.r;
     const float *A = s->params + a->a_off, *B = s->params + a->b_off + (size_t)row0 * r;
     const float *xin = adapter_input(s, a, x, n);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, a->in, 1.0f, xin, a->in, A, a->in,
@@ -316,10 +346,10 @@ void lora_forward(lora_set *s, int layer, int view, float *out, const float *x, 
 
 void lora_backward(lora_set *s, int layer, int view, float *dx, const float *dout,
                    const float *x, int n) {
-    int row0;
-    const lora_adapter *a = s && n > 0 ? view_of(s, layer, view, &row0) : NULL;
+    int row0, oc;
+    const lora_adapter *a = s && n > 0 ? view_of(s, layer, view, &row0, &oc) : NULL;
     if (!a) return;
-    int r = s->opt.r, in = a->in, oc = s->gpt2 && view <= LORA_VIEW_V ? a->out / 3 : a->out;
+    int r = s->opt.r, in = a->in;
     const float *A = s->params + a->a_off, *B = s->params + a->b_off + (size_t)row0 * r;
     const float *xin = adapter_input(s, a, x, n);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, in, 1.0f, xin, in, A, in, 0.0f,

@@ -1,6 +1,7 @@
 /* model — the transformer engine: parameter layout, packing plan, forward
  * and backward (see model.h). Config parsing, loading and saving live in
- * model_io.c; the numerical kernels in layers.c.
+ * model_io.c; what differs between families (tensor names, fused views,
+ * which layers slide) in model_family.c; the numerical kernels in layers.c.
  *
  * One forward runs every token of the batch as rows of one [T, C] matrix.
  * The plan built from a batch gives each packed token its id, position and
@@ -31,6 +32,7 @@ enum { MLP_ROWS = 1024 };
 typedef struct layer_acts {
     float *ln1, *ln1_mean, *ln1_rstd, *q_lin, *k_lin, *q_rstd, *k_rstd, *q, *k, *v;
     float *att, *lse, *res_mid, *ln2, *ln2_mean, *ln2_rstd, *fc, *up, *act;
+    float *attn_raw, *attn_rstd, *mlp_raw, *mlp_rstd; /* post norms: their inputs and rstd */
 } layer_acts;
 
 struct model {
@@ -59,7 +61,9 @@ struct model {
     size_t n_params;
     lora_set *lora;          /* adapters, or NULL */
     model_weights w, g;
-    float *inv_freq;
+    float *inv_freq;      /* RoPE [rope_dim/2]: every layer's, or global layers' */
+    float *inv_freq_local; /* Gemma 3's sliding layers, or NULL */
+    float *inv_freq_long;  /* longrope beyond the original context, or NULL */
     /* activations */
     float *act_mem;
     float **res; /* L + 1 residual streams (2 alternating when !training) */
@@ -68,10 +72,11 @@ struct model {
     int chunk_rows;
     /* backward scratch */
     float *dres, *dln, *datt, *dq, *dq2, *dk, *dk2, *dv, *dfc, *dup, *dact, *dhR, *dhR_in;
+    float *dpost; /* post norms: the gradient of their input */
     /* plan of the last forward */
     int32_t *tok, *target;
     int *pos, *lo0, *hi0, *lo1, *hi1, *unit_start, *pred;
-    int T, R, n_units, have_forward;
+    int T, R, n_units, have_forward, seq_len;
 };
 
 /* ---- threads ---- */
@@ -86,20 +91,14 @@ const char *model_blas_corename(void) { return openblas_get_corename(); }
 
 /* ---- architecture ---- */
 
-void model_arch_init(model_arch *a, const model_config *c) {
-    int C = c->d_model, F = c->d_ff, QD = c->n_head * c->head_dim;
-    *a = (model_arch){.gpt2 = !strcmp(c->model_type, "gpt2"), .qk_norm = c->qk_norm, .C = C,
-                      .F = F, .H = c->n_head, .KV = c->n_kv_head, .D = c->head_dim,
-                      .eps = c->norm_eps};
-    if (a->gpt2) /* Conv1D [in, out]; q, k, v are column blocks of c_attn [C, 3C] */
-        a->layout = LAYER_W_IN_OUT, a->ldq = a->ldkv = 3 * C, a->ldo = C, a->ldfc = F,
-        a->lddown = C;
-    else
-        a->layout = LAYER_W_OUT_IN, a->ldq = a->ldkv = C, a->ldo = QD, a->ldfc = C, a->lddown = F;
-}
-
 const model_weights *model_weights_of(const model *m) { return &m->w; }
-const float *model_inv_freq(const model *m) { return m->inv_freq; }
+
+const float *model_layer_inv_freq(const model *m, int l, int seq_len) {
+    const model_config *c = &m->cfg;
+    if (m->inv_freq_local && model_layer_sliding(c, l)) return m->inv_freq_local;
+    if (m->inv_freq_long && seq_len > c->rope_original_max_pos) return m->inv_freq_long;
+    return m->inv_freq;
+}
 
 /* ---- parameter layout ---- */
 
@@ -109,8 +108,9 @@ typedef struct reg_ctx {
     int count_only;
 } reg_ctx;
 
-static void reg(reg_ctx *r, float **wf, float **gf, int ndim, int64_t d0, int64_t d1,
+static void reg(void *ctx, float **wf, float **gf, int ndim, int64_t d0, int64_t d1,
                 const char *fmt, int layer) {
+    reg_ctx *r = ctx;
     model *m = r->m;
     char name[128];
     snprintf(name, sizeof name, fmt, layer);
@@ -132,84 +132,14 @@ static void reg(reg_ctx *r, float **wf, float **gf, int ndim, int64_t d0, int64_
     r->names_len += strlen(name) + 1;
 }
 
-/* Registers every tensor with its Hugging Face name and shape. Called once
- * to count, once to fill. */
+/* Registers every tensor with its Hugging Face name and shape
+ * (model_family.c). Called once to count, once to fill. */
 static void register_tensors(reg_ctx *r) {
     model *m = r->m;
-    const model_config *c = &m->cfg;
-    model_weights *w = &m->w, *g = &m->g;
-    int C = c->d_model, F = c->d_ff, V = c->vocab, D = c->head_dim;
-    int QD = c->n_head * D, KD = c->n_kv_head * D;
     m->n_tensors = 0;
     m->n_params = 0;
     r->names_len = 0;
-    if (m->arch.gpt2) {
-        reg(r, &w->wte, &g->wte, 2, V, C, "transformer.wte.weight", 0);
-        reg(r, &w->wpe, &g->wpe, 2, c->max_pos, C, "transformer.wpe.weight", 0);
-        for (int l = 0; l < c->n_layer; l++) {
-            model_layer_weights *a = &w->layer[l], *b = &g->layer[l];
-#define R2(f, d0, d1, n) reg(r, &a->f, &b->f, 2, d0, d1, "transformer.h.%d." n, l)
-#define R1(f, d0, n) reg(r, &a->f, &b->f, 1, d0, 0, "transformer.h.%d." n, l)
-            R1(ln1_w, C, "ln_1.weight");
-            R1(ln1_b, C, "ln_1.bias");
-            R2(qkv_w, C, 3 * C, "attn.c_attn.weight");
-            R1(qkv_b, 3 * C, "attn.c_attn.bias");
-            R2(o_w, C, C, "attn.c_proj.weight");
-            R1(o_b, C, "attn.c_proj.bias");
-            R1(ln2_w, C, "ln_2.weight");
-            R1(ln2_b, C, "ln_2.bias");
-            R2(fc_w, C, F, "mlp.c_fc.weight");
-            R1(fc_b, F, "mlp.c_fc.bias");
-            R2(down_w, F, C, "mlp.c_proj.weight");
-            R1(down_b, C, "mlp.c_proj.bias");
-#undef R1
-#undef R2
-        }
-        reg(r, &w->lnf_w, &g->lnf_w, 1, C, 0, "transformer.ln_f.weight", 0);
-        reg(r, &w->lnf_b, &g->lnf_b, 1, C, 0, "transformer.ln_f.bias", 0);
-    } else {
-        int qwen2 = !strcmp(c->model_type, "qwen2");
-        int qkv_bias = qwen2 || c->attention_bias, o_bias = !qwen2 && c->attention_bias;
-        reg(r, &w->wte, &g->wte, 2, V, C, "model.embed_tokens.weight", 0);
-        for (int l = 0; l < c->n_layer; l++) {
-            model_layer_weights *a = &w->layer[l], *b = &g->layer[l];
-#define R2(f, d0, d1, n) reg(r, &a->f, &b->f, 2, d0, d1, "model.layers.%d." n, l)
-#define R1(f, d0, n) reg(r, &a->f, &b->f, 1, d0, 0, "model.layers.%d." n, l)
-            R1(ln1_w, C, "input_layernorm.weight");
-            R2(q_w, QD, C, "self_attn.q_proj.weight");
-            if (qkv_bias) R1(q_b, QD, "self_attn.q_proj.bias");
-            R2(k_w, KD, C, "self_attn.k_proj.weight");
-            if (qkv_bias) R1(k_b, KD, "self_attn.k_proj.bias");
-            R2(v_w, KD, C, "self_attn.v_proj.weight");
-            if (qkv_bias) R1(v_b, KD, "self_attn.v_proj.bias");
-            R2(o_w, C, QD, "self_attn.o_proj.weight");
-            if (o_bias) R1(o_b, C, "self_attn.o_proj.bias");
-            if (c->qk_norm) {
-                R1(q_norm, D, "self_attn.q_norm.weight");
-                R1(k_norm, D, "self_attn.k_norm.weight");
-            }
-            R1(ln2_w, C, "post_attention_layernorm.weight");
-            R2(fc_w, F, C, "mlp.gate_proj.weight");
-            if (c->mlp_bias) R1(fc_b, F, "mlp.gate_proj.bias");
-            R2(up_w, F, C, "mlp.up_proj.weight");
-            if (c->mlp_bias) R1(up_b, F, "mlp.up_proj.bias");
-            R2(down_w, C, F, "mlp.down_proj.weight");
-            if (c->mlp_bias) R1(down_b, C, "mlp.down_proj.bias");
-#undef R1
-#undef R2
-        }
-        reg(r, &w->lnf_w, &g->lnf_w, 1, C, 0, "model.norm.weight", 0);
-        if (!c->tie_embeddings) reg(r, &w->lm_head, &g->lm_head, 2, V, C, "lm_head.weight", 0);
-    }
-}
-
-/* GPT-2's c_attn [C, 3C]: q, k, v are its column blocks, used in place. */
-static void fused_views(const model *m, model_layer_weights *a, int C) {
-    if (!m->arch.gpt2) return;
-    a->q_w = a->qkv_w, a->k_w = a->qkv_w ? a->qkv_w + C : NULL;
-    a->v_w = a->qkv_w ? a->qkv_w + 2 * C : NULL;
-    a->q_b = a->qkv_b, a->k_b = a->qkv_b ? a->qkv_b + C : NULL;
-    a->v_b = a->qkv_b ? a->qkv_b + 2 * C : NULL;
+    model_family_register(&m->cfg, &m->w, &m->g, reg, r);
 }
 
 /* Points the weight structs into params/grads (or the mapped data) and
@@ -224,20 +154,20 @@ static void bind_weights(model *m) {
     }
     if (m->frozen) frozen_prepare(m->frozen); /* unbinds: the next layer widens anew */
     for (int l = 0; l < m->cfg.n_layer; l++) m->w.layer[l].lora = m->lora, m->w.layer[l].layer = l;
-    int C = m->cfg.d_model;
     model_weights *ws[2] = {&m->w, &m->g};
     for (int s = 0; s < 2; s++) {
         model_weights *w = ws[s];
         if (m->cfg.tie_embeddings) w->lm_head = w->wte;
-        for (int l = 0; l < m->cfg.n_layer; l++) fused_views(m, &w->layer[l], C);
+        for (int l = 0; l < m->cfg.n_layer; l++) model_family_views(&m->cfg, &w->layer[l]);
     }
     m->head = (layer_head){.w = m->w.lm_head, .half = m->head.half, .bf16 = m->head.bf16,
-                           .buf = m->head.buf, .buf_rows = m->head.buf_rows};
+                           .buf = m->head.buf, .buf_rows = m->head.buf_rows,
+                           .softcap = m->cfg.final_softcap};
 }
 
 int model_layer_ready(model *m, int l) {
     int bound = frozen_bind_layer(m->frozen, l);
-    if (bound) fused_views(m, &m->w.layer[l], m->cfg.d_model);
+    if (bound) model_family_views(&m->cfg, &m->w.layer[l]);
     return bound;
 }
 
@@ -287,6 +217,12 @@ static size_t carve_acts(model *m, float *base) {
         TAKE(a->fc, TF);
         if (!gpt2) TAKE(a->up, TF);
         SHARED(act, TF);
+        if (c->post_norms) {
+            TAKE(a->attn_raw, T * C);
+            TAKE(a->attn_rstd, T);
+            TAKE(a->mlp_raw, T * C);
+            TAKE(a->mlp_rstd, T);
+        }
     }
     TAKE(m->proj, T * C);
     TAKE(m->hR_in, T * C);
@@ -310,6 +246,7 @@ static size_t carve_acts(model *m, float *base) {
         }
         TAKE(m->dhR, T * C);
         TAKE(m->dhR_in, T * C);
+        if (c->post_norms) TAKE(m->dpost, T * C);
     }
 #undef SHARED
 #undef TAKE
@@ -324,49 +261,30 @@ static int chunk_rows_for(int vocab, int max_tokens) {
 
 /* ---- construction ---- */
 
-static char *minimal_config_text(const model_config *c) {
-    char buf[2048];
-    int gpt2 = !strcmp(c->model_type, "gpt2");
-    if (gpt2)
-        snprintf(buf, sizeof buf,
-                 "{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], "
-                 "\"n_layer\": %d, \"n_head\": %d, \"n_embd\": %d, \"n_inner\": %d, "
-                 "\"vocab_size\": %d, \"n_positions\": %d, \"layer_norm_epsilon\": %.9g, "
-                 "\"activation_function\": \"gelu_new\"}",
-                 c->n_layer, c->n_head, c->d_model, c->d_ff, c->vocab, c->max_pos,
-                 (double)c->norm_eps);
-    else
-        snprintf(buf, sizeof buf,
-                 "{\"model_type\": \"%s\", \"num_hidden_layers\": %d, \"num_attention_heads\": "
-                 "%d, \"num_key_value_heads\": %d, \"head_dim\": %d, \"hidden_size\": %d, "
-                 "\"intermediate_size\": %d, \"vocab_size\": %d, \"max_position_embeddings\": "
-                 "%d, \"rms_norm_eps\": %.9g, \"rope_theta\": %.9g, \"tie_word_embeddings\": %s, "
-                 "\"attention_bias\": %s, \"mlp_bias\": %s, \"hidden_act\": \"silu\"}",
-                 c->model_type, c->n_layer, c->n_head, c->n_kv_head, c->head_dim, c->d_model,
-                 c->d_ff, c->vocab, c->max_pos, (double)c->norm_eps, (double)c->rope_theta,
-                 c->tie_embeddings ? "true" : "false", c->attention_bias ? "true" : "false",
-                 c->mlp_bias ? "true" : "false");
-    size_t k = strlen(buf) - 1; /* before the closing brace */
-    if (!gpt2 && c->rope_type == 1)
-        k += (size_t)snprintf(buf + k, sizeof buf - k,
-                              ", \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": %.9g}",
-                              (double)c->rope_factor);
-    if (!gpt2 && c->rope_type == 2)
-        k += (size_t)snprintf(buf + k, sizeof buf - k,
-                              ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": %.9g, "
-                              "\"low_freq_factor\": %.9g, \"high_freq_factor\": %.9g, "
-                              "\"original_max_position_embeddings\": %d}",
-                              (double)c->rope_factor, (double)c->rope_low_freq,
-                              (double)c->rope_high_freq, c->rope_original_max_pos);
-    size_t cap = sizeof buf;
-    if (c->sliding_window > 0)
-        k += (size_t)snprintf(buf + k, cap - k, ", \"sliding_window\": %d", c->sliding_window);
-    if (c->bos_id >= 0)
-        k += (size_t)snprintf(buf + k, cap - k, ", \"bos_token_id\": %d", c->bos_id);
-    if (c->eos_id >= 0)
-        k += (size_t)snprintf(buf + k, cap - k, ", \"eos_token_id\": %d", c->eos_id);
-    snprintf(buf + k, sizeof buf - k, "}");
-    return strdup(buf);
+/* The RoPE inverse frequencies of the layers (model_layer_inv_freq). */
+static int init_rope(model *m, dp_err *err) {
+    const model_config *c = &m->cfg;
+    int rot = m->arch.rope_dim, half = rot / 2;
+    m->inv_freq = dp_calloc((size_t)half + 1, sizeof(float), err);
+    if (!m->inv_freq) return -1;
+    if (c->rope_type == 3) { /* longrope: θ^(−2i/d) / factor[i], short and long */
+        m->inv_freq_long = dp_calloc((size_t)half + 1, sizeof(float), err);
+        if (!m->inv_freq_long) return -1;
+        for (int i = 0; i < half; i++) {
+            double f = pow(c->rope_theta, (double)(2 * i) / rot);
+            m->inv_freq[i] = (float)(1.0 / (c->rope_short[i] * f));
+            m->inv_freq_long[i] = (float)(1.0 / (c->rope_long[i] * f));
+        }
+        return 0;
+    }
+    layer_rope_inv_freq(m->inv_freq, rot, c->rope_theta, c->rope_type, c->rope_factor,
+                        c->rope_low_freq, c->rope_high_freq, c->rope_original_max_pos);
+    if (c->rope_local_theta > 0) { /* Gemma 3's sliding layers: the plain base, unscaled */
+        m->inv_freq_local = dp_calloc((size_t)half + 1, sizeof(float), err);
+        if (!m->inv_freq_local) return -1;
+        layer_rope_inv_freq(m->inv_freq_local, rot, c->rope_local_theta, 0, 1, 0, 0, 0);
+    }
+    return 0;
 }
 
 int model_new(model **out, const model_config *c, const char *config_json_text,
@@ -381,7 +299,7 @@ int model_new(model **out, const model_config *c, const char *config_json_text,
     m->threads = opt->threads > 0 ? opt->threads : omp_get_num_procs();
     model_set_threads(m->threads);
     model_arch_init(&m->arch, c);
-    m->config_text = config_json_text ? strdup(config_json_text) : minimal_config_text(c);
+    m->config_text = config_json_text ? strdup(config_json_text) : model_family_config_text(c);
     m->w.layer = dp_calloc((size_t)c->n_layer, sizeof(model_layer_weights), err);
     m->g.layer = dp_calloc((size_t)c->n_layer, sizeof(model_layer_weights), err);
     if (!m->config_text || !m->w.layer || !m->g.layer) goto fail;
@@ -414,10 +332,7 @@ int model_new(model **out, const model_config *c, const char *config_json_text,
         goto fail;
     bind_weights(m);
 
-    m->inv_freq = dp_calloc((size_t)c->head_dim / 2 + 1, sizeof(float), err);
-    if (!m->inv_freq) goto fail;
-    layer_rope_inv_freq(m->inv_freq, c->head_dim, c->rope_theta, c->rope_type, c->rope_factor,
-                        c->rope_low_freq, c->rope_high_freq, c->rope_original_max_pos);
+    if (init_rope(m, err)) goto fail;
 
     size_t T = (size_t)opt->max_tokens;
     m->chunk_rows = chunk_rows_for(c->vocab, opt->max_tokens);
@@ -460,6 +375,7 @@ void model_free(model *m) {
     dp_arena_free(m->grads, m->grads_bytes);
     dp_arena_free(m->act_mem, m->act_bytes);
     free(m->w.layer), free(m->g.layer), free(m->inv_freq), free(m->res);
+    free(m->inv_freq_local), free(m->inv_freq_long);
     free(m->la), free(m->tok), free(m->target), free(m->pos), free(m->lo0), free(m->hi0);
     free(m->lo1), free(m->hi1), free(m->unit_start), free(m->pred);
     free(m);
@@ -596,7 +512,8 @@ static float *adapted_weight(model *m, int l, int kind, int *ld, int *ti) {
     case 4: f = &w->fc_w, *ld = A->ldfc; break;
     case 5: f = &w->up_w, *ld = A->ldfc; break;
     case 6: f = &w->down_w, *ld = A->lddown; break;
-    default: f = &w->qkv_w, *ld = 3 * A->C; break;
+    case LORA_KIND_GATE_UP: f = &w->gate_up_w, *ld = A->C; break; /* Phi-3 [2F, C] */
+    default: f = &w->qkv_w, *ld = A->gpt2 ? 3 * A->C : A->C; break; /* c_attn, qkv_proj */
     }
     for (int i = 0; i < m->n_tensors; i++)
         if (m->wfield[i] == f) *ti = i;
@@ -717,7 +634,24 @@ void model_norm_forward(const model_arch *a, float *out, float *mean, float *rst
     if (a->gpt2)
         layer_layernorm_forward(out, mean, rstd, inp, w, b, n, a->C, a->eps);
     else
-        layer_rmsnorm_forward(out, rstd, inp, w, n, a->C, a->eps);
+        model_rmsnorm_rows(a, out, rstd, inp, w, n, a->C);
+}
+
+void model_rmsnorm_rows(const model_arch *a, float *out, float *rstd, const float *inp,
+                        const float *w, int n, int width) {
+    if (a->gemma)
+        layer_rmsnorm1p_forward(out, rstd, inp, w, n, width, a->eps);
+    else
+        layer_rmsnorm_forward(out, rstd, inp, w, n, width, a->eps);
+}
+
+static void rmsnorm_rows_backward(const model_arch *a, float *dinp, float *dw, const float *dout,
+                                  const float *inp, const float *w, const float *rstd, int n,
+                                  int width) {
+    if (a->gemma)
+        layer_rmsnorm1p_backward(dinp, dw, dout, inp, w, rstd, n, width);
+    else
+        layer_rmsnorm_backward(dinp, dw, dout, inp, w, rstd, n, width);
 }
 
 static void norm_backward(model *m, float *dinp, float *dw, float *db, const float *dout,
@@ -726,7 +660,7 @@ static void norm_backward(model *m, float *dinp, float *dw, float *db, const flo
     if (m->arch.gpt2)
         layer_layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, m->cfg.d_model);
     else
-        layer_rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, m->cfg.d_model);
+        rmsnorm_rows_backward(&m->arch, dinp, dw, dout, inp, w, rstd, N, m->cfg.d_model);
 }
 
 static void add_arrays(float *out, const float *a, const float *b, size_t n) {
@@ -734,10 +668,20 @@ static void add_arrays(float *out, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-static layer_attn_mask plan_mask(const model *m) {
+/* The mask of the planned batch for layer l (its window and score function). */
+static layer_attn_mask plan_mask(const model *m, int l) {
     return (layer_attn_mask){.T = m->T, .n_units = m->n_units, .lo0 = m->lo0, .hi0 = m->hi0,
                              .lo1 = m->lo1, .hi1 = m->hi1, .pos = m->pos,
-                             .unit_start = m->unit_start, .window = m->cfg.sliding_window};
+                             .unit_start = m->unit_start,
+                             .window = model_layer_window(&m->cfg, l),
+                             .scale = m->arch.score_scale, .softcap = m->cfg.attn_softcap};
+}
+
+/* The largest position of the planned batch, plus one (longrope's choice). */
+static int plan_seq_len(const model *m) {
+    int mx = 0;
+    for (int t = 0; t < m->T; t++) mx = m->pos[t] + 1 > mx ? m->pos[t] + 1 : mx;
+    return mx;
 }
 
 /* Another model may have changed the global thread counts since. */
@@ -756,23 +700,36 @@ void model_qkv_forward(const model_arch *a, const model_layer_weights *w, const 
     lora_forward(w->lora, w->layer, LORA_VIEW_K, kl, x, n);
     lora_forward(w->lora, w->layer, LORA_VIEW_V, o->v, x, n);
     if (a->qk_norm) {
-        layer_rmsnorm_forward(o->q, o->q_rstd, o->q_lin, w->q_norm, n * H, D, a->eps);
-        layer_rmsnorm_forward(o->k, o->k_rstd, o->k_lin, w->k_norm, n * KV, D, a->eps);
+        model_rmsnorm_rows(a, o->q, o->q_rstd, o->q_lin, w->q_norm, n * H, D);
+        model_rmsnorm_rows(a, o->k, o->k_rstd, o->k_lin, w->k_norm, n * KV, D);
     }
     if (!a->gpt2) {
-        layer_rope_forward(o->q, o->q, pos, inv_freq, n, H, D);
-        layer_rope_forward(o->k, o->k, pos, inv_freq, n, KV, D);
+        layer_rope_forward_ext(o->q, o->q, pos, inv_freq, n, H, D, a->rope_dim, a->rope_mscale);
+        layer_rope_forward_ext(o->k, o->k, pos, inv_freq, n, KV, D, a->rope_dim, a->rope_mscale);
     }
 }
 
 void model_o_forward(const model_arch *a, const model_layer_weights *w, const float *att,
-                     float *out, int n) {
-    layer_linear_forward(out, att, w->o_w, a->ldo, a->layout, w->o_b, n, a->H * a->D, a->C);
-    lora_forward(w->lora, w->layer, LORA_VIEW_O, out, att, n);
+                     float *out, float *raw, float *rstd, int n) {
+    float *o = a->post_norms ? raw : out;
+    layer_linear_forward(o, att, w->o_w, a->ldo, a->layout, w->o_b, n, a->H * a->D, a->C);
+    lora_forward(w->lora, w->layer, LORA_VIEW_O, o, att, n);
+    if (a->post_norms) model_rmsnorm_rows(a, out, rstd, raw, w->post_attn_w, n, a->C);
+}
+
+void model_act_forward(const model_arch *a, float *act, const float *fc, const float *up,
+                       size_t n) {
+    if (a->gpt2)
+        layer_gelu_forward(act, fc, n);
+    else if (a->gemma)
+        layer_geglu_forward(act, fc, up, n);
+    else
+        layer_swiglu_forward(act, fc, up, n);
 }
 
 void model_mlp_forward(const model_arch *a, const model_layer_weights *w, const float *x,
-                       float *fc, float *up, float *act, float *out, int n) {
+                       float *fc, float *up, float *act, float *out, float *raw, float *rstd,
+                       int n) {
     int C = a->C, F = a->F, lay = a->layout;
     layer_linear_forward(fc, x, w->fc_w, a->ldfc, lay, w->fc_b, n, C, F);
     lora_forward(w->lora, w->layer, LORA_VIEW_GATE, fc, x, n);
@@ -781,47 +738,62 @@ void model_mlp_forward(const model_arch *a, const model_layer_weights *w, const 
         lora_forward(w->lora, w->layer, LORA_VIEW_UP, up, x, n);
     }
     if (!out) return;
-    if (a->gpt2)
-        layer_gelu_forward(act, fc, (size_t)n * F);
-    else
-        layer_swiglu_forward(act, fc, up, (size_t)n * F);
-    layer_linear_forward(out, act, w->down_w, a->lddown, lay, w->down_b, n, F, C);
-    lora_forward(w->lora, w->layer, LORA_VIEW_DOWN, out, act, n);
+    model_act_forward(a, act, fc, up, (size_t)n * F);
+    float *o = a->post_norms ? raw : out;
+    layer_linear_forward(o, act, w->down_w, a->lddown, lay, w->down_b, n, F, C);
+    lora_forward(w->lora, w->layer, LORA_VIEW_DOWN, o, act, n);
+    if (a->post_norms) model_rmsnorm_rows(a, out, rstd, raw, w->post_ff_w, n, C);
 }
 
 /* Runs layer l over the planned batch: res_next[T, C] = the layer applied
  * to res, its activations into *a. With res_next == NULL it stops once
- * backward has all it needs (fc, up): recompute's replay of the layer. */
+ * backward has all it needs (fc, up; with post norms the MLP's output):
+ * recompute's replay of the layer. */
 static void forward_layer(model *m, int l, layer_acts *a, const float *res, float *res_next,
-                          const layer_attn_mask *mask) {
+                          int seq_len) {
     const model_arch *A = &m->arch;
     const model_layer_weights *w = &m->w.layer[l];
     int T = m->T, H = A->H, KV = A->KV, D = A->D;
     size_t TC = (size_t)T * A->C;
+    layer_attn_mask mask = plan_mask(m, l);
     model_norm_forward(A, a->ln1, a->ln1_mean, a->ln1_rstd, res, w->ln1_w, w->ln1_b, T);
     model_qkv forms = {a->q, a->k, a->v, a->q_lin, a->k_lin, a->q_rstd, a->k_rstd};
-    model_qkv_forward(A, w, m->inv_freq, m->pos, a->ln1, &forms, T);
-    layer_attention_forward(a->att, a->lse, a->q, H * D, a->k, KV * D, a->v, KV * D, mask, H,
+    model_qkv_forward(A, w, model_layer_inv_freq(m, l, seq_len), m->pos, a->ln1, &forms, T);
+    layer_attention_forward(a->att, a->lse, a->q, H * D, a->k, KV * D, a->v, KV * D, &mask, H,
                             KV, D, m->attn_scratch);
-    model_o_forward(A, w, a->att, m->proj, T);
+    model_o_forward(A, w, a->att, m->proj, a->attn_raw, a->attn_rstd, T);
     add_arrays(a->res_mid, res, m->proj, TC);
     model_norm_forward(A, a->ln2, a->ln2_mean, a->ln2_rstd, a->res_mid, w->ln2_w, w->ln2_b, T);
+    int whole = res_next || A->post_norms; /* down's output is wanted */
     if (m->opt.training || T <= MLP_ROWS) {
-        model_mlp_forward(A, w, a->ln2, a->fc, a->up, a->act, res_next ? m->proj : NULL, T);
+        model_mlp_forward(A, w, a->ln2, a->fc, a->up, a->act, whole ? m->proj : NULL, a->mlp_raw,
+                          a->mlp_rstd, T);
     } else { /* row blocks: the [T, d_ff] buffers would dominate a forward's memory */
         for (int r0 = 0; r0 < T; r0 += MLP_ROWS) {
             int n = T - r0 < MLP_ROWS ? T - r0 : MLP_ROWS;
             size_t off = (size_t)r0 * A->C;
-            model_mlp_forward(A, w, a->ln2 + off, a->fc, a->up, a->act, m->proj + off, n);
+            model_mlp_forward(A, w, a->ln2 + off, a->fc, a->up, a->act, m->proj + off,
+                              a->mlp_raw ? a->mlp_raw + off : NULL,
+                              a->mlp_rstd ? a->mlp_rstd + r0 : NULL, n);
         }
     }
     if (res_next) add_arrays(res_next, a->res_mid, m->proj, TC);
+}
+
+/* Gemma: x ← x · √C (the constant in float32), in place over T rows. */
+static void scale_embeddings(const model *m, float *x, int T) {
+    float s = m->arch.embed_scale;
+    if (s == 1.0f) return;
+    size_t n = (size_t)T * m->cfg.d_model;
+#pragma omp parallel for if (n > 65536)
+    for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
 void model_embed(model *m, float *out, const int32_t *tok, const int *pos, int T) {
     int C = m->cfg.d_model;
     if (!m->wte_half) {
         layer_embedding_forward(out, tok, pos, m->w.wte, m->w.wpe, T, C);
+        scale_embeddings(m, out, T);
         return;
     }
 #pragma omp parallel for if (T > 64)
@@ -831,6 +803,7 @@ void model_embed(model *m, float *out, const int32_t *tok, const int *pos, int T
         if (m->w.wpe)
             for (int c = 0; c < C; c++) o[c] += m->w.wpe[(size_t)pos[t] * C + c];
     }
+    scale_embeddings(m, out, T);
 }
 
 const layer_head *model_head(const model *m) { return &m->head; }
@@ -848,13 +821,13 @@ static const float *run_layers(model *m, const model_batch *b, dp_err *err) {
     use_threads(m);
     if (build_plan(m, b, err)) return NULL;
     int L = m->cfg.n_layer, train = m->opt.training;
-    layer_attn_mask mask = plan_mask(m);
+    m->seq_len = plan_seq_len(m);
     model_embed(m, m->res[0], m->tok, m->pos, m->T);
     for (int l = 0; l < L; l++) {
         model_layer_ready(m, l);
         layer_acts *a = &m->la[train && !m->opt.recompute ? l : 0];
         float *res = m->res[train ? l : l % 2], *res_next = m->res[train ? l + 1 : (l + 1) % 2];
-        forward_layer(m, l, a, res, res_next, &mask);
+        forward_layer(m, l, a, res, res_next, m->seq_len);
     }
     return m->res[train ? L : L % 2];
 }
@@ -905,8 +878,7 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
     const model_config *c = &m->cfg;
     const model_arch *A = &m->arch;
     int T = m->T, R = m->R, C = A->C, F = A->F, H = A->H, KV = A->KV, D = A->D, L = c->n_layer,
-        lay = A->layout, gpt2 = A->gpt2;
-    layer_attn_mask mask = plan_mask(m);
+        lay = A->layout, gpt2 = A->gpt2, post = A->post_norms;
     size_t TC = (size_t)T * C;
 
     zero(m->dhR, (size_t)R * C);
@@ -926,27 +898,37 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
         const model_layer_weights *w = &m->w.layer[l];
         model_layer_weights *g = &m->g.layer[l];
         layer_acts *a = &m->la[m->opt.recompute ? 0 : l];
+        layer_attn_mask mask = plan_mask(m, l);
+        const float *inv_freq = model_layer_inv_freq(m, l, m->seq_len);
         model_layer_ready(m, l); /* before w's fields are read */
         /* Recompute: the one slot still holds the top layer from forward. */
-        if (m->opt.recompute && l < L - 1) forward_layer(m, l, a, m->res[l], NULL, &mask);
-        /* MLP: res_next = res_mid + down(act(ln2)); ln2 and act first come
-         * back into their shared buffers. */
+        if (m->opt.recompute && l < L - 1) forward_layer(m, l, a, m->res[l], NULL, m->seq_len);
+        /* MLP: res_next = res_mid + down(act(ln2)) (with post norms,
+         * res_mid + post_ff(down(...))); ln2 and act first come back into
+         * their shared buffers. */
         model_norm_forward(A, a->ln2, a->ln2_mean, a->ln2_rstd, a->res_mid, w->ln2_w, w->ln2_b, T);
-        if (gpt2)
-            layer_gelu_forward(a->act, a->fc, (size_t)T * F);
-        else
-            layer_swiglu_forward(a->act, a->fc, a->up, (size_t)T * F);
+        model_act_forward(A, a->act, a->fc, a->up, (size_t)T * F);
+        const float *dmlp = m->dres;
+        if (post) {
+            zero(m->dpost, TC);
+            rmsnorm_rows_backward(A, m->dpost, g->post_ff_w, m->dres, a->mlp_raw, w->post_ff_w,
+                                  a->mlp_rstd, T, C);
+            dmlp = m->dpost;
+        }
         zero(m->dact, (size_t)T * F);
-        layer_linear_backward(m->dact, g->down_w, g->down_b, m->dres, a->act, w->down_w,
+        layer_linear_backward(m->dact, g->down_w, g->down_b, dmlp, a->act, w->down_w,
                               A->lddown, lay, T, F, C);
-        lora_backward(m->lora, l, LORA_VIEW_DOWN, m->dact, m->dres, a->act, T);
+        lora_backward(m->lora, l, LORA_VIEW_DOWN, m->dact, dmlp, a->act, T);
         zero(m->dfc, (size_t)T * F);
         zero(m->dln, TC);
         if (gpt2) {
             layer_gelu_backward(m->dfc, a->fc, m->dact, (size_t)T * F);
         } else {
             zero(m->dup, (size_t)T * F);
-            layer_swiglu_backward(m->dfc, m->dup, m->dact, a->fc, a->up, (size_t)T * F);
+            if (A->gemma)
+                layer_geglu_backward(m->dfc, m->dup, m->dact, a->fc, a->up, (size_t)T * F);
+            else
+                layer_swiglu_backward(m->dfc, m->dup, m->dact, a->fc, a->up, (size_t)T * F);
             layer_linear_backward(m->dln, g->up_w, g->up_b, m->dup, a->ln2, w->up_w, A->ldfc,
                                   lay, T, C, F);
             lora_backward(m->lora, l, LORA_VIEW_UP, m->dln, m->dup, a->ln2, T);
@@ -956,11 +938,18 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
         lora_backward(m->lora, l, LORA_VIEW_GATE, m->dln, m->dfc, a->ln2, T);
         norm_backward(m, m->dres, g->ln2_w, g->ln2_b, m->dln, a->res_mid, w->ln2_w, a->ln2_mean,
                       a->ln2_rstd, T);
-        /* attention: res_mid = res + o(att(q, k, v)) */
+        /* attention: res_mid = res + o(att(q, k, v)) (post norms: + post_attn(o(...))) */
+        const float *dout = m->dres;
+        if (post) {
+            zero(m->dpost, TC);
+            rmsnorm_rows_backward(A, m->dpost, g->post_attn_w, m->dres, a->attn_raw,
+                                  w->post_attn_w, a->attn_rstd, T, C);
+            dout = m->dpost;
+        }
         zero(m->datt, (size_t)T * H * D);
-        layer_linear_backward(m->datt, g->o_w, g->o_b, m->dres, a->att, w->o_w, A->ldo, lay,
+        layer_linear_backward(m->datt, g->o_w, g->o_b, dout, a->att, w->o_w, A->ldo, lay,
                               T, H * D, C);
-        lora_backward(m->lora, l, LORA_VIEW_O, m->datt, m->dres, a->att, T);
+        lora_backward(m->lora, l, LORA_VIEW_O, m->datt, dout, a->att, T);
         zero(m->dq, (size_t)T * H * D);
         zero(m->dk, (size_t)T * KV * D);
         zero(m->dv, (size_t)T * KV * D);
@@ -970,15 +959,19 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
         if (!gpt2) {
             zero(m->dq2, (size_t)T * H * D);
             zero(m->dk2, (size_t)T * KV * D);
-            layer_rope_backward(m->dq2, dq, m->pos, m->inv_freq, T, H, D);
-            layer_rope_backward(m->dk2, dk, m->pos, m->inv_freq, T, KV, D);
+            layer_rope_backward_ext(m->dq2, dq, m->pos, inv_freq, T, H, D, A->rope_dim,
+                                    A->rope_mscale);
+            layer_rope_backward_ext(m->dk2, dk, m->pos, inv_freq, T, KV, D, A->rope_dim,
+                                    A->rope_mscale);
             dq = m->dq2, dk = m->dk2;
         }
         if (A->qk_norm) {
             zero(m->dq, (size_t)T * H * D);
             zero(m->dk, (size_t)T * KV * D);
-            layer_rmsnorm_backward(m->dq, g->q_norm, dq, a->q_lin, w->q_norm, a->q_rstd, T * H, D);
-            layer_rmsnorm_backward(m->dk, g->k_norm, dk, a->k_lin, w->k_norm, a->k_rstd, T * KV, D);
+            rmsnorm_rows_backward(A, m->dq, g->q_norm, dq, a->q_lin, w->q_norm, a->q_rstd, T * H,
+                                  D);
+            rmsnorm_rows_backward(A, m->dk, g->k_norm, dk, a->k_lin, w->k_norm, a->k_rstd,
+                                  T * KV, D);
             dq = m->dq, dk = m->dk;
         }
         /* Below layer 0 only the embeddings' gradients remain: a frozen
@@ -999,33 +992,45 @@ int model_backward(model *m, const float *dlogps, dp_err *err) {
             norm_backward(m, m->dres, g->ln1_w, g->ln1_b, m->dln, m->res[l], w->ln1_w,
                           a->ln1_mean, a->ln1_rstd, T);
     }
-    if (m->grads) layer_embedding_backward(m->g.wte, m->g.wpe, m->dres, m->tok, m->pos, T, C);
+    if (m->grads) {
+        scale_embeddings(m, m->dres, T); /* d(wte row) = √C · d(embedding) */
+        layer_embedding_backward(m->g.wte, m->g.wpe, m->dres, m->tok, m->pos, T, C);
+    }
     return 0;
 }
 
 /* ---- memory estimate ---- */
 
+/* Counts the parameters a config registers: all, layer 0's matrices, and
+ * the embeddings with an untied head. */
+typedef struct param_count {
+    const model_weights *w;
+    size_t all, layer_matrices, embed;
+} param_count;
+
+static void count_param(void *ctx, float **wf, float **gf, int ndim, int64_t d0, int64_t d1,
+                        const char *fmt, int layer) {
+    (void)gf;
+    param_count *pc = ctx;
+    size_t n = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
+    pc->all += n;
+    if (ndim == 2 && layer == 0 && strstr(fmt, "%d")) pc->layer_matrices += n;
+    if (wf == &pc->w->wte || wf == &pc->w->lm_head) pc->embed += n;
+}
+
 model_memory model_memory_estimate(const model_config *c, int tokens) {
     model_memory mm = {0};
-    size_t C = c->d_model, F = c->d_ff, V = c->vocab, D = c->head_dim, L = c->n_layer;
-    size_t QD = (size_t)c->n_head * D, KD = (size_t)c->n_kv_head * D;
-    int gpt2 = !strcmp(c->model_type, "gpt2");
-    size_t n = V * C;
-    if (gpt2) {
-        n += (size_t)c->max_pos * C + 2 * C;
-        n += L * (4 * C + C * 3 * C + 3 * C + C * C + C + C * F + F + F * C + C);
-    } else {
-        int qwen2 = !strcmp(c->model_type, "qwen2");
-        size_t per = 2 * C + QD * C + 2 * KD * C + C * QD + 3 * C * F;
-        if (qwen2 || c->attention_bias) per += QD + 2 * KD;
-        if (!qwen2 && c->attention_bias) per += C;
-        if (c->qk_norm) per += 2 * D;
-        if (c->mlp_bias) per += 2 * F + C;
-        n += L * per + C + (c->tie_embeddings ? 0 : V * C);
-    }
+    model_layer_weights *layers = calloc((size_t)c->n_layer, sizeof *layers),
+                        *glayers = calloc((size_t)c->n_layer, sizeof *glayers);
+    model_weights w = {.layer = layers}, g = {.layer = glayers};
+    param_count pc = {.w = &w};
+    if (layers && glayers) model_family_register(c, &w, &g, count_param, &pc);
+    free(layers);
+    free(glayers);
+    size_t n = pc.all;
     mm.n_params = n;
-    mm.layer_matrix_params = gpt2 ? C * 3 * C + C * C + 2 * C * F : QD * C + 2 * KD * C + C * QD + 3 * C * F;
-    mm.embed_params = V * C * (c->tie_embeddings ? 1 : 2);
+    mm.layer_matrix_params = pc.layer_matrices;
+    mm.embed_params = pc.embed;
     mm.weights = n * sizeof(float);
     mm.grads = n * sizeof(float);
     mm.adam = 2 * n * sizeof(float);

@@ -2,7 +2,8 @@
  * fp32 forward and backward on CPU for preference pairs packed without
  * padding.
  *
- * Families (config.json "model_type"): gpt2, llama, mistral, qwen2, qwen3.
+ * Families (config.json "model_type"): gpt2, llama, mistral, qwen2, qwen3,
+ * gemma, gemma2, gemma3_text, phi3.
  * Every matrix multiply goes through cblas_sgemm; element-wise and attention
  * loops use OpenMP, never around a BLAS call. Parameters, gradients and
  * activations each live in one allocation carved into named tensors
@@ -23,27 +24,48 @@
 
 #include "error.h"
 
+#define MODEL_ROPE_MAX 256 /* longrope factors per list: rotated dims / 2 */
+
 typedef struct model_config {
     char model_type[32];     /* as in config.json */
     int n_layer, n_head, n_kv_head, head_dim, d_model, d_ff, vocab, max_pos;
     int tie_embeddings, attention_bias, mlp_bias, qk_norm, sliding_window;
     float norm_eps, rope_theta;
-    /* rope_scaling: type 0 none, 1 linear, 2 llama3 */
+    /* rope_scaling: type 0 none, 1 linear, 2 llama3, 3 longrope (Phi-3) */
     int rope_type;
     float rope_factor, rope_low_freq, rope_high_freq;
     int rope_original_max_pos;
     int bos_id, eos_id;      /* from config.json, -1 if absent */
+    /* Gemma family: RMSNorm weights used as 1 + w, embeddings × √d_model
+     * (rounded to float32), GeGLU with the tanh GELU. */
+    int gemma;
+    int post_norms;          /* Gemma 2/3: post-attention and pre/post-feed-forward norms */
+    /* Which layers are sliding-window layers: 0, every layer (Mistral, Phi-3);
+     * p > 0, layer i iff (i + 1) % p != 0 (Gemma 2: 2, Gemma 3: 6). The
+     * window itself is sliding_window (0: none). */
+    int sliding_pattern;
+    float query_pre_attn_scalar; /* scores scaled by its −1/2 power; 0: head_dim's */
+    float attn_softcap, final_softcap; /* tanh soft-caps; 0: none */
+    float rope_local_theta;  /* Gemma 3: sliding layers' RoPE base, unscaled; 0: none */
+    int fused;               /* Phi-3: fused qkv_proj and gate_up_proj */
+    int rope_dim;            /* rotated dims per head (partial_rotary_factor); head_dim */
+    /* longrope: per-frequency divisors, short below rope_original_max_pos
+     * tokens and long beyond, and cos/sin scaled by rope_attn_factor */
+    float rope_attn_factor;
+    float rope_short[MODEL_ROPE_MAX], rope_long[MODEL_ROPE_MAX];
 } model_config;
 
 /* LoRA (PEFT's semantics): every targeted linear layer y = W x + b gains
  * scale · B A dropout(x), A [r, in] and B [out, r]; scale = alpha / r, or
  * alpha / sqrt(r) with use_rslora. Targets are MODEL_LORA_* bits (GPT-2:
  * c_attn is one adapter over the fused [C, 3C] matrix; c_proj names both
- * attn.c_proj and mlp.c_proj, as PEFT's suffix match does). */
+ * attn.c_proj and mlp.c_proj, as PEFT's suffix match does; Phi-3's
+ * qkv_proj and gate_up_proj are one adapter each). */
 enum {
     MODEL_LORA_Q = 1 << 0, MODEL_LORA_K = 1 << 1, MODEL_LORA_V = 1 << 2, MODEL_LORA_O = 1 << 3,
     MODEL_LORA_GATE = 1 << 4, MODEL_LORA_UP = 1 << 5, MODEL_LORA_DOWN = 1 << 6,
-    MODEL_LORA_QKV = 1 << 7, /* GPT-2 c_attn */
+    MODEL_LORA_QKV = 1 << 7, /* GPT-2 c_attn, Phi-3 qkv_proj */
+    MODEL_LORA_GATE_UP = 1 << 8, /* Phi-3 gate_up_proj */
 };
 typedef struct model_lora_options {
     int r;                   /* rank; 0: no adapters */
@@ -231,7 +253,20 @@ int model_weight_bytes(const char *dir, int *bytes, dp_err *err);
  * JSON text itself when its first non-blank character is '{' (the same for
  * model_init_random). Unsupported model_type, activation or rope type is an
  * error naming it. Mistral's sliding_window w: a query attends to the keys
- * whose position is > its own − w (w keys including itself). */
+ * whose position is > its own − w (w keys including itself); Gemma 2 and 3
+ * apply it on their sliding layers only, Phi-3 on every layer.
+ *
+ * Family conventions, as transformers defines them: Gemma's √hidden_size is
+ * rounded to float32 (the engine's compute dtype); Gemma 1.0 configs'
+ * hidden_act "gelu" is the tanh GELU (hidden_activation wins when given);
+ * Gemma 2's soft-caps default to 50 and 30 and are off when null; Gemma 3
+ * never soft-caps attention (final logits only when the config says so)
+ * and reads layer_types or sliding_window_pattern; Phi-3's longrope takes
+ * its long factors when a forward's largest position reaches
+ * original_max_position_embeddings (the whole packed batch decides, as a
+ * padded batch's position ids do in transformers; the KV cache decides per
+ * append, so a sequence that grows past that length keeps, like
+ * transformers' cache, the keys it made with the short factors). */
 int model_read_config(model_config *c, const char *config_json, dp_err *err);
 
 /* ---- LoRA adapters (lora.c, lora_io.c) -------------------------------------

@@ -28,12 +28,13 @@ struct model_kv {
     model_config c;
     model_arch arch;
     const model_weights *w; /* the model's, so they follow model_attach_tensor */
-    const float *inv_freq;
     int max_seq, len;
+    int seq_len; /* the current append's last position + 1 (longrope's choice) */
     kv_layer *layer;
     /* scratch for one chunk of new rows */
     float *x, *ln, *mean, *rstd, *q, *k, *v, *qlin, *klin, *qrstd, *krstd, *att, *proj;
     float *fc, *up, *act, *scores, *last;
+    float *raw, *raw_rstd; /* post norms: a projection's output before its norm */
     int *pos;
     float *mem; /* the one allocation everything above is carved from */
 };
@@ -66,6 +67,8 @@ static size_t carve(model_kv *kv, float *base) {
     TAKE(kv->act, N * F);
     TAKE(kv->scores, H * S);
     TAKE(kv->last, C);
+    TAKE(kv->raw, N * C);
+    TAKE(kv->raw_rstd, N);
 #undef TAKE
     return off;
 }
@@ -84,7 +87,6 @@ model_kv *model_kv_new(model *m, int max_seq, dp_err *err) {
     kv->c = *c;
     model_arch_init(&kv->arch, c);
     kv->w = model_weights_of(m);
-    kv->inv_freq = model_inv_freq(m);
     kv->max_seq = max_seq;
     kv->layer = dp_calloc((size_t)c->n_layer, sizeof *kv->layer, err);
     kv->pos = kv->layer ? dp_calloc(KV_CHUNK, sizeof *kv->pos, err) : NULL;
@@ -117,12 +119,13 @@ static double kv_madds_per_token(const model_config *c) {
 
 /* att[n, H·D] for the n new queries q (positions kv->pos) against cached
  * keys 0..len+i of layer a: query head h reads kv head h / (H / KVH); keys
- * older than the sliding window are skipped. */
-static void attend(model_kv *kv, const kv_layer *a, int n) {
+ * older than the layer's sliding window (win) are skipped; scores scaled
+ * and soft-capped as the engine's attention does. */
+static void attend(model_kv *kv, const kv_layer *a, int n, int win) {
     const model_config *c = &kv->c;
     int H = c->n_head, KVH = c->n_kv_head, D = c->head_dim, group = H / KVH, S = kv->max_seq;
-    int win = c->sliding_window;
-    float scale = 1.0f / sqrtf((float)D);
+    float scale = kv->arch.score_scale > 0 ? kv->arch.score_scale : 1.0f / sqrtf((float)D);
+    float cap = c->attn_softcap;
     for (int i = 0; i < n; i++) {
         int p = kv->pos[i], lo = win > 0 && p - win + 1 > 0 ? p - win + 1 : 0;
 #pragma omp parallel for
@@ -136,6 +139,7 @@ static void attend(model_kv *kv, const kv_layer *a, int n) {
                 float dot = 0;
                 for (int d = 0; d < D; d++) dot += q[d] * k[d];
                 s[j] = dot * scale;
+                if (cap > 0) s[j] = cap * tanhf(s[j] / cap);
                 if (s[j] > mx) mx = s[j];
             }
             double sum = 0;
@@ -169,15 +173,17 @@ static void run_chunk(model_kv *kv, const int32_t *tok, int n) {
         const model_layer_weights *lw = &w->layer[l];
         kv_layer *a = &kv->layer[l];
         model_norm_forward(A, kv->ln, kv->mean, kv->rstd, kv->x, lw->ln1_w, lw->ln1_b, n);
-        model_qkv_forward(A, lw, kv->inv_freq, kv->pos, kv->ln, &qkv, n);
+        const float *inv_freq = model_layer_inv_freq(kv->m, l, kv->seq_len);
+        model_qkv_forward(A, lw, inv_freq, kv->pos, kv->ln, &qkv, n);
         size_t row = (size_t)A->KV * A->D;
         memcpy(a->k_cache + (size_t)kv->len * row, kv->k, (size_t)n * row * sizeof(float));
         memcpy(a->v_cache + (size_t)kv->len * row, kv->v, (size_t)n * row * sizeof(float));
-        attend(kv, a, n);
-        model_o_forward(A, lw, kv->att, kv->proj, n);
+        attend(kv, a, n, model_layer_window(&kv->c, l));
+        model_o_forward(A, lw, kv->att, kv->proj, kv->raw, kv->raw_rstd, n);
         add_into(kv->x, kv->proj, (size_t)n * C);
         model_norm_forward(A, kv->ln, kv->mean, kv->rstd, kv->x, lw->ln2_w, lw->ln2_b, n);
-        model_mlp_forward(A, lw, kv->ln, kv->fc, kv->up, kv->act, kv->proj, n);
+        model_mlp_forward(A, lw, kv->ln, kv->fc, kv->up, kv->act, kv->proj, kv->raw, kv->raw_rstd,
+                          n);
         add_into(kv->x, kv->proj, (size_t)n * C);
     }
     memcpy(kv->last, kv->x + (size_t)(n - 1) * C, (size_t)C * sizeof(float));
@@ -203,6 +209,7 @@ int model_kv_append(model *m, model_kv *kv, const int32_t *tokens, int n, float 
     int saved = omp_get_max_threads();
     int alone = (double)n * kv_madds_per_token(c) < 4e6;
     if (alone && saved > 1) omp_set_num_threads(1);
+    kv->seq_len = kv->len + n; /* one append is one forward of transformers' */
     for (int i = 0; i < n; i += KV_CHUNK)
         run_chunk(kv, tokens + i, n - i < KV_CHUNK ? n - i : KV_CHUNK);
     if (last_logits) {

@@ -14,7 +14,7 @@
 /* ---- LoRA adapters (lora.c) ----
  * Kinds are the MODEL_LORA_* bits by index; views the linear layers as the
  * engine runs them (GPT-2's q, k, v are views of the c_attn adapter). */
-enum { LORA_KIND_QKV = 7, LORA_KINDS = 8 };
+enum { LORA_KIND_QKV = 7, LORA_KIND_GATE_UP = 8, LORA_KINDS = 9 };
 enum { LORA_VIEW_Q, LORA_VIEW_K, LORA_VIEW_V, LORA_VIEW_O, LORA_VIEW_GATE, LORA_VIEW_UP,
        LORA_VIEW_DOWN };
 typedef struct lora_set lora_set;
@@ -84,14 +84,19 @@ const layer_head *model_head(const model *m);
 /* The model's adapters, or NULL. */
 lora_set *model_lora_set(model *m);
 
-/* One layer's weights. GPT-2's fused c_attn is qkv_w/qkv_b, with q, k, v
- * pointing at its column blocks; fc is c_fc or gate_proj. NULL where the
- * family or config has no such tensor. lora (NULL without adapters) and
- * layer say where the layer's adapters are. */
+/* One layer's weights. GPT-2's fused c_attn and Phi-3's qkv_proj are
+ * qkv_w/qkv_b, with q, k, v pointing at its column (GPT-2) or row (Phi-3)
+ * blocks; fc is c_fc or gate_proj (Phi-3: the first rows of gate_up_w, up
+ * the rest). ln2 is the norm before the MLP (Gemma 2/3's
+ * pre_feedforward_layernorm); post_attn and post_ff are Gemma 2/3's norms
+ * of the attention and MLP outputs. NULL where the family or config has no
+ * such tensor. lora (NULL without adapters) and layer say where the layer's
+ * adapters are. */
 typedef struct model_layer_weights {
     float *ln1_w, *ln1_b, *qkv_w, *qkv_b;
     float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b, *q_norm, *k_norm;
     float *ln2_w, *ln2_b, *fc_w, *fc_b, *up_w, *up_b, *down_w, *down_b;
+    float *post_attn_w, *post_ff_w, *gate_up_w;
     lora_set *lora;
     int layer;
 } model_layer_weights;
@@ -101,6 +106,20 @@ typedef struct model_weights {
     model_layer_weights *layer;                 /* [n_layer] */
 } model_weights;
 
+/* ---- families (model_family.c) ----
+ * The parameter layout: reg is called for every tensor in layout order
+ * with the weight and gradient fields it binds, its rank and shape, and its
+ * Hugging Face name (fmt, "%d" standing for layer). */
+typedef void (*model_reg_fn)(void *ctx, float **w, float **g, int ndim, int64_t d0, int64_t d1,
+                             const char *fmt, int layer);
+void model_family_register(const model_config *c, model_weights *w, model_weights *g,
+                           model_reg_fn reg, void *ctx);
+/* Points a layer's q/k/v (and gate/up) fields into its fused matrices
+ * (GPT-2's c_attn, Phi-3's qkv_proj and gate_up_proj); nothing otherwise. */
+void model_family_views(const model_config *c, model_layer_weights *a);
+/* A minimal config.json for c (malloc'd; NULL when out of memory). */
+char *model_family_config_text(const model_config *c);
+
 /* The dimensions a layer's kernels need, and how its weights are stored:
  * layout LAYER_W_IN_OUT (GPT-2 Conv1D) or LAYER_W_OUT_IN (nn.Linear), with
  * the row stride of each projection (GPT-2's q, k, v read c_attn in place). */
@@ -108,18 +127,37 @@ typedef struct model_arch {
     int gpt2, qk_norm, C, F, H, KV, D;
     float eps;
     int layout, ldq, ldkv, ldo, ldfc, lddown;
+    int gemma;        /* norms as 1 + w, GeGLU */
+    int post_norms;   /* Gemma 2/3 */
+    int rope_dim;     /* rotated dims per head */
+    float rope_mscale; /* cos/sin scale (longrope's attention factor; 1) */
+    float embed_scale; /* 1, or Gemma's √C rounded to float32 */
+    float score_scale; /* attention scores: query_pre_attn_scalar^−1/2, or 0 (1/√D) */
 } model_arch;
 void model_arch_init(model_arch *a, const model_config *c);
 
-/* The model's weights (they follow model_attach_tensor) and its RoPE
- * inverse frequencies [head_dim/2]; valid until model_free. */
+/* Layer l's attention: its sliding window (0: none), and the RoPE inverse
+ * frequencies [rope_dim/2] it uses for a pass whose positions reach
+ * seq_len − 1 (Gemma 3's sliding layers have their own base; longrope
+ * switches to its long factors beyond the original context). */
+int model_layer_sliding(const model_config *c, int l); /* by the pattern, window or not */
+int model_layer_window(const model_config *c, int l);
+const float *model_layer_inv_freq(const model *m, int l, int seq_len);
+/* cos/sin scale of RoPE (longrope's attention factor; 1 otherwise). */
+float model_rope_mscale(const model_config *c);
+
+/* The model's weights (they follow model_attach_tensor); valid until
+ * model_free. */
 const model_weights *model_weights_of(const model *m);
-const float *model_inv_freq(const model *m);
 
 /* out[n, C] = the family's norm of inp[n, C] (LayerNorm, keeping mean and
  * rstd [n]; RMSNorm, keeping rstd and ignoring mean and b). */
 void model_norm_forward(const model_arch *a, float *out, float *mean, float *rstd,
                         const float *inp, const float *w, const float *b, int n);
+/* The same over rows of width `width` (the per-head q/k norms, Gemma 2's
+ * post norms), RMSNorm or Gemma's. */
+void model_rmsnorm_rows(const model_arch *a, float *out, float *rstd, const float *inp,
+                        const float *w, int n, int width);
 
 /* Attention inputs of one layer for n rows x[n, C] (the normed residual):
  * q[n, H·D], k and v [n, KV·D], after qk-norm (which keeps its inputs in
@@ -131,15 +169,22 @@ typedef struct model_qkv {
 void model_qkv_forward(const model_arch *a, const model_layer_weights *w, const float *inv_freq,
                        const int *pos, const float *x, const model_qkv *out, int n);
 
-/* Output projection of one layer: out[n, C] = o(att[n, H·D]). */
+/* Output projection of one layer: out[n, C] = o(att[n, H·D]); with post
+ * norms, o's output goes to raw[n, C] and out is its post-attention norm
+ * (rstd [n] kept). */
 void model_o_forward(const model_arch *a, const model_layer_weights *w, const float *att,
-                     float *out, int n);
+                     float *out, float *raw, float *rstd, int n);
 
 /* MLP of one layer for n rows x[n, C] (the normed residual): fc[n, F] (and
- * up[n, F] for SwiGLU); then, unless out is NULL, act[n, F] and
- * out[n, C] = down(act). */
+ * up[n, F] for SwiGLU/GeGLU); then, unless out is NULL, act[n, F] and
+ * out[n, C] = down(act), or with post norms raw[n, C] = down(act) and out
+ * its post-feed-forward norm (rstd [n] kept). */
 void model_mlp_forward(const model_arch *a, const model_layer_weights *w, const float *x,
-                       float *fc, float *up, float *act, float *out, int n);
+                       float *fc, float *up, float *act, float *out, float *raw, float *rstd,
+                       int n);
+/* act[n] = the family's gated activation of fc and up (GELU for GPT-2). */
+void model_act_forward(const model_arch *a, float *act, const float *fc, const float *up,
+                       size_t n);
 
 /* Carving one allocation into buffers: *ptr = base + *off (only when base
  * is not NULL, so a first pass with base NULL just counts), then *off moves

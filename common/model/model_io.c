@@ -20,6 +20,9 @@ typedef struct cfg_reader {
     json_t *root;
     const char *where;
     dp_err *err;
+    const char *rope_key; /* "rope_scaling", or transformers 5's "rope_parameters" */
+    int rope_params;      /* the latter: rope_theta and partial_rotary_factor inside */
+    json_t *rope, *rope_local; /* the RoPE objects (Gemma 3: full and sliding layers') */
 } cfg_reader;
 
 /* Integer field; absent or null gives def, or an error when def < -1. */
@@ -77,24 +80,96 @@ static const char *cfg_string(json_t *root, const char *key, const char *def) {
     return json_is_string(v) ? json_string_value(v) : def;
 }
 
+/* A list of n positive numbers at s[key] into out. */
+static int cfg_factors(cfg_reader *r, json_t *s, const char *key, int n, float *out) {
+    json_t *a = json_object_get(s, key), *v;
+    if (!json_is_array(a) || (int)json_array_size(a) != n)
+        return dp_fail(r->err, "%s: %s.%s: expected a list of %d numbers (rotated dims / 2)",
+                       r->where, r->rope_key, key, n);
+    size_t i;
+    json_array_foreach(a, i, v) {
+        if (!json_is_number(v) || !(json_number_value(v) > 0))
+            return dp_fail(r->err, "%s: %s.%s[%zu]: expected a positive number", r->where,
+                           r->rope_key, key, i);
+        out[i] = (float)json_number_value(v);
+    }
+    return 0;
+}
+
+/* Phi-3's longrope ("su" and "yarn" in older configs): divisors per
+ * frequency, short within original_max_position_embeddings (the config's
+ * top-level field, else the RoPE object's, else 4096) and long beyond,
+ * cos/sin scaled by attention_factor, by default √(1 + ln f / ln original)
+ * with f the object's factor or max_position_embeddings / original (1 when
+ * f ≤ 1). */
+static int read_longrope(cfg_reader *r, json_t *s, model_config *c) {
+    int n = c->rope_dim / 2;
+    if (n > MODEL_ROPE_MAX)
+        return dp_fail(r->err, "%s: %s: longrope over %d rotated dims is not supported "
+                               "(at most %d)", r->where, r->rope_key, c->rope_dim, 2 * MODEL_ROPE_MAX);
+    c->rope_type = 3;
+    json_t *inner = json_object_get(s, "original_max_position_embeddings");
+    int orig_def = json_is_integer(inner) ? (int)json_integer_value(inner) : 4096;
+    if (cfg_factors(r, s, "short_factor", n, c->rope_short) ||
+        cfg_factors(r, s, "long_factor", n, c->rope_long) ||
+        cfg_pos(r, "original_max_position_embeddings", orig_def, &c->rope_original_max_pos))
+        return -1;
+    float given;
+    if (cfg_num(r, s, "factor", 0.0, &given)) return -1;
+    double f = given > 0 ? given : (double)c->max_pos / c->rope_original_max_pos;
+    double def = f <= 1.0 ? 1.0 : sqrt(1.0 + log(f) / log((double)c->rope_original_max_pos));
+    if (cfg_num(r, s, "attention_factor", def, &c->rope_attn_factor)) return -1;
+    if (!(c->rope_attn_factor > 0))
+        return dp_fail(r->err, "%s: %s.attention_factor: expected > 0", r->where, r->rope_key);
+    return 0;
+}
+
+/* Where the RoPE settings are: rope_scaling (with rope_theta and, for
+ * Gemma 3, rope_local_base_freq at the top level), or transformers 5's
+ * rope_parameters (rope_theta inside; Gemma 3's per layer type). */
+static int find_rope(cfg_reader *r, int g3) {
+    json_t *rp = json_object_get(r->root, "rope_parameters");
+    r->rope_key = "rope_scaling";
+    r->rope = json_object_get(r->root, "rope_scaling");
+    r->rope_local = NULL;
+    if (!rp || json_is_null(rp)) return 0;
+    if (!json_is_object(rp))
+        return dp_fail(r->err, "%s: rope_parameters: expected an object or null", r->where);
+    r->rope_key = "rope_parameters";
+    r->rope_params = 1;
+    r->rope = rp;
+    if (g3 && (json_object_get(rp, "full_attention") || json_object_get(rp, "sliding_attention"))) {
+        r->rope = json_object_get(rp, "full_attention");
+        r->rope_local = json_object_get(rp, "sliding_attention");
+        if ((r->rope && !json_is_object(r->rope)) || (r->rope_local && !json_is_object(r->rope_local)))
+            return dp_fail(r->err, "%s: rope_parameters: expected objects per layer type", r->where);
+    }
+    return 0;
+}
+
 static int read_rope_scaling(cfg_reader *r, model_config *c) {
-    json_t *s = json_object_get(r->root, "rope_scaling");
+    json_t *s = r->rope;
     c->rope_type = 0;
     if (!s || json_is_null(s)) return 0;
-    if (!json_is_object(s)) return dp_fail(r->err, "%s: rope_scaling: expected an object or null", r->where);
+    if (!json_is_object(s))
+        return dp_fail(r->err, "%s: %s: expected an object or null", r->where, r->rope_key);
     const char *type = cfg_string(s, "rope_type", cfg_string(s, "type", "default"));
     char q[DP_QUOTE_CAP];
     if (!strcmp(type, "default")) return 0;
+    if (c->fused && (!strcmp(type, "longrope") || !strcmp(type, "su") || !strcmp(type, "yarn")))
+        return read_longrope(r, s, c);
     if (cfg_num(r, s, "factor", 1.0, &c->rope_factor)) return -1;
     if (!(c->rope_factor > 0))
-        return dp_fail(r->err, "%s: rope_scaling.factor: expected > 0, got %g", r->where, (double)c->rope_factor);
+        return dp_fail(r->err, "%s: %s.factor: expected > 0, got %g", r->where, r->rope_key,
+                       (double)c->rope_factor);
     if (!strcmp(type, "linear")) {
         c->rope_type = 1;
         return 0;
     }
     if (strcmp(type, "llama3") != 0)
-        return dp_fail(r->err, "%s: rope_scaling: rope type %s is not supported (default, "
-                               "linear, llama3 are)", r->where, dp_quote(q, type, (size_t)-1));
+        return dp_fail(r->err, "%s: %s: rope type %s is not supported (default, "
+                               "linear, llama3%s are)", r->where, r->rope_key,
+                       dp_quote(q, type, (size_t)-1), c->fused ? ", longrope" : "");
     c->rope_type = 2;
     float orig;
     if (cfg_num(r, s, "low_freq_factor", 1.0, &c->rope_low_freq) ||
@@ -103,8 +178,109 @@ static int read_rope_scaling(cfg_reader *r, model_config *c) {
         return -1;
     c->rope_original_max_pos = (int)orig;
     if (!(c->rope_high_freq > c->rope_low_freq) || c->rope_original_max_pos < 1)
-        return dp_fail(r->err, "%s: rope_scaling: expected high_freq_factor > low_freq_factor "
-                               "and original_max_position_embeddings >= 1", r->where);
+        return dp_fail(r->err, "%s: %s: expected high_freq_factor > low_freq_factor "
+                               "and original_max_position_embeddings >= 1", r->where, r->rope_key);
+    return 0;
+}
+
+/* A soft-cap or scalar that transformers takes as "none" when null: absent
+ * gives def, null 0 (none), else a positive number. */
+static int cfg_opt_pos_num(cfg_reader *r, const char *key, double def, float *out) {
+    json_t *v = json_object_get(r->root, key);
+    if (!v) {
+        *out = (float)def;
+        return 0;
+    }
+    if (json_is_null(v)) {
+        *out = 0;
+        return 0;
+    }
+    if (!json_is_number(v) || !(json_number_value(v) > 0))
+        return dp_fail(r->err, "%s: %s: expected a positive number or null", r->where, key);
+    *out = (float)json_number_value(v);
+    return 0;
+}
+
+static int sliding_by_pattern(int p, int i) { return p <= 0 || (i + 1) % p != 0; }
+
+/* Gemma 3's layer_types ("sliding_attention" / "full_attention" per layer)
+ * as a sliding_pattern: every p-th layer full, or none (0), or all (1). */
+static int read_layer_types(cfg_reader *r, model_config *c) {
+    json_t *a = json_object_get(r->root, "layer_types"), *v;
+    if (!a || json_is_null(a)) return 0;
+    if (!json_is_array(a) || (int)json_array_size(a) != c->n_layer)
+        return dp_fail(r->err, "%s: layer_types: expected a list of num_hidden_layers (%d) entries",
+                       r->where, c->n_layer);
+    int first_full = -1;
+    size_t i;
+    json_array_foreach(a, i, v) {
+        const char *t = json_string_value(v);
+        int full = t && !strcmp(t, "full_attention");
+        if (!full && !(t && !strcmp(t, "sliding_attention")))
+            return dp_fail(r->err, "%s: layer_types[%zu]: expected \"sliding_attention\" or "
+                                   "\"full_attention\"", r->where, i);
+        if (full && first_full < 0) first_full = (int)i;
+    }
+    c->sliding_pattern = first_full < 0 ? 0 : first_full + 1;
+    json_array_foreach(a, i, v) {
+        int full = !strcmp(json_string_value(v), "full_attention");
+        if (full != !sliding_by_pattern(c->sliding_pattern, (int)i))
+            return dp_fail(r->err, "%s: layer_types: only every p-th layer full is supported "
+                                   "(layer %zu breaks the pattern)", r->where, i);
+    }
+    return 0;
+}
+
+/* Gemma, Gemma 2, Gemma 3 text: what they add to the Llama layout. */
+static int read_gemma(cfg_reader *r, model_config *c, int g2, int g3) {
+    char q[DP_QUOTE_CAP];
+    c->gemma = 1;
+    c->post_norms = g2 || g3;
+    c->qk_norm = g3;
+    c->mlp_bias = 0; /* Gemma's MLP has no biases whatever the config says */
+    /* hidden_activation wins over hidden_act (as transformers < 4.48 and
+     * Gemma's reference read them); "gelu" in Gemma 1.0 configs means the
+     * tanh approximation the model was trained with. */
+    const char *act = cfg_string(r->root, "hidden_activation", NULL);
+    const char *key = act ? "hidden_activation" : "hidden_act";
+    if (!act) act = cfg_string(r->root, "hidden_act", "gelu_pytorch_tanh");
+    if (strcmp(act, "gelu_pytorch_tanh") && strcmp(act, "gelu_new") && strcmp(act, "gelu_fast") &&
+        strcmp(act, "gelu"))
+        return dp_fail(r->err, "%s: %s %s is not supported (gelu_pytorch_tanh is)", r->where, key,
+                       dp_quote(q, act, (size_t)-1));
+    if (!c->post_norms) return 0;
+    if (cfg_opt_pos_num(r, "query_pre_attn_scalar", 256, &c->query_pre_attn_scalar) ||
+        cfg_opt_pos_num(r, "final_logit_softcapping", g2 ? 30.0 : 0.0, &c->final_softcap))
+        return -1;
+    if (c->query_pre_attn_scalar == 0) c->query_pre_attn_scalar = (float)c->head_dim;
+    /* Gemma 3 passes no soft-cap to its attention, whatever the config says */
+    if (g2 && cfg_opt_pos_num(r, "attn_logit_softcapping", 50.0, &c->attn_softcap)) return -1;
+    float window;
+    if (cfg_opt_pos_num(r, "sliding_window", 4096, &window)) return -1;
+    c->sliding_window = (int)window;
+    c->sliding_pattern = 2; /* Gemma 2: layers 0, 2, 4, ... slide */
+    if (g3) {
+        if (cfg_pos(r, "sliding_window_pattern", 6, &c->sliding_pattern) ||
+            read_layer_types(r, c) ||
+            cfg_num(r, r->root, "rope_local_base_freq", 10000.0, &c->rope_local_theta))
+            return -1;
+        if (r->rope_local) { /* rope_parameters.sliding_attention */
+            const char *t = cfg_string(r->rope_local, "rope_type", "default");
+            if (strcmp(t, "default") != 0)
+                return dp_fail(r->err, "%s: rope_parameters.sliding_attention: rope type %s is "
+                                       "not supported (default is)", r->where,
+                               dp_quote(q, t, (size_t)-1));
+            if (cfg_num(r, r->rope_local, "rope_theta", c->rope_local_theta, &c->rope_local_theta))
+                return -1;
+        }
+        int bidirectional = 0;
+        if (cfg_bool(r, "use_bidirectional_attention", 0, &bidirectional)) return -1;
+        if (bidirectional)
+            return dp_fail(r->err, "%s: use_bidirectional_attention: only causal attention is "
+                                   "supported", r->where);
+        if (!(c->rope_local_theta > 0))
+            return dp_fail(r->err, "%s: rope_local_base_freq: expected > 0", r->where);
+    }
     return 0;
 }
 
@@ -115,11 +291,14 @@ static int parse_config(model_config *c, cfg_reader *r) {
     const char *type = cfg_string(root, "model_type", NULL);
     char q[DP_QUOTE_CAP];
     if (!type) return dp_fail(r->err, "%s: model_type: expected a string, found none", r->where);
-    if (strlen(type) >= sizeof c->model_type ||
-        (strcmp(type, "gpt2") && strcmp(type, "llama") && strcmp(type, "mistral") &&
-         strcmp(type, "qwen2") && strcmp(type, "qwen3")))
+    static const char *const FAMILIES[] = {"gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma",
+                                           "gemma2", "gemma3_text", "phi3"};
+    int known = 0;
+    for (size_t i = 0; i < sizeof FAMILIES / sizeof *FAMILIES; i++) known |= !strcmp(type, FAMILIES[i]);
+    if (strlen(type) >= sizeof c->model_type || !known)
         return dp_fail(r->err, "%s: model_type %s is not supported (gpt2, llama, mistral, "
-                               "qwen2, qwen3 are)", r->where, dp_quote(q, type, (size_t)-1));
+                               "qwen2, qwen3, gemma, gemma2, gemma3_text, phi3 are)", r->where,
+                       dp_quote(q, type, (size_t)-1));
     strcpy(c->model_type, type);
     c->bos_id = cfg_token_id(root, "bos_token_id");
     c->eos_id = cfg_token_id(root, "eos_token_id");
@@ -153,40 +332,59 @@ static int parse_config(model_config *c, cfg_reader *r) {
         c->head_dim = c->d_model / c->n_head;
         return 0;
     }
-    /* llama, mistral, qwen2, qwen3 */
+    /* llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, phi3 */
+    int qwen3 = !strcmp(type, "qwen3"), g2 = !strcmp(type, "gemma2"),
+        g3 = !strcmp(type, "gemma3_text"), gemma = !strcmp(type, "gemma") || g2 || g3,
+        phi3 = !strcmp(type, "phi3");
     if (cfg_pos(r, "num_hidden_layers", -2, &c->n_layer) ||
         cfg_pos(r, "num_attention_heads", -2, &c->n_head) ||
         cfg_pos(r, "hidden_size", -2, &c->d_model) ||
         cfg_pos(r, "intermediate_size", -2, &c->d_ff) ||
         cfg_pos(r, "vocab_size", -2, &c->vocab) ||
         cfg_pos(r, "num_key_value_heads", c->n_head, &c->n_kv_head) ||
-        cfg_pos(r, "max_position_embeddings", 2048, &c->max_pos) ||
-        cfg_num(r, root, "rms_norm_eps", 1e-6, &c->norm_eps) ||
-        cfg_num(r, root, "rope_theta", 10000.0, &c->rope_theta) ||
-        cfg_bool(r, "tie_word_embeddings", 0, &c->tie_embeddings) ||
+        cfg_pos(r, "max_position_embeddings", g3 ? 131072 : gemma ? 8192 : phi3 ? 4096 : 2048,
+                &c->max_pos) ||
+        cfg_num(r, root, "rms_norm_eps", phi3 ? 1e-5 : 1e-6, &c->norm_eps) ||
+        cfg_num(r, root, "rope_theta", g3 ? 1e6 : 10000.0, &c->rope_theta) ||
+        cfg_bool(r, "tie_word_embeddings", gemma, &c->tie_embeddings) ||
         cfg_bool(r, "attention_bias", 0, &c->attention_bias) ||
         cfg_bool(r, "mlp_bias", 0, &c->mlp_bias))
         return -1;
-    int qwen3 = !strcmp(type, "qwen3");
-    int default_hd = qwen3 ? 128 : c->d_model / c->n_head;
-    if (cfg_pos(r, "head_dim", default_hd, &c->head_dim)) return -1;
-    const char *act = cfg_string(root, "hidden_act", "silu");
-    if (strcmp(act, "silu") != 0)
-        return dp_fail(r->err, "%s: hidden_act %s is not supported (silu is)", r->where,
-                       dp_quote(q, act, (size_t)-1));
+    int default_hd = qwen3 ? 128 : gemma ? 256 : c->d_model / c->n_head;
+    if (cfg_pos(r, "head_dim", default_hd, &c->head_dim) || find_rope(r, g3)) return -1;
+    if (r->rope_params && json_is_object(r->rope) &&
+        cfg_num(r, r->rope, "rope_theta", c->rope_theta, &c->rope_theta))
+        return -1;
+    if (gemma) {
+        if (read_gemma(r, c, g2, g3)) return -1;
+    } else {
+        const char *act = cfg_string(root, "hidden_act", "silu");
+        if (strcmp(act, "silu") != 0)
+            return dp_fail(r->err, "%s: hidden_act %s is not supported (silu is)", r->where,
+                           dp_quote(q, act, (size_t)-1));
+    }
     if (c->n_head % c->n_kv_head)
         return dp_fail(r->err, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
                        r->where, c->n_head, c->n_kv_head);
-    if (c->head_dim % 2)
-        return dp_fail(r->err, "%s: head_dim: expected an even number for RoPE, got %d", r->where,
-                       c->head_dim);
     if (!(c->rope_theta > 0)) return dp_fail(r->err, "%s: rope_theta: expected > 0", r->where);
-    json_t *prf = json_object_get(root, "partial_rotary_factor");
-    if (prf && json_is_number(prf) && json_number_value(prf) != 1.0)
-        return dp_fail(r->err, "%s: partial_rotary_factor %g is not supported", r->where,
-                       json_number_value(prf));
-    c->qk_norm = qwen3;
-    if (!strcmp(type, "mistral")) {
+    /* partial_rotary_factor: RoPE on the first int(head_dim · f) dims (Phi-3) */
+    json_t *jprf = json_object_get(root, "partial_rotary_factor");
+    if (r->rope_params && json_is_object(r->rope) &&
+        json_object_get(r->rope, "partial_rotary_factor"))
+        jprf = json_object_get(r->rope, "partial_rotary_factor");
+    double prf = json_is_number(jprf) ? json_number_value(jprf) : 1.0;
+    if ((jprf && !json_is_null(jprf) && !json_is_number(jprf)) || !(prf > 0 && prf <= 1))
+        return dp_fail(r->err, "%s: partial_rotary_factor: expected a number in (0, 1]", r->where);
+    if (prf != 1.0 && !phi3)
+        return dp_fail(r->err, "%s: partial_rotary_factor %g is not supported for %s (phi3 only)",
+                       r->where, prf, type);
+    /* int(head_dim · f) as transformers; the epsilon keeps 96 · (1/3) at 32 */
+    c->rope_dim = (int)((double)c->head_dim * prf + 1e-9);
+    if (c->rope_dim % 2 || c->rope_dim < 2)
+        return dp_fail(r->err, "%s: head_dim %d × partial_rotary_factor %g: expected an even "
+                               "number of rotated dims for RoPE", r->where, c->head_dim, prf);
+    if (qwen3) c->qk_norm = 1;
+    if (!strcmp(type, "mistral") || phi3) {
         if (cfg_int(r, "sliding_window", 0, &c->sliding_window)) return -1;
         if (c->sliding_window < 0) c->sliding_window = 0;
     } else if (!strcmp(type, "qwen2") || qwen3) {
@@ -196,6 +394,8 @@ static int parse_config(model_config *c, cfg_reader *r) {
             return dp_fail(r->err, "%s: use_sliding_window: Qwen's per-layer sliding window is not "
                                    "supported", r->where);
     }
+    if (phi3) /* Phi-3's projections have no biases whatever the config says */
+        c->fused = 1, c->attention_bias = c->mlp_bias = 0;
     return read_rope_scaling(r, c);
 }
 
@@ -252,7 +452,7 @@ static int config_from_text(model_config *c, const char *text, const char *file,
     if (!root)
         return dp_fail(err, "%s:%d:%d: invalid JSON: %s", where, je.line, je.column,
                        dp_label(q, je.text));
-    cfg_reader r = {root, where, err};
+    cfg_reader r = {.root = root, .where = where, .err = err};
     int rc = parse_config(c, &r);
     json_decref(root);
     return rc;
@@ -315,8 +515,8 @@ int model_init_random(model **out, const char *config_json, uint64_t seed,
         int is_bias = len > 5 && !strcmp(n + len - 5, ".bias");
         int is_norm = strstr(n, "ln_") || strstr(n, "layernorm") || strstr(n, "norm.weight");
         if (is_bias) continue; /* zero */
-        if (is_norm) {
-            for (size_t k = 0; k < t->numel; k++) x[k] = 1.0f;
+        if (is_norm) { /* Gemma's norms scale by 1 + w, so start at zero */
+            for (size_t k = 0; k < t->numel; k++) x[k] = c.gemma ? 0.0f : 1.0f;
             continue;
         }
         int is_resid = strstr(n, "c_proj.weight") || strstr(n, "o_proj.weight") ||

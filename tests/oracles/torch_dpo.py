@@ -173,15 +173,22 @@ def decays(cfg, name):
 
 # ---- LoRA (PEFT's semantics, model.h) ----
 
-KINDS = [  # MODEL_LORA_* order: (llama name, gpt2 name, llama path, gpt2 path)
-    ("q_proj", None, "model.layers.{}.self_attn.q_proj", None),
-    ("k_proj", None, "model.layers.{}.self_attn.k_proj", None),
-    ("v_proj", None, "model.layers.{}.self_attn.v_proj", None),
-    ("o_proj", "c_proj", "model.layers.{}.self_attn.o_proj", "transformer.h.{}.attn.c_proj"),
-    ("gate_proj", "c_fc", "model.layers.{}.mlp.gate_proj", "transformer.h.{}.mlp.c_fc"),
-    ("up_proj", None, "model.layers.{}.mlp.up_proj", None),
-    ("down_proj", "c_proj", "model.layers.{}.mlp.down_proj", "transformer.h.{}.mlp.c_proj"),
-    (None, "c_attn", None, "transformer.h.{}.attn.c_attn"),
+KINDS = [  # MODEL_LORA_* order: module name and path per style (Llama-like, GPT-2, Phi-3)
+    (("q_proj", None, None), ("model.layers.{}.self_attn.q_proj", None, None)),
+    (("k_proj", None, None), ("model.layers.{}.self_attn.k_proj", None, None)),
+    (("v_proj", None, None), ("model.layers.{}.self_attn.v_proj", None, None)),
+    (("o_proj", "c_proj", "o_proj"),
+     ("model.layers.{}.self_attn.o_proj", "transformer.h.{}.attn.c_proj",
+      "model.layers.{}.self_attn.o_proj")),
+    (("gate_proj", "c_fc", None),
+     ("model.layers.{}.mlp.gate_proj", "transformer.h.{}.mlp.c_fc", None)),
+    (("up_proj", None, None), ("model.layers.{}.mlp.up_proj", None, None)),
+    (("down_proj", "c_proj", "down_proj"),
+     ("model.layers.{}.mlp.down_proj", "transformer.h.{}.mlp.c_proj",
+      "model.layers.{}.mlp.down_proj")),
+    ((None, "c_attn", "qkv_proj"),
+     (None, "transformer.h.{}.attn.c_attn", "model.layers.{}.self_attn.qkv_proj")),
+    ((None, None, "gate_up_proj"), (None, None, "model.layers.{}.mlp.gate_up_proj")),
 ]
 M64 = (1 << 64) - 1
 
@@ -197,14 +204,15 @@ def splitmix64(state):
 def lora_modules(cfg, init, o):
     """[(module path, in, out, conv1d)] in dpoc's adapter order."""
     gpt2 = cfg["model_type"] == "gpt2"
+    style = 1 if gpt2 else 2 if cfg["model_type"] == "phi3" else 0
     names = o["train.lora.target_modules"]
     if not isinstance(names, list):
         names = [names]
     col = 1 if gpt2 else 0
     out = []
     for layer in range(cfg["n_layer"] if gpt2 else cfg["num_hidden_layers"]):
-        for llama_name, gpt2_name, llama_path, gpt2_path in KINDS:
-            name, path = (gpt2_name, gpt2_path) if gpt2 else (llama_name, llama_path)
+        for kind_names, paths in KINDS:
+            name, path = kind_names[style], paths[style]
             if name is None or not ("all-linear" in names or name in names):
                 continue
             path = path.format(layer)

@@ -10,10 +10,13 @@ serves all), for llama a sharded copy OUTDIR/llama_sharded/, and for gpt2
 OUTDIR/gpt2_noprefix/ named like the original GPT-2 files (no
 "transformer." prefix, with the .attn.bias/.attn.masked_bias buffers).
 
-The architectures (GPT-2, Llama, Mistral, Qwen2, Qwen3) are written here in
-plain torch following the Hugging Face modeling code's semantics (no
-transformers package is needed), evaluated in float64. Each example's
-prompt+chosen and prompt+rejected run as two ordinary causal sequences.
+The architectures (GPT-2, Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2,
+Gemma 3 text, Phi-3) are written here in plain torch following the Hugging
+Face modeling code's semantics (no transformers package is needed),
+evaluated in float64. Each example's prompt+chosen and prompt+rejected run
+as two ordinary causal sequences; longrope (Phi-3) picks its factors from
+the batch's longest sequence, as transformers does from a padded batch's
+largest position id.
 
 Also written: OUTDIR/batch.json (token ids and lengths of the batch), and
 OUTDIR/<name>/expected.safetensors with "logps" [R] (per response token, in
@@ -64,7 +67,67 @@ CONFIGS = {
                 "vocab_size": 50, "max_position_embeddings": 64, "rms_norm_eps": 1e-5,
                 "rope_theta": 10000.0, "sliding_window": 4, "tie_word_embeddings": False,
                 "hidden_act": "silu"},
+    # Gemma: tied head, head_dim × heads ≠ hidden_size, Gemma 1.0's "gelu"
+    # with hidden_activation naming the tanh approximation.
+    "gemma": {"model_type": "gemma", "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 1, "hidden_size": 32, "head_dim": 12,
+              "intermediate_size": 48, "vocab_size": 50, "max_position_embeddings": 64,
+              "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "hidden_act": "gelu",
+              "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": True},
+    # Gemma 2 with small soft-caps (so they bend), a window of 3 on layers
+    # 0 and 2, query_pre_attn_scalar ≠ head_dim.
+    "gemma2": {"model_type": "gemma2", "num_hidden_layers": 3, "num_attention_heads": 4,
+               "num_key_value_heads": 2, "hidden_size": 32, "head_dim": 12,
+               "intermediate_size": 48, "vocab_size": 50, "max_position_embeddings": 64,
+               "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+               "hidden_activation": "gelu_pytorch_tanh", "query_pre_attn_scalar": 16,
+               "attn_logit_softcapping": 2.0, "final_logit_softcapping": 3.0,
+               "sliding_window": 3, "tie_word_embeddings": True},
+    # Edge cases: soft-caps and window null, untied head.
+    "gemma2_nocap": {"model_type": "gemma2", "num_hidden_layers": 2, "num_attention_heads": 2,
+                     "num_key_value_heads": 2, "hidden_size": 32, "head_dim": 8,
+                     "intermediate_size": 40, "vocab_size": 50, "max_position_embeddings": 64,
+                     "rms_norm_eps": 1e-6, "rope_theta": 1000.0,
+                     "hidden_activation": "gelu_pytorch_tanh", "query_pre_attn_scalar": 8,
+                     "attn_logit_softcapping": None, "final_logit_softcapping": None,
+                     "sliding_window": None, "tie_word_embeddings": False},
+    # Gemma 3 text: q/k norms, layer_types (every third layer global),
+    # local RoPE base on sliding layers, linear scaling on global ones, a
+    # final soft-cap, and an attention soft-cap that Gemma 3 ignores.
+    "gemma3_text": {"model_type": "gemma3_text", "num_hidden_layers": 4,
+                    "num_attention_heads": 4, "num_key_value_heads": 2, "hidden_size": 32,
+                    "head_dim": 8, "intermediate_size": 48, "vocab_size": 50,
+                    "max_position_embeddings": 64, "rms_norm_eps": 1e-6, "rope_theta": 1000.0,
+                    "rope_local_base_freq": 100.0,
+                    "rope_scaling": {"rope_type": "linear", "factor": 2.0},
+                    "hidden_activation": "gelu_pytorch_tanh", "query_pre_attn_scalar": 16,
+                    "attn_logit_softcapping": 2.0, "final_logit_softcapping": 3.0,
+                    "sliding_window": 3,
+                    "layer_types": ["sliding_attention", "sliding_attention", "full_attention",
+                                    "sliding_attention"],
+                    "tie_word_embeddings": True},
+    # Phi-3: fused projections, partial rotary, longrope beyond an original
+    # context of 8 (the batch reaches 10 tokens: long factors), a window.
+    "phi3": {"model_type": "phi3", "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "hidden_size": 32, "intermediate_size": 40,
+             "vocab_size": 50, "max_position_embeddings": 64,
+             "original_max_position_embeddings": 8, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+             "partial_rotary_factor": 0.5, "sliding_window": 5, "hidden_act": "silu",
+             "tie_word_embeddings": False,
+             "rope_scaling": {"type": "longrope", "short_factor": [1.0, 1.5],
+                              "long_factor": [2.0, 7.0]}},
+    # Phi-3 as Phi-3.5-mini: full rotary, longrope within the original
+    # context (short factors, the attention factor), no window.
+    "phi3_short": {"model_type": "phi3", "num_hidden_layers": 1, "num_attention_heads": 2,
+                   "num_key_value_heads": 2, "hidden_size": 16, "intermediate_size": 24,
+                   "vocab_size": 50, "max_position_embeddings": 512,
+                   "original_max_position_embeddings": 32, "rms_norm_eps": 1e-5,
+                   "rope_theta": 10000.0, "hidden_act": "silu", "tie_word_embeddings": False,
+                   "rope_scaling": {"type": "su", "short_factor": [1.0, 1.1, 1.3, 2.0],
+                                    "long_factor": [1.0, 3.0, 9.0, 20.0]}},
 }
+
+GEMMA = ("gemma", "gemma2", "gemma3_text")
 
 # (prompt, chosen, rejected) lengths; the last example has no rejected side.
 LENGTHS = [(4, 5, 3), (6, 2, 4), (3, 3, 0)]
@@ -91,6 +154,34 @@ def param_shapes(cfg):
     C, F, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     D = cfg.get("head_dim", C // H)
+    t = cfg["model_type"]
+    if t in GEMMA or t == "phi3":
+        post = t in ("gemma2", "gemma3_text")
+        out.append(("model.embed_tokens.weight", (V, C)))
+        for l in range(cfg["num_hidden_layers"]):
+            p = f"model.layers.{l}."
+            out.append((p + "input_layernorm.weight", (C,)))
+            if t == "phi3":
+                out.append((p + "self_attn.qkv_proj.weight", ((H + 2 * KV) * D, C)))
+            else:
+                out += [(p + f"self_attn.{n}_proj.weight", (o, C))
+                        for n, o in (("q", H * D), ("k", KV * D), ("v", KV * D))]
+            out.append((p + "self_attn.o_proj.weight", (C, H * D)))
+            if t == "gemma3_text":
+                out += [(p + "self_attn.q_norm.weight", (D,)), (p + "self_attn.k_norm.weight", (D,))]
+            out.append((p + "post_attention_layernorm.weight", (C,)))
+            if post:
+                out += [(p + "pre_feedforward_layernorm.weight", (C,)),
+                        (p + "post_feedforward_layernorm.weight", (C,))]
+            if t == "phi3":
+                out += [(p + "mlp.gate_up_proj.weight", (2 * F, C)), (p + "mlp.down_proj.weight", (C, F))]
+            else:
+                out += [(p + f"mlp.{n}_proj.weight", shp)
+                        for n, shp in (("gate", (F, C)), ("up", (F, C)), ("down", (C, F)))]
+        out.append(("model.norm.weight", (C,)))
+        if not cfg.get("tie_word_embeddings", t in GEMMA):
+            out.append(("lm_head.weight", (V, C)))
+        return out
     qwen2 = cfg["model_type"] == "qwen2"
     qkv_bias = qwen2 or cfg.get("attention_bias", False)
     o_bias = (not qwen2) and cfg.get("attention_bias", False)
@@ -132,7 +223,9 @@ def random_params(cfg, gen):
     params = {}
     for name, shape in param_shapes(cfg):
         is_norm = any(s in name for s in ("ln_", "norm")) and name.endswith("weight")
-        if is_norm:
+        if is_norm and cfg["model_type"] in GEMMA:  # used as 1 + w
+            x = 0.1 * torch.randn(shape, generator=gen)
+        elif is_norm:
             x = 1.0 + 0.1 * torch.randn(shape, generator=gen)
         elif name.endswith("bias"):
             x = 0.1 * torch.randn(shape, generator=gen)
@@ -157,13 +250,17 @@ def gelu_new(x):
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
-def attention(q, k, v, window):
-    """q [H,T,D], k, v [KV,T,D]; causal (and sliding window) softmax."""
+def attention(q, k, v, window, scale=None, softcap=None):
+    """q [H,T,D], k, v [KV,T,D]; causal (and sliding window: keys k with
+    q − window < k ≤ q) softmax of scores scale·q·k (1/√D by default),
+    soft-capped as cap·tanh(s / cap) before the mask when softcap is set."""
     H, T, D = q.shape
     rep = H // k.shape[0]
     k = k.repeat_interleave(rep, dim=0)
     v = v.repeat_interleave(rep, dim=0)
-    scores = q @ k.transpose(1, 2) / math.sqrt(D)
+    scores = q @ k.transpose(1, 2) * (scale if scale else 1.0 / math.sqrt(D))
+    if softcap:
+        scores = torch.tanh(scores / softcap) * softcap
     i = torch.arange(T)[:, None]
     j = torch.arange(T)[None, :]
     masked = j > i
@@ -257,14 +354,135 @@ def llama_logits(cfg, P, ids):
     return x @ head.T
 
 
-def response_logps(cfg, P, prompt, resp):
+def gemma_norm(x, w, eps):
+    """Gemma's RMSNorm: the weight is used as 1 + w."""
+    var = x.pow(2).mean(-1, keepdim=True)
+    return (x * torch.rsqrt(var + eps)) * (1.0 + w)
+
+
+def rope_cos_sin(inv, T, mscale=1.0):
+    freqs = torch.arange(T).double()[:, None] * inv[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos() * mscale, emb.sin() * mscale
+
+
+def apply_rope(x, cos, sin):
+    """Rotates the first cos.shape[-1] dims of x [.., T, D] (partial rotary);
+    the rest pass through."""
+    rot = cos.shape[-1]
+    xr, xp = x[..., :rot], x[..., rot:]
+    return torch.cat((xr * cos + rotate_half(xr) * sin, xp), dim=-1)
+
+
+def longrope(cfg, rot, seq_len):
+    """Phi-3's longrope: inv_freq = 1 / (factor_i · θ^(2i/rot)), the long
+    factors when the sequence exceeds original_max_position_embeddings, and
+    the attention factor √(1 + ln f / ln original), f = the scaling's factor
+    or max_pos / original."""
+    rs = cfg["rope_scaling"]
+    orig = cfg.get("original_max_position_embeddings", 4096)
+    f = rs.get("factor") or cfg["max_position_embeddings"] / orig
+    att = rs.get("attention_factor")
+    if att is None:
+        att = 1.0 if f <= 1.0 else math.sqrt(1 + math.log(f) / math.log(orig))
+    ext = torch.tensor(rs["long_factor"] if seq_len > orig else rs["short_factor"]).double()
+    inv = 1.0 / (ext * cfg.get("rope_theta", 10000.0) ** (torch.arange(0, rot, 2).double() / rot))
+    return inv, att
+
+
+def gemma_phi3_logits(cfg, P, ids, rope_seq_len=None):
+    """Gemma (1, 2, 3 text) and Phi-3, as transformers' modeling_gemma*.py
+    and modeling_phi3.py define them."""
+    t = cfg["model_type"]
+    gemma, post, g3 = t in GEMMA, t in ("gemma2", "gemma3_text"), t == "gemma3_text"
+    T, C = len(ids), cfg["hidden_size"]
+    H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    D = cfg.get("head_dim", 256 if gemma else C // H)
+    F = cfg["intermediate_size"]
+    eps = cfg.get("rms_norm_eps", 1e-6)
+    norm = gemma_norm if gemma else rms_norm
+    L = cfg["num_hidden_layers"]
+    scale = cfg.get("query_pre_attn_scalar", 256) ** -0.5 if post else None
+    softcap = cfg.get("attn_logit_softcapping", 50.0) if t == "gemma2" else None
+    final_cap = cfg.get("final_logit_softcapping", 30.0 if t == "gemma2" else None) if post else None
+    # which layers slide: Gemma 2 even layers, Gemma 3 by layer_types (or
+    # every sliding_window_pattern-th layer full), Phi-3 all
+    if t == "gemma2":
+        sliding = [l % 2 == 0 for l in range(L)]
+    elif g3 and cfg.get("layer_types"):
+        sliding = [x == "sliding_attention" for x in cfg["layer_types"]]
+    elif g3:
+        pat = cfg.get("sliding_window_pattern", 6)
+        sliding = [(l + 1) % pat != 0 for l in range(L)]
+    else:
+        sliding = [t == "phi3"] * L
+    window = cfg.get("sliding_window", 4096 if post else None) or 0
+    rot = int(D * cfg.get("partial_rotary_factor", 1.0))
+    mscale = 1.0
+    rs = cfg.get("rope_scaling")
+    if t == "phi3" and rs and rs.get("type", rs.get("rope_type")) in ("longrope", "su", "yarn"):
+        inv, mscale = longrope(cfg, rot, rope_seq_len or T)
+    else:
+        inv = rope_inv_freq(dict(cfg, rope_theta=cfg.get("rope_theta", 1e6 if g3 else 10000.0)), rot)
+    cos, sin = rope_cos_sin(inv, T, mscale)
+    if g3:  # sliding layers: their own base, no scaling
+        local = rope_inv_freq({"rope_theta": cfg.get("rope_local_base_freq", 10000.0)}, rot)
+        cos_l, sin_l = rope_cos_sin(local, T)
+
+    x = P["model.embed_tokens.weight"][ids]
+    if gemma:  # × √hidden_size, the constant rounded to float32 (the compute dtype)
+        x = x * torch.tensor(math.sqrt(C), dtype=torch.float32).double()
+    for l in range(L):
+        p = f"model.layers.{l}."
+        a = norm(x, P[p + "input_layernorm.weight"], eps)
+        if t == "phi3":
+            qkv = a @ P[p + "self_attn.qkv_proj.weight"].T
+            q, k, v = qkv[:, :H * D], qkv[:, H * D:(H + KV) * D], qkv[:, (H + KV) * D:]
+        else:
+            q, k, v = (a @ P[p + f"self_attn.{n}_proj.weight"].T for n in "qkv")
+        q, k, v = q.view(T, H, D), k.view(T, KV, D), v.view(T, KV, D)
+        if g3:
+            q = gemma_norm(q, P[p + "self_attn.q_norm.weight"], eps)
+            k = gemma_norm(k, P[p + "self_attn.k_norm.weight"], eps)
+        q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+        c_, s_ = (cos_l, sin_l) if g3 and sliding[l] else (cos, sin)
+        q, k = apply_rope(q, c_, s_), apply_rope(k, c_, s_)
+        o = attention(q, k, v, window if sliding[l] else 0, scale, softcap)
+        o = o.transpose(0, 1).reshape(T, H * D) @ P[p + "self_attn.o_proj.weight"].T
+        if post:
+            x = x + norm(o, P[p + "post_attention_layernorm.weight"], eps)
+            m = norm(x, P[p + "pre_feedforward_layernorm.weight"], eps)
+        else:
+            x = x + o
+            m = norm(x, P[p + "post_attention_layernorm.weight"], eps)
+        if t == "phi3":
+            gu = m @ P[p + "mlp.gate_up_proj.weight"].T
+            h = gu[:, F:] * torch.nn.functional.silu(gu[:, :F])
+        else:
+            h = gelu_new(m @ P[p + "mlp.gate_proj.weight"].T) * (m @ P[p + "mlp.up_proj.weight"].T)
+        h = h @ P[p + "mlp.down_proj.weight"].T
+        x = x + (norm(h, P[p + "post_feedforward_layernorm.weight"], eps) if post else h)
+    x = norm(x, P["model.norm.weight"], eps)
+    head = P["lm_head.weight"] if "lm_head.weight" in P else P["model.embed_tokens.weight"]
+    logits = x @ head.T
+    if final_cap:
+        logits = torch.tanh(logits / final_cap) * final_cap
+    return logits
+
+
+def response_logps(cfg, P, prompt, resp, rope_seq_len=None):
     """log p(resp_j | prompt, resp_<j) for one causal sequence prompt+resp,
-    and the vocabulary mean of the logits that predicted each resp_j."""
+    and the vocabulary mean of the logits that predicted each resp_j
+    (rope_seq_len: the batch's longest sequence, for longrope)."""
     if not resp:
         return torch.zeros(0), torch.zeros(0)
     ids = torch.tensor(prompt + resp)
-    fwd = gpt2_logits if cfg["model_type"] == "gpt2" else llama_logits
-    logits = fwd(cfg, P, ids)
+    if cfg["model_type"] == "gpt2":
+        logits = gpt2_logits(cfg, P, ids)
+    elif cfg["model_type"] in GEMMA or cfg["model_type"] == "phi3":
+        logits = gemma_phi3_logits(cfg, P, ids, rope_seq_len)
+    else:
+        logits = llama_logits(cfg, P, ids)
     lp = torch.log_softmax(logits, dim=-1)
     n = len(prompt)
     rows = torch.arange(n - 1, n - 1 + len(resp))
@@ -326,9 +544,11 @@ def main():
     with open(os.path.join(out, "batch.json"), "w") as f:
         json.dump({"tokens": tokens, "n_prompt": [l[0] for l in LENGTHS],
                    "n_chosen": [l[1] for l in LENGTHS], "n_rejected": [l[2] for l in LENGTHS]}, f)
+    longest = max(len(p) + max(len(c), len(r)) for p, c, r in examples)
     for name, cfg in CONFIGS.items():
         params = random_params(cfg, gen)
-        sides = [response_logps(cfg, params, p, side) for p, c, r in examples for side in (c, r)]
+        sides = [response_logps(cfg, params, p, side, longest)
+                 for p, c, r in examples for side in (c, r)]
         logps = torch.cat([lp for lp, _ in sides])
         mean_logits = torch.cat([ml for _, ml in sides])
         weights = exact_in_all_dtypes(torch.randn(logps.shape, generator=gen))
