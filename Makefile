@@ -18,7 +18,7 @@ SET      ?=
 SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
-PKGS := openblas sqlite3 libzstd yaml-0.1 jansson libpcre2-8 libutf8proc libxxhash zlib
+PKGS := openblas sqlite3 libzstd yaml-0.1 jansson libpcre2-8 libutf8proc libxxhash zlib ompi-c
 
 ifeq ($(SANITIZE),1)
 BUILD    ?= build/san
