@@ -450,6 +450,7 @@ int cmd_sft(int argc, char **argv) {
     if (rc || !s.cfg) return rc;
     dp_err err;
     s.start = su_now();
+    double loop_secs = 0, comm_secs = 0;
     rc = setup(&s, &err);
     if (!rc) {
         su_log("sft: %zu train / %zu eval examples (%s), %ld steps, %s%s, %s", s.train.n,
@@ -460,15 +461,16 @@ int cmd_sft(int argc, char **argv) {
                su_blas_info());
         if (s.train.bad + s.eval.bad)
             su_log("sft: skipped %ld bad rows", s.train.bad + s.eval.bad);
+        double loop_start = su_now(), comm_start = dist_comm_seconds();
         rc = sft_loop(&s, &err);
+        loop_secs = su_now() - loop_start, comm_secs = dist_comm_seconds() - comm_start;
     }
     if (!rc && dist_rank() == 0) rc = export_model(&s, &err);
     double secs = su_now() - s.start;
     if (!rc && dist_size() > 1)
-        su_log("sft: %d ranks, %.1f s of %.1f s in communication (%.1f%%), optimizer state %s "
-               "per rank",
-               dist_size(), dist_comm_seconds(), secs,
-               secs > 0 ? 100.0 * dist_comm_seconds() / secs : 0.0,
+        su_log("sft: %d ranks: %.1f s of the steps' %.1f s in communication (%.1f%%), optimizer "
+               "state %s per rank",
+               dist_size(), comm_secs, loop_secs, loop_secs > 0 ? 100.0 * comm_secs / loop_secs : 0.0,
                su_bytes((double)optim_state_size(&s.opt)));
     if (!rc)
         tu_log_summary("sft", s.at.step - s.start_step, s.responses, "responses",

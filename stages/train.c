@@ -576,22 +576,24 @@ static int train_run(config *c, metrics *eval, int *have_eval, double *seconds, 
     memset(&t, 0, sizeof t);
     t.cfg = c;
     t.start = su_now();
+    double loop_secs = 0, comm_secs = 0;
     int rc = setup(&t, err);
     if (!rc) {
         su_log("train: %zu train / %zu eval examples, %ld steps, policy from %s, %s", t.n_train,
                t.n_eval, t.total_steps,
                cfg_str(c, "train.init")[0] ? cfg_str(c, "train.init") : cfg_str(c, "reference.model"),
                su_blas_info());
+        double loop_start = su_now(), comm_start = dist_comm_seconds();
         rc = train_loop(&t, err);
+        loop_secs = su_now() - loop_start, comm_secs = dist_comm_seconds() - comm_start;
     }
     if (!rc && t.step == t.total_steps && t.n_eval && !t.have_eval) rc = evaluate(&t, err);
     if (!rc && dist_rank() == 0) rc = export_model(&t, err);
     double secs = su_now() - t.start;
     if (!rc && dist_size() > 1)
-        su_log("train: %d ranks, %.1f s of %.1f s in communication (%.1f%%), optimizer state %s "
-               "per rank",
-               dist_size(), dist_comm_seconds(), secs,
-               secs > 0 ? 100.0 * dist_comm_seconds() / secs : 0.0,
+        su_log("train: %d ranks: %.1f s of the steps' %.1f s in communication (%.1f%%), optimizer "
+               "state %s per rank",
+               dist_size(), comm_secs, loop_secs, loop_secs > 0 ? 100.0 * comm_secs / loop_secs : 0.0,
                su_bytes((double)optim_state_size(&t.opt)));
     if (!rc && t.pol) su_log_weights_read("train", t.pol, t.num_tokens - t.resumed_tokens);
     if (!rc)

@@ -108,7 +108,7 @@ while read -r name m sets; do
     [ "$name" = lora ] && w=adapter/adapter_model.safetensors
     expect_cmp "$m $name: weights" weights $m-$name-2/$w $m-$name-1/$w 1e-5
 done <runs
-grep -q "2 ranks, .* in communication" gpt2-adamw_accum2-2.log
+grep -q "2 ranks: .* in communication" gpt2-adamw_accum2-2.log
 expect_eq "train: the share of time in communication is reported" $? 0
 
 cat >sft.yaml <<'YAML'
