@@ -81,6 +81,18 @@ static int run(command_fn fn, int argc, char **argv) {
         fprintf(stderr, "dpoc: %s\n", err.msg);
         return 1;
     }
+    /* The other commands are one process's: under mpirun every rank would
+     * do the whole job and write the same files. */
+    static const char *const parallel[] = {"sft", "precompute", "train", "sweep"};
+    int is_parallel = 0;
+    for (int i = 0; i < 4; i++) is_parallel |= !strcmp(argv[0], parallel[i]);
+    if (dist_size() > 1 && !is_parallel) {
+        if (dist_rank() == 0)
+            fprintf(stderr, "dpoc %s: runs in one process; under mpirun only sft, precompute, "
+                            "train and sweep run (data parallel)\n", argv[0]);
+        dist_finalize();
+        return 2;
+    }
     static FILE *quiet;
     if (dist_rank() > 0 && (quiet = fopen("/dev/null", "w"))) log_set_stream(quiet);
     int rc = fn(argc, argv);

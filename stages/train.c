@@ -680,7 +680,7 @@ static int sweep_run(config *c, dp_err *err) {
         }
         cfg_free(d);
     }
-    if (!rc) {
+    if (!rc && dist_rank() == 0) {
         printf("\n| run | eval loss | eval reward accuracy | eval margin | wall time (s) |\n");
         printf("|---|---|---|---|---|\n");
         for (long i = 0; i < combos; i++) {

@@ -83,7 +83,21 @@ expect_eq "precompute: rows" "$(wc -l <two.dump)" 22
 expect_cmp "precompute: 2 ranks vs one process" dump two.dump one.dump 1e-5
 cmp -s one.dump two.dump; expect_eq "precompute: bit-identical at the same thread count" $? 0
 grep -q "merged the other ranks' parts" pre2.log; expect_eq "precompute: rank 0 merged the parts" $? 0
+# A rank that died left its part (here: made by hand as --shard 2/2 makes
+# it): the rerun reuses it and the merged store is a single run's.
+"$DPOC" precompute -c gpt2.yaml --shard 2/2 --set store=resume.sqlite.rank-1 2>/dev/null
+expect_eq "precompute: rank 1's part, by hand" $? 0
+mpi precompute -c gpt2.yaml --set store=resume.sqlite 2>pre3.log
+expect_eq "precompute: rerun over a part" $? 0
+grep -q "precompute: 12 computed, 10 reused" pre3.log
+expect_eq "precompute: the part's rows reused ($(grep -o '[0-9]* computed, [0-9]* reused' pre3.log))" $? 0
+"$DPOC" store dump resume.sqlite --per-token >resume.dump
+cmp -s one.dump resume.dump; expect_eq "precompute: resumed from a part == one process" $? 0
 "$DPOC" precompute -c llama.yaml 2>/dev/null; expect_eq "precompute llama" $? 0
+# The other commands are one process's.
+mpi store info gpt2.sqlite >info.log 2>&1; rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "runs in one process" info.log && ok \
+    || bad "store info under mpirun: exit $rc, $(head -n 1 info.log)"
 
 # ---- train and sft: two ranks against one process ---------------------------
 # NAME MODEL then --set overrides
