@@ -282,20 +282,24 @@ static int optimizer_stream_out(const char *path, const optim *o, const tu_shard
 static int checkpoint_write(const char *tmp, model *m, const optim *o, const tu_shard *sh,
                             const tu_state *s, const char *tag_key, dp_err *err) {
     char path[4300];
+    /* With adapters the base is the run's init: only they are saved. */
+    int rc = model_lora(m) ? model_lora_save(m, tmp, "", err) : model_save(m, tmp, 0, err);
     snprintf(path, sizeof path, "%s/optimizer.bin", tmp);
     if (sh && sh->size > 1) {
-        if (optimizer_stream_out(path, o, sh, err)) return -1;
+        /* the other ranks' slices are taken even after an error */
+        dp_err later;
+        int rc2 = optimizer_stream_out(rc ? NULL : path, o, sh, rc ? &later : err);
+        if (rc || rc2) return -1;
     } else {
+        if (rc) return -1;
         size_t n = optim_state_size(o);
         void *blob = malloc(n);
         if (!blob) return dp_fail(err, "out of memory");
         optim_state_save(o, blob);
-        int rc = tu_write_file_sync(path, blob, n, err);
+        rc = tu_write_file_sync(path, blob, n, err);
         free(blob);
         if (rc) return -1;
     }
-    /* With adapters the base is the run's init: only they are saved. */
-    if (model_lora(m) ? model_lora_save(m, tmp, "", err) : model_save(m, tmp, 0, err)) return -1;
     char state[512];
     int k = snprintf(state, sizeof state,
                      "{\"step\": %ld, \"epoch\": %ld, \"pos\": %zu, \"num_tokens\": %ld, "

@@ -122,6 +122,8 @@ while read -r name m sets; do
     [ "$name" = lora ] && w=adapter/adapter_model.safetensors
     expect_cmp "$m $name: weights" weights $m-$name-2/$w $m-$name-1/$w 1e-5
 done <runs
+grep -qi -e mpi -e rank -e orte gpt2-adamw_accum2-1.log
+expect_eq "one process: nothing of MPI in its output" $? 1
 grep -q "2 ranks: .* in communication" gpt2-adamw_accum2-2.log
 expect_eq "train: the share of time in communication is reported" $? 0
 
@@ -223,6 +225,11 @@ grep -q "stopped by SIGTERM at step" term2.log; expect_eq "SIGTERM to a rank: st
 expect_eq "2-rank checkpoint resumed by one process" $? 0
 expect_cmp "2-rank checkpoint resumed by one process: weights" weights \
     term2/model/model.safetensors full1/model/model.safetensors 1e-4
+
+# An error on the ranks: each says which it is, and the job ends (no hang).
+mpi train -c gpt2.yaml --set store=nope.sqlite >nope.log 2>&1; rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q '^rank [01]/2: nope.sqlite: no such store; run `make precompute`$' nope.log && ok \
+    || bad "an error under mpirun: exit $rc, $(grep -v '^dpoc' nope.log | head -n 1)"
 
 # model info: the memory per rank
 "$DPOC" model info gpt2 --ranks 2 >info.out 2>&1; expect_eq "model info --ranks 2" $? 0

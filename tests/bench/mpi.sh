@@ -51,9 +51,9 @@ train:
   resume: never
 YAML
 "$DPOC" precompute -c "$D/p.yaml" 2>"$D/precompute.log" || { tail -n 3 "$D/precompute.log" >&2; exit 1; }
-"$DPOC" train -c "$D/p.yaml" --set train.output=one --set train.threads=2 2>"$D/one.log" ||
+"$DPOC" train -c "$D/p.yaml" --set train.output="$D/one" --set train.threads=2 2>"$D/one.log" ||
     { tail -n 3 "$D/one.log" >&2; exit 1; }
-timeout 1800 mpirun -np 2 "$DPOC" train -c "$D/p.yaml" --set train.output=two >"$D/two.log" 2>&1 ||
+timeout 1800 mpirun -np 2 "$DPOC" train -c "$D/p.yaml" --set train.output="$D/two" >"$D/two.log" 2>&1 ||
     { tail -n 3 "$D/two.log" >&2; exit 1; }
 "$PYTHON" - "$D" <<'PY'
 import json, re, sys
