@@ -18,7 +18,6 @@
  * at the next step boundary, then exit 128 + signal. */
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -426,7 +425,7 @@ static int sft_loop(sft *s, dp_err *err) {
             stopped_by = sig;
             rc = dp_fail(err, "sft: stopped by %s at step %ld; checkpoint saved in %s/checkpoint; "
                               "rerun the same command to resume",
-                         sig == SIGINT ? "SIGINT" : "SIGTERM", at->step, s->out_dir);
+                         tu_stop_name(sig), at->step, s->out_dir);
         }
     }
     return rc;

@@ -14,7 +14,6 @@
  * boundary, then exit 128 + signal. */
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -554,7 +553,7 @@ static int train_loop(trainer *t, dp_err *err) {
             stopped_by = sig;
             rc = dp_fail(err, "train: stopped by %s at step %ld; checkpoint saved in %s/checkpoint; "
                               "rerun the same command to resume",
-                         sig == SIGINT ? "SIGINT" : "SIGTERM", t->step, t->out_dir);
+                         tu_stop_name(sig), t->step, t->out_dir);
         }
     }
     free(batch);

@@ -473,6 +473,13 @@ void tu_stop_install(void) {
     sa.sa_flags = SA_RESTART;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    /* mpirun forwards SIGUSR1 to every rank; SIGTERM it follows with SIGKILL
+     * after odls_base_sigkill_timeout (1 s) */
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+const char *tu_stop_name(int sig) {
+    return sig == SIGINT ? "SIGINT" : sig == SIGUSR1 ? "SIGUSR1" : "SIGTERM";
 }
 
 int tu_stop_signal(void) { return (int)dist_allreduce_max((long)stop_requested); }

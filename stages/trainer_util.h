@@ -130,12 +130,15 @@ int tu_checkpoint_load(const char *dir, const char *tag_key, const char *want_ta
                        const char *what_to_do, const tu_shard *sh, tu_state *s, optim *o,
                        dp_err *err);
 
-/* SIGTERM and SIGINT (schedulers send SIGTERM before killing) set a flag
- * instead of ending the process; training loops check it at each step
- * boundary with tu_stop_signal, save a checkpoint and stop. tu_stop_signal
- * is collective: the signal any rank received, 0 if none. */
+/* SIGTERM, SIGINT and SIGUSR1 (schedulers send SIGTERM before killing;
+ * mpirun forwards SIGUSR1 to the ranks) set a flag instead of ending the
+ * process; training loops check it at each step boundary with
+ * tu_stop_signal, save a checkpoint and stop; a second signal ends the
+ * process at once. tu_stop_signal is collective: the signal any rank
+ * received, 0 if none. tu_stop_name: "SIGTERM", ... */
 void tu_stop_install(void);
 int tu_stop_signal(void);
+const char *tu_stop_name(int sig);
 
 /* The end of a step line, like precompute's progress line: "elapsed 1m05s,
  * ETA 9m10s" for STEP of TOTAL steps, START the stage's clock (su_now) and

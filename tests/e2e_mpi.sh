@@ -7,7 +7,7 @@
 # ends the job (no hang) and a rerun resumes to the uninterrupted run's
 # weights; SIGTERM saves a checkpoint at the next step and the resumed run is
 # bit-identical (one process, and two ranks resumed by one process to float
-# tolerance). Every mpirun runs under a timeout; a missing mpirun fails.
+# tolerance); SIGUSR1 to mpirun, which forwards it, stops alike. Every mpirun runs under a timeout; a missing mpirun fails.
 . tests/lib.sh
 need_torch
 
@@ -225,6 +225,17 @@ grep -q "stopped by SIGTERM at step" term2.log; expect_eq "SIGTERM to a rank: st
 expect_eq "2-rank checkpoint resumed by one process" $? 0
 expect_cmp "2-rank checkpoint resumed by one process: weights" weights \
     term2/model/model.safetensors full1/model/model.safetensors 1e-4
+
+# SIGUSR1 to mpirun, which forwards it: the same stop.
+# shellcheck disable=SC2086
+timeout 60 mpirun -np 2 "$DPOC" train -c gpt2.yaml --set train.output=usr1 $LONG >usr1.log 2>&1 &
+job=$!
+wait_ckpt usr1
+launcher=$(pgrep -f "^mpirun -np 2 $DPOC train -c gpt2.yaml --set train.output=usr1")
+[ -n "$launcher" ] && kill -USR1 "$launcher"
+wait $job
+grep -q "train: stopped by SIGUSR1 at step [0-9]*; checkpoint saved" usr1.log
+expect_eq "SIGUSR1 to mpirun: stopped with a checkpoint ($(grep -v '^dpoc' usr1.log | head -n 1))" $? 0
 
 # An error on the ranks: each says which it is, and the job ends (no hang).
 mpi train -c gpt2.yaml --set store=nope.sqlite >nope.log 2>&1; rc=$?
