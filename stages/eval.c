@@ -72,6 +72,7 @@ static int load_eval_split(evaluator *ev, dp_err *err) {
     fp_result fp = {0};
     int rc = su_dataset_options(c, ev->tok, &dso, err);
     if (!rc) rc = su_fingerprint(c, ev->tok, &dso, tok_path, &fp, err);
+    ds_options_free(&dso);
     if (rc) return -1;
     store *st = NULL;
     char (*ids)[40] = NULL;

@@ -29,6 +29,7 @@ DECLARE(tokenize)
 DECLARE(store)
 DECLARE(config)
 DECLARE(model)
+DECLARE(template)
 
 static const struct {
     const char *name;
@@ -46,6 +47,7 @@ static const struct {
     {"store", (command_fn[]){cmd_store}, "inspect the cache: info, verify, dump, merge"},
     {"config", (command_fn[]){cmd_config}, "print the resolved configuration or its schema"},
     {"model", (command_fn[]){cmd_model}, "model info: sizes and training memory"},
+    {"template", (command_fn[]){cmd_template}, "render conversations with a model's chat template"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

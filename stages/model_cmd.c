@@ -4,7 +4,8 @@
  * size, at once), the memory training it would take (full and with LoRA),
  * the plans for a budget, and with --check whether every weight is finite; `dpoc model init DIR [--seed N]` writes random weights
  * (N(0, 0.02)) for the config.json in DIR; `dpoc model merge BASE ADAPTER
- * OUT` folds a LoRA adapter into its base and writes a plain model. */
+ * OUT` folds a LoRA adapter into its base and writes a plain model. Info also
+ * names the special tokens and the file each came from (tokenizer.h). */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 
 #include "model.h"
 #include "stage_util.h"
+#include "tokenizer.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -60,6 +62,33 @@ static int parse_long(const char *opt, const char *v, long lo, long hi, long *ou
                 dp_quote(q, v ? v : "", (size_t)-1));
         return -1;
     }
+    return 0;
+}
+
+/* The tokenizer's special tokens, stop ids and chat template, with the
+ * file each came from; nothing when DIR has no tokenizer.json. */
+static int print_tokens(const char *dir, dp_err *err) {
+    char p[4096];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    if (stat(p, &st)) return 0;
+    tokenizer *t;
+    if (tok_load(&t, dir, err)) return -1;
+    printf("special tokens:\n");
+    for (int k = 0; k < tok_special_count(); k++) {
+        const char *src, *s = tok_special(t, k, &src);
+        if (!s) continue;
+        char q[DP_QUOTE_CAP];
+        int id = tok_token_id(t, s, strlen(s));
+        printf("  %-12s %s (id %d) from %s\n", tok_special_name(k), dp_quote(q, s, (size_t)-1), id, src);
+    }
+    const int32_t *stop;
+    size_t n = tok_stop_ids(t, &stop);
+    printf("stop ids:    ");
+    for (size_t i = 0; i < n; i++) printf(" %d", stop[i]);
+    printf("%s\n", n ? "" : " none");
+    printf("chat template: %s\n", tok_chat_template(t) ? tok_chat_template_source(t) : "none");
+    tok_free(t);
     return 0;
 }
 
@@ -269,6 +298,10 @@ int cmd_model(int argc, char **argv) {
             model_plan_describe(&p, line, sizeof line);
             printf("  %-14s %s\n", what[j], line);
         }
+    }
+    if (print_tokens(dir, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
     }
     printf("blas:         OpenBLAS %s\n", model_blas_corename());
     return 0;

@@ -211,11 +211,21 @@ static int do_split(run *r, const char *split, const char *path, log_progress *p
     r->rows_in_window = 0;
     if (ds_open(&rd, path, &r->dso, err)) return -1;
     int rc = 0;
+    long rows = 0;
     for (;;) {
         ds_row row;
         ds_bad why = DS_BAD_NONE;
         int got = ds_next(rd, &row, &why, err);
-        if (got == 0) break;
+        if (got == 0) {
+            /* An empty training file is a mistake to say now, not at train. */
+            if (rows == 0 && !strcmp(split, "train")) {
+                char q[DP_QUOTE_CAP];
+                rc = dp_fail(err, "data.train: %s holds no rows (an empty file, or only blank lines)",
+                             dp_label(q, path));
+            }
+            break;
+        }
+        rows++;
         if (got < 0 || (got == 2 && (rc = bad_row(r, why, err)))) {
             rc = -1;
             break;
@@ -262,6 +272,11 @@ static int do_split(run *r, const char *split, const char *path, log_progress *p
             ds_tokens_free(&tok);
             continue;
         }
+        for (int k = 0; k < 2; k++) /* TRL warns, and splits by count all the same */
+            if (tok.not_prefix[k])
+                su_log("precompute: %s:%ld: %s: the prompt's token ids are not a prefix of the prompt + "
+                       "response ids; the response is what follows the first %d ids, as in TRL",
+                       su_basename(path), row.line, k ? "rejected" : "chosen", tok.n_prompt);
         if ((rc = enqueue(r, &rec, &tok, has, err))) break;
     }
     ds_close(rd);
@@ -272,27 +287,29 @@ static int do_split(run *r, const char *split, const char *path, log_progress *p
     return rc;
 }
 
-/* Under memory.budget: the batch size and streaming that fit, decided from
- * config.json and the safetensors headers before anything is loaded (a
- * batch holds at least one example of max_unit tokens). */
+/* Under memory.budget (or when the run would not fit this machine): the
+ * batch size and streaming that fit, decided from config.json and the
+ * safetensors headers before anything is loaded (a batch holds at least one
+ * example of max_unit tokens). */
 static int plan_budget(const config *c, long max_unit, long *batch_tokens, int *stream,
                        dp_err *err) {
-    size_t budget;
-    if (su_memory_budget(c, &budget, err)) return -1;
-    if (!budget) return 0;
     const char *dir = cfg_str(c, "reference.model");
-    char path[4200];
+    char path[4200], limit_name[200];
     snprintf(path, sizeof path, "%s/config.json", dir);
     model_config mc;
     int wb;
-    model_plan p;
+    size_t limit;
     if (model_read_config(&mc, path, err) || model_weight_bytes(dir, &wb, err)) return -1;
+    model_plan p = model_plan_estimate(&mc, MODEL_JOB_FORWARD, wb, (int)*batch_tokens, *stream, 0,
+                                       0, 0);
+    if (su_memory_limit(c, p.total, &limit, limit_name, sizeof limit_name, err)) return -1;
+    if (!limit) return 0;
     if (model_plan_fit(&p, &mc, MODEL_JOB_FORWARD, wb, (int)*batch_tokens, (int)max_unit, 0,
-                       budget, 0, 0, err))
+                       limit, 0, 0, err))
         return -1;
     char line[400];
     model_plan_describe(&p, line, sizeof line);
-    su_log("precompute: memory plan for %s: %s", cfg_str(c, "memory.budget"), line);
+    su_log("precompute: memory plan for %s: %s", limit_name, line);
     if (p.tokens < *batch_tokens)
         su_log("precompute: batches of at most %d tokens (precompute.batch_tokens %ld) to fit; "
                "values match larger batches to float rounding",
@@ -424,6 +441,7 @@ static void teardown(run *r) {
     if (r->st) store_close(r->st);
     if (r->main_st) store_close(r->main_st);
     model_free(r->ref);
+    ds_options_free(&r->dso);
     tok_free(r->tok);
     fp_result_free(&r->fp);
     cfg_free(r->cfg);

@@ -34,7 +34,8 @@ static void usage(FILE *f) {
             "                         whose probability reaches P, 1 = all (default 1.0)\n"
             "  --seed S               random seed; the same seed gives the same text (default 1)\n"
             "  --max-new-tokens N     at most N generated tokens (default 64); generation stops\n"
-            "                         after the EOS token\n"
+            "                         after an EOS token (generation_config.json's eos_token_id,\n"
+            "                         which may list several, else the tokenizer's EOS)\n"
             "  --special              keep special tokens (the EOS) in the completion text\n"
             "  --threads N            compute threads, 0 = all cores (default 0)\n"
             "  -h, --help             this help\n");
@@ -104,12 +105,19 @@ static int run_prompt(sampler_run *r, const char *prompt, uint64_t index, dp_err
     }
     model_sampler_seed(r->smp, model_stream_seed(r->seed, index));
     int n_out = 0;
-    int rc = model_generate(r->m, kv, r->smp, ids, (int)n, r->max_new, r->eos, r->out, &n_out, err);
+    const int32_t *stop;
+    size_t n_stop = tok_stop_ids(r->tok, &stop);
+    int32_t eos = r->eos;
+    if (!n_stop && eos >= 0) stop = &eos, n_stop = 1;
+    int rc = model_generate_until(r->m, kv, r->smp, ids, (int)n, r->max_new, stop, (int)n_stop,
+                                  r->out, &n_out, err);
     model_kv_free(kv);
     free(ids);
     if (rc) return -1;
     int n_text = n_out;
-    if (!r->special && n_text > 0 && r->out[n_text - 1] == r->eos) n_text--;
+    int stopped = 0;
+    for (size_t k = 0; k < n_stop && n_text > 0 && !stopped; k++) stopped = r->out[n_text - 1] == stop[k];
+    if (!r->special && stopped) n_text--;
     char *text = NULL, *clean = NULL;
     size_t len = 0, clean_len = 0;
     if (tok_decode(r->tok, r->out, (size_t)n_text, &text, &len, err)) return -1;

@@ -356,6 +356,7 @@ static void teardown(sft *s) {
     model_free(s->m);
     examples_free(&s->train);
     examples_free(&s->eval);
+    ds_options_free(&s->dso);
     tok_free(s->tok);
 }
 

@@ -11,6 +11,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
 
 void su_tokenizer_path(const config *c, char *buf, size_t size) {
     const char *t = cfg_str(c, "reference.tokenizer");
@@ -59,8 +61,58 @@ int su_dataset_options(const config *c, const tokenizer *t, ds_options *o, dp_er
                                             "mistral", "zephyr", "gemma"};
     memset(o, 0, sizeof *o);
     o->format = (ds_format)pick(cfg_str(c, "data.format"), formats, 4);
-    o->chat_template = (ds_template)pick(cfg_str(c, "data.chat_template"), templates, 7);
+    const char *tpl = cfg_str(c, "data.chat_template");
+    int known = 0;
+    for (int i = 0; i < 7; i++) known |= !strcmp(tpl, templates[i]);
+    size_t tl = strlen(tpl);
+    int file = tl > 6 && !strcmp(tpl + tl - 6, ".jinja");
+    if (!known && !file) {
+        char q[DP_QUOTE_CAP];
+        return dp_fail(err, "data.chat_template: expected auto, chatml, llama3, llama2, mistral, zephyr, "
+                            "gemma or a path to a .jinja file, got %s", dp_quote(q, tpl, (size_t)-1));
+    }
+    o->chat_template = (ds_template)pick(tpl, templates, 7);
     o->tokenizer_template = tok_chat_template(t);
+    if (file || (o->chat_template == DS_TEMPLATE_AUTO && tok_chat_template(t))) {
+        /* The model's own template (or the file): rendered as transformers does. */
+        const char *source;
+        dp_err perr;
+        if (ds_chat_load(file ? tpl : NULL, t, &o->jinja, &source, &perr)) {
+            if (file) return dp_fail(err, "data.chat_template: %s", perr.msg);
+            su_log("data.chat_template: auto: the model's own template does not parse (%s); guessing "
+                   "a built-in template from its markers instead", perr.msg);
+        } else {
+            if (!file && ds_chat_load_tool_use(t, &o->jinja_tools, err)) return -1;
+            o->jinja_tok = t;
+            su_log("data.chat_template: %s: conversational rows are rendered with %s", tpl,
+                   file ? "this file" : source);
+            /* The template and its variables, for the fingerprint. */
+            XXH3_state_t st;
+            XXH3_INITSTATE(&st);
+            XXH3_128bits_reset(&st);
+            const char *text = file ? NULL : tok_chat_template(t);
+            if (file) XXH3_128bits_update(&st, tpl, tl); /* the path stands in; its content below */
+            if (text) XXH3_128bits_update(&st, text, strlen(text) + 1);
+            if (o->jinja_tools) {
+                const char *tu = tok_chat_template_tool_use(t);
+                XXH3_128bits_update(&st, tu, strlen(tu) + 1);
+            }
+            if (file) {
+                FILE *f = fopen(tpl, "rb");
+                char buf[4096];
+                for (size_t k; f && (k = fread(buf, 1, sizeof buf, f)) > 0;) XXH3_128bits_update(&st, buf, k);
+                if (f) fclose(f);
+            }
+            for (int k = 0; k < tok_special_count(); k++) {
+                const char *v = tok_special(t, k, NULL);
+                XXH3_128bits_update(&st, tok_special_name(k), strlen(tok_special_name(k)) + 1);
+                if (v) XXH3_128bits_update(&st, v, strlen(v) + 1);
+            }
+            XXH128_hash_t h = XXH3_128bits_digest(&st);
+            snprintf(o->jinja_id, sizeof o->jinja_id, "jinja:%016llx%016llx", (unsigned long long)h.high64,
+                     (unsigned long long)h.low64);
+        }
+    }
     o->max_length = (int)cfg_int(c, "data.max_length");
     o->max_prompt_length = (int)cfg_int(c, "data.max_prompt_length");
     o->truncation = !strcmp(cfg_str(c, "data.truncation"), "keep_start") ? DS_KEEP_START : DS_KEEP_END;
@@ -77,7 +129,8 @@ int su_fingerprint(const config *c, const tokenizer *t, const ds_options *o,
     const char *tpl = cfg_str(c, "data.chat_template");
     ds_template resolved;
     dp_err ignored;
-    if (o->chat_template == DS_TEMPLATE_AUTO && ds_resolve_template(o, &resolved, &ignored) == 0)
+    if (o->jinja) tpl = o->jinja_id;
+    else if (o->chat_template == DS_TEMPLATE_AUTO && ds_resolve_template(o, &resolved, &ignored) == 0)
         tpl = ds_template_name(resolved);
     fp_inputs in = {
         .model_dir = cfg_str(c, "reference.model"),
@@ -307,10 +360,20 @@ int su_parse_size(const char *text, const char *field, size_t *out, dp_err *err)
     return 0;
 }
 
-int su_memory_budget(const config *c, size_t *out, dp_err *err) {
+int su_memory_limit(const config *c, size_t need, size_t *out, char *label, size_t cap,
+                    dp_err *err) {
     const char *b = cfg_str(c, "memory.budget");
     *out = 0;
-    return b[0] ? su_parse_size(b, "memory.budget", out, err) : 0;
+    if (b[0]) {
+        snprintf(label, cap, "memory.budget %s", b);
+        return su_parse_size(b, "memory.budget", out, err);
+    }
+    size_t machine = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    if (need > machine / 10 * 9) {
+        *out = machine / 10 * 9;
+        snprintf(label, cap, "90%% of this machine's %s (no memory.budget set)", su_bytes((double)machine));
+    }
+    return 0;
 }
 
 void su_log_weights_read(const char *who, const model *m, long tokens) {

@@ -88,7 +88,12 @@ int su_parse_size(const char *text, const char *field, size_t *out, dp_err *err)
  * weights are float32). */
 void su_log_weights_read(const char *who, const model *m, long tokens);
 
-/* memory.budget of C in bytes, 0 when unset. */
-int su_memory_budget(const config *c, size_t *out, dp_err *err);
+/* The memory a run must plan within: memory.budget; else, when the run as
+ * configured would need more than this machine has (NEED bytes by its
+ * estimate), 90% of the machine's memory, so a model too big for it streams
+ * or stops up front instead of meeting the OOM killer; else 0 (nothing to
+ * plan). LABEL gets how to name the limit in messages. */
+int su_memory_limit(const config *c, size_t need, size_t *out, char *label, size_t cap,
+                    dp_err *err);
 
 #endif

@@ -36,11 +36,12 @@ static const char usage_info[] =
 
 static const char usage_verify[] =
     "usage: dpoc store verify STORE\n"
-    "  Runs SQLite's integrity and foreign-key checks, then checks every reference,\n"
-    "  every example and every reference row as dump and train read them: each blob\n"
-    "  decoded (zstd checksum, size against the row's token counts), token ids, finite\n"
-    "  log-probabilities and sums. Exit 0 when all is well, 1 with the first problem\n"
-    "  found (its row and field).\n"
+    "  Checks the schema is exactly the one dpoc writes (no views, triggers or objects\n"
+    "  of one's own), runs SQLite's integrity and foreign-key checks, then checks\n"
+    "  every reference, every example and every reference row as dump and train read\n"
+    "  them: each blob decoded (zstd checksum, size against the row's token counts),\n"
+    "  token ids, finite log-probabilities and sums. Exit 0 when all is well, 1 with\n"
+    "  the first problem found (its object, or its row and field).\n"
     "  --help   this text\n";
 
 static const char usage_dump[] =
@@ -58,6 +59,8 @@ static const char usage_merge[] =
     "  Copies every reference, example and reference row of each IN store into OUT\n"
     "  (created if missing). Rows already in OUT are kept; a fingerprint present in both\n"
     "  with a different description is refused, and that IN is not merged at all.\n"
+    "  Each IN is checked whole (schema, SQLite's integrity check) before OUT is\n"
+    "  touched.\n"
     "  --help   this text\n";
 
 static int is_help(const char *arg) { return !strcmp(arg, "--help") || !strcmp(arg, "-h"); }

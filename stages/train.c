@@ -354,6 +354,7 @@ static int setup(trainer *t, dp_err *err) {
     ds_options dso;
     int rc = su_dataset_options(c, tok, &dso, err);
     if (!rc) rc = su_fingerprint(c, tok, &dso, tok_path, &t->fp, err);
+    ds_options_free(&dso);
     tok_free(tok);
     if (rc) return -1;
     /* rank 0 writes the run and its metrics; the others only read */

@@ -97,30 +97,30 @@ int tu_load_policy(model **out, const char *init, const char *init_config, uint6
 
 int tu_plan_budget(const config *c, const char *section, const char *init, int *grad_accum,
                    int batch, long unit, model_options *mo, int *stream, dp_err *err) {
-    size_t budget;
-    *stream = 0;
-    if (su_memory_budget(c, &budget, err)) return -1;
-    if (!budget) return 0;
-    char path[4200];
+    char path[4200], limit_name[200];
     snprintf(path, sizeof path, "%s/config.json", init);
     model_config mc;
     int wb;
+    size_t limit;
+    *stream = 0;
     if (model_read_config(&mc, path, err) || model_weight_bytes(init, &wb, err)) return -1;
     model_job job = mo->lora.r > 0 ? MODEL_JOB_LORA : MODEL_JOB_TRAIN;
-    model_plan p;
+    model_plan p = model_plan_estimate(&mc, job, wb, mo->max_tokens, 0, mo->recompute, mo->lora.r,
+                                       mo->lora.targets);
+    if (su_memory_limit(c, p.total, &limit, limit_name, sizeof limit_name, err)) return -1;
+    if (!limit) return 0;
     int rc = -1;
     for (int a = *grad_accum; a <= batch && rc; a++) {
         if (batch % a) continue;
         int tokens = (int)((long)(batch / a) * unit);
-        rc = model_plan_fit(&p, &mc, job, wb, tokens, tokens, mo->recompute, budget, mo->lora.r,
+        rc = model_plan_fit(&p, &mc, job, wb, tokens, tokens, mo->recompute, limit, mo->lora.r,
                             mo->lora.targets, err);
         if (!rc) *grad_accum = a;
     }
     if (rc) return -1; /* the error of the smallest micro-batch, one pair */
     char line[400];
     model_plan_describe(&p, line, sizeof line);
-    su_log("%s: memory plan for %s: %s; grad_accum %d", section, cfg_str(c, "memory.budget"), line,
-           *grad_accum);
+    su_log("%s: memory plan for %s: %s; grad_accum %d", section, limit_name, line, *grad_accum);
     mo->max_tokens = p.tokens;
     mo->recompute = p.recompute;
     *stream = p.stream;

@@ -7,7 +7,7 @@
 #   test:              runtime plus what only make test, make bench and make
 #                      fuzz use (the PyTorch oracle, Node.js for the tokenizer
 #                      fixtures, the sqlite3/zstd command lines, clang for
-#                      libFuzzer).
+#                      libFuzzer, python3-jinja2 for the chat-template oracle).
 # One package per word; add a package to the set that first needs it.
 set -u
 RUNTIME_PKGS="
@@ -18,7 +18,7 @@ libopenmpi-dev openmpi-bin
 gnuplot-nox
 "
 TEST_PKGS="
-python3 python3-torch python3-numpy
+python3 python3-torch python3-numpy python3-jinja2
 nodejs npm
 sqlite3 zstd
 clang libclang-rt-14-dev libomp-14-dev

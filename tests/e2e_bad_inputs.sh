@@ -233,6 +233,18 @@ store("negative_id.sqlite", ("UPDATE ref_rows SET chosen_ids = ?", (blob("i", [1
 store("bad_id.sqlite", "UPDATE examples SET id = 'ex1; drop'",
       "UPDATE ref_rows SET example_id = 'ex1; drop'")
 store("no_table.sqlite", "DROP TABLE ref_rows")
+# Altered by hand: SQL that would run forever in place of a table, objects
+# of one's own (refused by name before any table is read).
+ENDLESS = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) "
+store("view_examples.sqlite", "DROP TABLE examples", "CREATE VIEW examples AS " + ENDLESS +
+      "SELECT printf('ex%d', n) AS id, 'train' AS split, 'x' AS source, 1 AS line, n AS ord FROM c")
+store("view_refs.sqlite", "DROP TABLE refs", "CREATE VIEW refs AS " + ENDLESS +
+      "SELECT printf('fp%d', n) AS fingerprint, '{}' AS description FROM c")
+store("view_ref_rows.sqlite", "DROP TABLE ref_rows", "CREATE VIEW ref_rows AS " + ENDLESS +
+      "SELECT 'ex1' AS example_id, printf('fp%d', n) AS fingerprint FROM c")
+store("trigger.sqlite", "CREATE TRIGGER spy AFTER INSERT ON examples BEGIN SELECT 1; END")
+store("extra_view.sqlite", "CREATE VIEW endless AS " + ENDLESS + "SELECT n FROM c")
+store("extra_column.sqlite", "ALTER TABLE ref_rows ADD COLUMN note TEXT")
 store("merge_out.sqlite")
 os.remove("blob.raw")
 EOF
@@ -464,8 +476,24 @@ bad_input "store negative token id" \
 bad_input "store bad example id" \
     'bad_id.sqlite: example id "ex1; drop": expected only [0-9A-Za-z_.:-], found byte 0x3b' \
     "$DPOC" store dump bad_id.sqlite
-bad_input "store missing table" 'no_table.sqlite: reading statistics: no such table: ref_rows' \
+bad_input "store missing table" 'no_table.sqlite: table ref_rows is missing; refusing a store that was altered' \
     "$DPOC" store info no_table.sqlite
+# `timeout`: a regression would hang, not fail, without it.
+ALTERED='refusing a store that was altered'
+bad_input "store view in place of examples" "view_examples.sqlite: examples is a view, not the table dpoc writes; $ALTERED" \
+    timeout 20 "$DPOC" store verify view_examples.sqlite
+bad_input "store view in place of refs" "view_refs.sqlite: refs is a view, not the table dpoc writes; $ALTERED" \
+    timeout 20 "$DPOC" store info view_refs.sqlite
+bad_input "store view in place of ref_rows" "view_ref_rows.sqlite: ref_rows is a view, not the table dpoc writes; $ALTERED" \
+    timeout 20 "$DPOC" store dump view_ref_rows.sqlite
+bad_input "store extra trigger" "trigger.sqlite: trigger spy is not part of a dpoc store; $ALTERED" \
+    timeout 20 "$DPOC" store verify trigger.sqlite
+bad_input "store extra view" "extra_view.sqlite: view endless is not part of a dpoc store; $ALTERED" \
+    timeout 20 "$DPOC" store info extra_view.sqlite
+bad_input "store extra column" "extra_column.sqlite: table ref_rows: column note is not in the one dpoc writes; $ALTERED" \
+    timeout 20 "$DPOC" store dump extra_column.sqlite
+bad_input "store merge from an altered store" "view_refs.sqlite: refs is a view, not the table dpoc writes; $ALTERED" \
+    timeout 20 "$DPOC" store merge merge_out.sqlite view_refs.sqlite
 bad_input "store merge from a non-store" 'text.sqlite: not a dpoc store: the file is not an SQLite database' \
     "$DPOC" store merge merge_out.sqlite text.sqlite
 bad_input "store merge from a newer schema" 'newer.sqlite: schema version 2 is newer than this dpoc understands (1)' \

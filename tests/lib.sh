@@ -43,6 +43,22 @@ tiny_model() {
     "$DPOC" model init "$1" --seed 7 >/dev/null 2>&1; expect_eq "model init" $? 0
 }
 
+# tiny_llama DIR: a Llama config with grouped-query attention (4 heads, 2 KV
+# heads) and an untied head on the byte-level tokenizer (vocabulary 257),
+# with the tokenizer files; no weights (dpoc model init DIR makes them).
+tiny_llama() {
+    mkdir -p "$1"
+    cp examples/tiny/model/tokenizer.json examples/tiny/model/tokenizer_config.json "$1/"
+    cat >"$1/config.json" <<'JSON'
+{"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 257,
+ "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+ "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+ "max_position_embeddings": 128, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
+ "hidden_act": "silu", "tie_word_embeddings": false,
+ "bos_token_id": 256, "eos_token_id": 256, "torch_dtype": "float32"}
+JSON
+}
+
 # tiny_data N_TRAIN N_EVAL: $TMP/data/train.jsonl and eval.jsonl, the first
 # rows of examples/data's splits.
 tiny_data() {

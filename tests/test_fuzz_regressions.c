@@ -24,6 +24,8 @@
 #include "fuzz/fuzz_jsonl.c"
 #include "fuzz/fuzz_safetensors.c"
 #include "fuzz/fuzz_store_blob.c"
+#include "fuzz/fuzz_store_open.c"
+#include "fuzz/fuzz_template.c"
 #include "fuzz/fuzz_tokenize.c"
 #include "fuzz/fuzz_tokenizer_json.c"
 
@@ -111,6 +113,8 @@ static void test_tokenize(void) { replay("tokenize", fuzz_tokenize); }
 static void test_jsonl(void) { replay("jsonl", fuzz_jsonl); }
 static void test_config(void) { replay("config", fuzz_config); }
 static void test_store_blob(void) { replay("store_blob", fuzz_store_blob); }
+static void test_store_open(void) { replay("store_open", fuzz_store_open); }
+static void test_template(void) { replay("template", fuzz_template); }
 
 int main(void) {
     fuzz_dir();  /* made here, shared by the children, removed at exit even after a crash */
@@ -120,5 +124,7 @@ int main(void) {
     RUN(test_jsonl);
     RUN(test_config);
     RUN(test_store_blob);
+    RUN(test_store_open);
+    RUN(test_template);
     return check_summary();
 }

@@ -13,11 +13,13 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
 #include "check.h"
 #include "store.h"
+#include "store_internal.h" /* test_work_bound runs SQL of its own (store_exec) */
 
 static char tmpdir[64];
 
@@ -957,6 +959,177 @@ static void test_schema_embedded(void) {
     sqlite3_close(db);
 }
 
+/* ---- stores altered by hand ------------------------------------------------ */
+
+/* The whole file at PATH, malloc'd, its size in *n (NULL if unreadable). */
+static char *read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc(len > 0 ? (size_t)len : 1);
+    *n = buf && len > 0 ? fread(buf, 1, (size_t)len, f) : 0;
+    fclose(f);
+    return buf;
+}
+
+static int copy_file(const char *from, const char *to) {
+    size_t n = 0;
+    char *buf = read_file(from, &n);
+    FILE *f = buf ? fopen(to, "wb") : NULL;
+    int ok = f && fwrite(buf, 1, n, f) == n;
+    if (f) ok = fclose(f) == 0 && ok;
+    free(buf);
+    return ok ? 0 : -1;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+#define ENDLESS "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) "
+
+/* Every alteration is refused on opening, read-only and for writing, with
+ * one line naming the file and the object, before any table is read. */
+static void test_hostile_schema(void) {
+    const char *good = tmp_path("hostile_good.db"), *path = tmp_path("hostile.db");
+    const char *ids[] = {"h1", "h2"};
+    int seeds[] = {1, 2};
+    CHECK(build_store(good, FP1, DESC1, ids, seeds, 2) == 0);
+    static const struct {
+        const char *sql, *why;
+    } cases[] = {
+        {"DROP TABLE refs; CREATE VIEW refs AS " ENDLESS
+         "SELECT 'fp' || n AS fingerprint, '{}' AS description FROM c",
+         "refs is a view, not the table dpoc writes"},
+        {"DROP TABLE examples; CREATE VIEW examples AS " ENDLESS "SELECT printf('e%d', n) AS id, "
+         "'train' AS split, 'x' AS source, 1 AS line, n AS ord FROM c",
+         "examples is a view, not the table dpoc writes"},
+        {"CREATE TRIGGER t1 BEFORE INSERT ON examples BEGIN SELECT 1; END",
+         "trigger t1 is not part of a dpoc store"},
+        {"CREATE VIEW v AS " ENDLESS "SELECT n FROM c", "view v is not part of a dpoc store"},
+        {"CREATE TABLE extra (x)", "table extra is not part of a dpoc store"},
+        {"CREATE INDEX extra_i ON examples (source)", "index extra_i is not part of a dpoc store"},
+        {"ALTER TABLE refs ADD COLUMN note TEXT", "table refs: column note is not in the one dpoc writes"},
+        {"ALTER TABLE runs RENAME COLUMN name TO title",
+         "table runs: column title is not in the one dpoc writes"},
+        {"DROP INDEX examples_order", "index examples_order is missing"},
+        {"DROP INDEX examples_order; CREATE INDEX examples_order ON examples (ord DESC, id)",
+         "index examples_order: key 0 differs from the one dpoc writes"},
+        {"DROP INDEX examples_order; CREATE INDEX examples_order ON ref_rows (fingerprint)",
+         "index examples_order is on ref_rows, not on the table dpoc indexes"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK(copy_file(good, path) == 0 && raw_sql(path, cases[i].sql) == 0);
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s: %s; refusing a store that was altered", path, cases[i].why);
+        for (int mode = STORE_READONLY; mode <= STORE_WRITE; mode++) {
+            dp_err err;
+            store *s = NULL;
+            double t0 = now_seconds();
+            CHECK_MSG(store_open(&s, path, mode, &err) == -1 && s == NULL, "case %zu", i);
+            CHECK_STR(err.msg, msg);
+            CHECK_MSG(now_seconds() - t0 < 2.0, "case %zu took %.1f s", i, now_seconds() - t0);
+            store_close(s);
+        }
+    }
+}
+
+/* A statement that does more work than the store's size can explain stops
+ * within seconds as an error naming the store, and the next statement gets
+ * a fresh budget. */
+static void test_work_bound(void) {
+    const char *path = tmp_path("bound.db");
+    const char *ids[] = {"b1"};
+    int seeds[] = {1};
+    CHECK(build_store(path, FP1, DESC1, ids, seeds, 1) == 0);
+    dp_err err;
+    store *s = NULL;
+    CHECK(store_open(&s, path, STORE_READONLY, &err) == 0);
+    if (!s) return;
+    double t0 = now_seconds();
+    CHECK(store_exec(s, ENDLESS "SELECT count(*) FROM c", "counting", &err) == -1);
+    double secs = now_seconds() - t0;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: counting: a query ran past its work bound", path);
+    CHECK_MSG(!strncmp(err.msg, msg, strlen(msg)), "got: %s", err.msg);
+#ifdef __SANITIZE_ADDRESS__
+    const double limit = 60.0; /* every allocation SQLite makes goes through ASan: ~10x slower */
+#else
+    const double limit = 10.0;
+#endif
+    CHECK_MSG(secs < limit, "the endless query ran %.1f s", secs);
+    fprintf(stderr, "endless query stopped after %.2f s\n", secs);
+    store_info info;
+    CHECK(store_get_info(s, &info, &err) == 0 && info.n_ref_rows == 1);
+    store_close(s);
+}
+
+/* Overwrites the first bytes of TABLE's root page after the page header's
+ * first byte, so the schema reads fine but the table does not. */
+static int smash_root_page(const char *path, const char *table) {
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long page = 0, root = 0;
+    if (sqlite3_open(path, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT page_size, rootpage FROM pragma_page_size(), sqlite_schema "
+                               "WHERE name = ?1", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            page = (long)sqlite3_column_int64(st, 0);
+            root = (long)sqlite3_column_int64(st, 1);
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    FILE *f = page && root ? fopen(path, "r+b") : NULL;
+    if (!f) return -1;
+    static const char junk[12] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+    int ok = fseek(f, (root - 1) * page + 3, SEEK_SET) == 0 && fwrite(junk, 1, 12, f) == 12;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* Merging from a hostile store (altered schema, damaged page) refuses
+ * before the destination is touched: its rows and bytes stay as they were. */
+static void test_merge_hostile(void) {
+    const char *dst = tmp_path("mh_dst.db"), *good = tmp_path("mh_good.db");
+    const char *view = tmp_path("mh_view.db"), *smashed = tmp_path("mh_smashed.db");
+    const char *ids[] = {"g1", "g2"}, *ids2[] = {"g3"};
+    int seeds[] = {1, 2}, seeds2[] = {3};
+    CHECK(build_store(dst, FP1, DESC1, ids, seeds, 2) == 0);
+    CHECK(build_store(good, FP1, DESC1, ids2, seeds2, 1) == 0);
+    CHECK(copy_file(good, view) == 0 && copy_file(good, smashed) == 0);
+    CHECK(raw_sql(view, "DROP TABLE ref_rows; CREATE VIEW ref_rows AS " ENDLESS
+                        "SELECT 'g' || n AS example_id, 'fp' AS fingerprint FROM c") == 0);
+    CHECK(smash_root_page(smashed, "ref_rows") == 0);
+    size_t n_before = 0, n_after = 0;
+    char *before = read_file(dst, &n_before), *rows_before = dump_store(dst);
+    dp_err err;
+    store *s = NULL;
+    long n = 0;
+    CHECK(store_open(&s, dst, STORE_WRITE, &err) == 0);
+    if (!s) return;
+    char msg[512];
+    CHECK(store_merge(s, view, &n, &err) == -1 && n == 0);
+    snprintf(msg, sizeof msg, "%s: ref_rows is a view, not the table dpoc writes; refusing a "
+                              "store that was altered", view);
+    CHECK_STR(err.msg, msg);
+    CHECK(store_merge(s, smashed, &n, &err) == -1 && n == 0);
+    snprintf(msg, sizeof msg, "%s: integrity check failed: ", smashed);
+    CHECK_MSG(!strncmp(err.msg, msg, strlen(msg)), "got: %s", err.msg);
+    store_close(s);
+    char *after = read_file(dst, &n_after), *rows_after = dump_store(dst);
+    CHECK(before && after && n_before == n_after && !memcmp(before, after, n_before));
+    CHECK(rows_before && rows_after && !strcmp(rows_before, rows_after));
+    free(before);
+    free(after);
+    free(rows_before);
+    free(rows_after);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/dpoc-test-store.XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -976,6 +1149,9 @@ int main(void) {
     RUN(test_integrity);
     RUN(test_verify_sees_what_readers_refuse);
     RUN(test_merge);
+    RUN(test_hostile_schema);
+    RUN(test_work_bound);
+    RUN(test_merge_hostile);
     RUN(test_info_runs_metrics);
     RUN(test_readonly);
     RUN(test_full_disk);

@@ -30,6 +30,9 @@ struct ds_reader {
     ds_template tpl;        /* the chat template, when it could be resolved */
     int tpl_resolved;
     dp_err tpl_err;         /* why not, reported on the first conversational row */
+    const tmpl *jinja;      /* opt->jinja: the model's own template */
+    const tmpl *jinja_tools;
+    const tokenizer *jinja_tok;
 
     int kind;
     FILE *fp;               /* plain and zstd */
@@ -232,7 +235,10 @@ int ds_open(ds_reader **out, const char *file, const ds_options *opt, dp_err *er
     }
     /* Resolve the template now: a conversational dataset fails before any
      * row; with format auto the failure waits for a conversational row. */
-    if (ds_resolve_template(opt, &r->tpl, &r->tpl_err) == 0) {
+    r->jinja = opt->jinja;
+    r->jinja_tools = opt->jinja_tools;
+    r->jinja_tok = opt->jinja_tok;
+    if (r->jinja || ds_resolve_template(opt, &r->tpl, &r->tpl_err) == 0) {
         r->tpl_resolved = 1;
     } else if (opt->format == DS_CONVERSATIONAL) {
         dp_fail(err, "%s: %s", path, r->tpl_err.msg);
@@ -561,7 +567,21 @@ static int parse_row(ds_reader *r, json_t *obj, ds_bad *bad, dp_err *err) {
         break;
     }
     case DS_CONVERSATIONAL:
-        rc = row_conversational(r, obj, bad, err);
+        if (r->jinja) {
+            /* The template sees integers as integers (tojson writes 1, not
+             * 1.0): parse again without INT_AS_REAL when the line allows. */
+            char *texts[3];
+            json_t *exact = json_loadb(r->line, r->line_len, JSON_REJECT_DUPLICATES, NULL);
+            rc = ds_chat_row(r->jinja, r->jinja_tools, r->jinja_tok, exact ? exact : obj, r->path, r->lineno, texts, err);
+            json_decref(exact);
+            if (rc == 2) *bad = DS_BAD_FIELD;
+            if (rc) return rc;
+            rc = set_texts(r, texts[0], strlen(texts[0]), texts[1], strlen(texts[1]), texts[2],
+                           strlen(texts[2]), err);
+            for (int i = 0; i < 3; i++) free(texts[i]);
+        } else {
+            rc = row_conversational(r, obj, bad, err);
+        }
         break;
     default:
         return dp_fail(err, "%s: unknown data format %d", r->path, (int)f);
@@ -637,7 +657,8 @@ int ds_next(ds_reader *r, ds_row *row, ds_bad *bad, dp_err *err) {
         row->chosen_len = strlen(r->chosen);
         row->rejected_len = strlen(r->rejected);
         row->line = r->lineno;
-        row->template_bos = r->format == DS_CONVERSATIONAL && chat_starts_with_bos(r->tpl);
+        row->full_render = r->format == DS_CONVERSATIONAL && r->jinja;
+        row->template_bos = r->format == DS_CONVERSATIONAL && !r->jinja && chat_starts_with_bos(r->tpl);
         const char *t[3] = {row->prompt, row->chosen, row->rejected};
         size_t n[3] = {row->prompt_len, row->chosen_len, row->rejected_len};
         content_id(t, n, row->id);
@@ -675,6 +696,55 @@ static int encode_response(const tokenizer *t, const char *text, size_t len, int
     return 0;
 }
 
+static int truncate_row(const ds_options *opt, const char *source, const ds_row *row, ds_tokens *out,
+                        ds_bad *bad, dp_err *err);
+
+/* TRL's current DPO rule for template-rendered rows (dataset.h). */
+static int tokenize_full(const tokenizer *t, const ds_options *opt, const char *source,
+                         const ds_row *row, ds_tokens *out, ds_bad *bad, dp_err *err) {
+    int32_t *ids = NULL;
+    size_t k = 0;
+    if (tok_encode(t, row->prompt, row->prompt_len, 0, &ids, &k, err)) {
+        dp_context(err, "%s:%ld: prompt", source, row->line);
+        return -1;
+    }
+    out->prompt = ids;
+    out->n_prompt = (int)k;
+    const char *texts[2] = {row->chosen, row->rejected};
+    size_t lens[2] = {row->chosen_len, row->rejected_len};
+    for (int r = 0; r < 2; r++) {
+        int32_t *full = NULL;
+        size_t n = 0;
+        if (tok_encode(t, texts[r], lens[r], 0, &full, &n, err)) {
+            dp_context(err, "%s:%ld: %s", source, row->line, r ? "rejected" : "chosen");
+            ds_tokens_free(out);
+            return -1;
+        }
+        size_t np = (size_t)out->n_prompt;
+        out->not_prefix[r] = n < np || memcmp(full, out->prompt, np * sizeof *full) != 0;
+        size_t nr = n > np ? n - np : 0;
+        if (nr) memmove(full, full + np, nr * sizeof *full);
+        *(r ? &out->rejected : &out->chosen) = full;
+        *(r ? &out->n_rejected : &out->n_chosen) = (int)nr;
+        if (nr == 0) {
+            dp_fail(err, "%s:%ld: %s: the full rendering has no tokens after the prompt's %zu", source,
+                    row->line, r ? "rejected" : "chosen", np);
+            ds_tokens_free(out);
+            *bad = DS_BAD_EMPTY;
+            return 2;
+        }
+    }
+    if (out->n_prompt == 0) {
+        dp_fail(err, "%s:%ld: the chat template renders an empty prompt: the model needs at least one "
+                     "prompt token to predict the first response token from",
+                source, row->line);
+        ds_tokens_free(out);
+        *bad = DS_BAD_EMPTY;
+        return 2;
+    }
+    return truncate_row(opt, source, row, out, bad, err);
+}
+
 int ds_tokenize(const tokenizer *t, const ds_options *opt, const char *source_file,
                 const ds_row *row, ds_tokens *out, ds_bad *bad, dp_err *err) {
     char q[DP_QUOTE_CAP];
@@ -684,6 +754,7 @@ int ds_tokenize(const tokenizer *t, const ds_options *opt, const char *source_fi
     if (opt->max_length < 1 || opt->max_prompt_length < 1)
         return dp_fail(err, "data.max_length and data.max_prompt_length: expected >= 1, got %d and %d",
                        opt->max_length, opt->max_prompt_length);
+    if (row->full_render) return tokenize_full(t, opt, source, row, out, bad, err);
     int eos = tok_eos_id(t), bos = tok_bos_id(t);
     if (eos < 0)
         return dp_fail(err, "tokenizer: expected an EOS token to end each response, found none");
@@ -722,6 +793,15 @@ int ds_tokenize(const tokenizer *t, const ds_options *opt, const char *source_fi
         *bad = DS_BAD_EMPTY;
         return 2;
     }
+    return truncate_row(opt, source, row, out, bad, err);
+fail:
+    ds_tokens_free(out);
+    return -1;
+}
+
+/* Truncation (dataset.h); on 2 *out is freed. */
+static int truncate_row(const ds_options *opt, const char *source, const ds_row *row, ds_tokens *out,
+                        ds_bad *bad, dp_err *err) {
     int longer = out->n_chosen > out->n_rejected ? out->n_chosen : out->n_rejected;
     if (out->n_prompt + longer > opt->max_length && out->n_prompt > opt->max_prompt_length) {
         int keep = opt->max_prompt_length;
@@ -743,7 +823,4 @@ int ds_tokenize(const tokenizer *t, const ds_options *opt, const char *source_fi
         if (out->n_rejected > room) out->n_rejected = room;
     }
     return 0;
-fail:
-    ds_tokens_free(out);
-    return -1;
 }

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "template.h"
 #include "tokenizer.h"
 
 typedef enum ds_format { DS_AUTO, DS_STANDARD, DS_IMPLICIT, DS_CONVERSATIONAL } ds_format;
@@ -50,10 +51,22 @@ typedef struct ds_options {
     ds_format format;
     ds_template chat_template;
     const char *tokenizer_template;  /* tokenizer_config.json's template, for auto */
+    tmpl *jinja;                     /* when set, conversational rows are rendered with
+                                        this Jinja template (the model's own, or a .jinja
+                                        file) and tokenized by TRL's rule (ds_tokenize);
+                                        owned: ds_options_free frees it */
+    tmpl *jinja_tools;               /* the model's "tool_use" template, for rows that give
+                                        tools (NULL: jinja); owned */
+    const tokenizer *jinja_tok;      /* its special-token variables (may be NULL) */
+    char jinja_id[80];               /* "jinja:" + a hash of the template and its
+                                        variables, for the reference fingerprint */
     int max_length, max_prompt_length;
     ds_truncation truncation;
     size_t max_line_bytes;           /* a longer line ends reading; 0 = 64 MiB */
 } ds_options;
+
+/* Frees what OPT owns (its jinja template). */
+void ds_options_free(ds_options *opt);
 
 /* Names as the config spells them ("standard", "chatml", "keep_end", ...). */
 const char *ds_format_name(ds_format f);
@@ -79,6 +92,8 @@ typedef struct ds_row {
     char id[40];
     int template_bos;  /* the chat template starts with bos_token: the text
                           leaves it out and ds_tokenize prepends the BOS id */
+    int full_render;   /* opt->jinja: chosen and rejected are the full renders of
+                          prompt + response, split by token count (ds_tokenize) */
 } ds_row;
 
 /* Reads the next row. Returns 1 with *row filled; 0 at end of file; 2 for a
@@ -96,10 +111,16 @@ int ds_next(ds_reader *r, ds_row *row, ds_bad *bad, dp_err *err);
  * (keep_start); the BOS is an ordinary prompt token here, so keep_end drops
  * it as TRL does (TRL adds BOS before truncating). If still too long, both
  * responses are cut to max_length - n_prompt keeping their start (so a cut
- * response loses its EOS). */
+ * response loses its EOS).
+ * Rows rendered with a Jinja template (row->full_render) follow TRL's
+ * current DPO instead: prompt ids = tok_encode(prompt text); each
+ * response's ids = tok_encode(full render) after the first n_prompt ids;
+ * no BOS or EOS beyond what the template wrote. Truncation as above. */
 typedef struct ds_tokens {
     int32_t *prompt, *chosen, *rejected;   /* malloc'd, owned by the caller */
     int n_prompt, n_chosen, n_rejected;
+    int not_prefix[2];  /* full_render rows: the prompt's ids are not a prefix of
+                           chosen's / rejected's full ids (TRL warns; split anyway) */
 } ds_tokens;
 
 /* Returns 0; 2 for a bad row, *bad set and err naming SOURCE:LINE: the
@@ -119,5 +140,43 @@ void ds_tokens_free(ds_tokens *t);
  * malloc'd, owned by the caller. */
 int ds_render_chat(ds_template tpl, const char *const *roles, const char *const *contents,
                    int n, int add_generation_prompt, char **out, dp_err *err);
+
+/* ---- the model's own Jinja template (ds_chat.c) ---- */
+
+/* The variables apply_chat_template passes: MESSAGES and TOOLS (borrowed;
+ * TOOLS NULL is None), add_generation_prompt and T's named special tokens
+ * (T may be NULL). Returns a new JSON object, NULL when out of memory. */
+json_t *ds_chat_vars(const tokenizer *t, const json_t *messages, const json_t *tools,
+                     int add_generation_prompt);
+
+/* Renders MESSAGES with TP and ds_chat_vars; *out is malloc'd and owned by
+ * the caller. Errors: "chat template: LINE:COL: message". */
+int ds_chat_render(const tmpl *tp, const tokenizer *t, const json_t *messages, const json_t *tools,
+                   int add_generation_prompt, char **out, size_t *len, dp_err *err);
+
+/* Renders MESSAGES with built-in template TPL as the whole text the model
+ * family's Jinja template writes (its leading bos_token included, from T).
+ * Only string roles and contents. *out is malloc'd, owned by the caller. */
+int ds_chat_render_builtin(ds_template tpl, const tokenizer *t, const json_t *messages,
+                           int add_generation_prompt, char **out, size_t *len, dp_err *err);
+
+/* Parses the chat template SPEC names: a path ending in .jinja, or NULL
+ * for the model's own (T's; *out stays NULL when it has none). *source
+ * names where it came from (borrowed). */
+int ds_chat_load(const char *spec, const tokenizer *t, tmpl **out, const char **source, dp_err *err);
+
+/* Parses T's "tool_use" template (tok_chat_template_tool_use) into *out, or
+ * leaves it NULL when T has none. */
+int ds_chat_load_tool_use(const tokenizer *t, tmpl **out, dp_err *err);
+
+/* A conversational ROW rendered with TP (TP_TOOLS instead, when given and
+ * the row has "tools") as TRL's DPO renders it: texts[0]
+ * the prompt messages with the generation prompt, texts[1] and texts[2]
+ * prompt + chosen and prompt + rejected in full (without "prompt", the
+ * messages chosen and rejected share at the start are the prompt). Each
+ * malloc'd, owned by the caller. Returns 0, 2 for a bad row (err
+ * "FILE:LINE: ...", a template that raises included), -1 on error. */
+int ds_chat_row(const tmpl *tp, const tmpl *tp_tools, const tokenizer *t, const json_t *row,
+                const char *file, long line, char *texts[3], dp_err *err);
 
 #endif

@@ -67,8 +67,6 @@ int frozen_add(frozen_set *f, float **field, int layer, const uint16_t *src, int
     return 0;
 }
 
-int frozen_count(const frozen_set *f) { return f ? f->n : 0; }
-
 int frozen_prepare(frozen_set *f) {
     size_t *per = calloc((size_t)f->n_layer + 1, sizeof *per), most = 0;
     if (!per) return -1;
@@ -89,8 +87,6 @@ int frozen_prepare(frozen_set *f) {
     f->bound = -1;
     return 0;
 }
-
-size_t frozen_scratch_bytes(const frozen_set *f) { return f ? f->scratch_floats * sizeof(float) : 0; }
 
 void frozen_set_release(frozen_set *f, int on) { f->release = on; }
 
@@ -137,10 +133,6 @@ void frozen_release_layer(frozen_set *f, int layer) {
     if (!f) return;
     for (int i = 0; i < f->n; i++)
         if (f->t[i].layer == layer) frozen_drop_pages(f->t[i].src, f->t[i].numel * sizeof(uint16_t));
-}
-
-void frozen_note_read(frozen_set *f, size_t bytes, double seconds) {
-    if (f) f->bytes_read += bytes, f->seconds += seconds;
 }
 
 void frozen_stats(const frozen_set *f, uint64_t *bytes, double *seconds) {

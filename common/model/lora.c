@@ -239,7 +239,6 @@ fail:
 }
 
 const model_lora_options *lora_options(const lora_set *s) { return &s->opt; }
-float lora_scale(const lora_set *s) { return s->scale; }
 float *lora_params(lora_set *s, float **grads, size_t *n) {
     if (grads) *grads = s->grads;
     if (n) *n = s->n_params;

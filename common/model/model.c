@@ -19,8 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
+#include "arena.h"
 #include "layers.h"
 #include "model_internal.h"
 
@@ -73,27 +73,6 @@ struct model {
     int *pos, *lo0, *hi0, *lo1, *hi1, *unit_start, *pred;
     int T, R, n_units, have_forward;
 };
-
-/* ---- memory ---- */
-
-void *model_arena_alloc(size_t bytes, dp_err *err) {
-    if (!bytes) bytes = 1;
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
-        dp_fail(err, "out of memory reserving %zu bytes", bytes);
-        return NULL;
-    }
-#ifdef MADV_HUGEPAGE
-    /* Big arenas on 2 MiB pages: fewer first-touch faults and TLB misses. */
-    if (bytes >= (4u << 20)) madvise(p, bytes, MADV_HUGEPAGE);
-#endif
-    return p;
-}
-
-void model_arena_free(void *p, size_t bytes) {
-    if (p) munmap(p, bytes ? bytes : 1);
-}
 
 /* ---- threads ---- */
 
@@ -426,10 +405,10 @@ int model_new(model **out, const model_config *c, const char *config_json_text,
     /* Pages never written (mapped tensors) cost no memory, nor count against
      * overcommit: a 7B model's float32 layout is only reserved. */
     m->params_bytes = m->n_params * sizeof(float);
-    if (!(m->params = model_arena_alloc(m->params_bytes, err))) goto fail;
+    if (!(m->params = dp_arena_alloc(m->params_bytes, err))) goto fail;
     int base_trains = opt->training && opt->lora.r == 0;
     m->grads_bytes = base_trains ? m->n_params * sizeof(float) : 0;
-    if (base_trains && !(m->grads = model_arena_alloc(m->grads_bytes, err))) goto fail;
+    if (base_trains && !(m->grads = dp_arena_alloc(m->grads_bytes, err))) goto fail;
     if (opt->lora.r > 0 &&
         lora_set_new(&m->lora, c, &opt->lora, opt->training, opt->max_tokens, err))
         goto fail;
@@ -447,7 +426,7 @@ int model_new(model **out, const model_config *c, const char *config_json_text,
     if (!m->res || !m->la) goto fail;
     size_t n_act = carve_acts(m, NULL);
     m->act_bytes = n_act * sizeof(float);
-    if (!(m->act_mem = model_arena_alloc(m->act_bytes, err))) goto fail;
+    if (!(m->act_mem = dp_arena_alloc(m->act_bytes, err))) goto fail;
     carve_acts(m, m->act_mem);
     m->tok = dp_malloc(T * sizeof *m->tok, err);
     m->target = dp_malloc(T * sizeof *m->target, err);
@@ -477,9 +456,9 @@ void model_free(model *m) {
     free(m->wfield), free(m->gfield), free(m->mapped), free(m->half), free(m->tlayer);
     free(m->half_src);
     free(m->config_text), free(m->tensors), free(m->names);
-    model_arena_free(m->params, m->params_bytes);
-    model_arena_free(m->grads, m->grads_bytes);
-    model_arena_free(m->act_mem, m->act_bytes);
+    dp_arena_free(m->params, m->params_bytes);
+    dp_arena_free(m->grads, m->grads_bytes);
+    dp_arena_free(m->act_mem, m->act_bytes);
     free(m->w.layer), free(m->g.layer), free(m->inv_freq), free(m->res);
     free(m->la), free(m->tok), free(m->target), free(m->pos), free(m->lo0), free(m->hi0);
     free(m->lo1), free(m->hi1), free(m->unit_start), free(m->pred);

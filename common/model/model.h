@@ -338,5 +338,10 @@ void model_sampler_free(model_sampler *s);
  * their count. */
 int model_generate(model *m, model_kv *kv, model_sampler *s, const int32_t *prompt, int n_prompt,
                    int max_new, int eos_id, int32_t *out, int *n_out, dp_err *err);
+/* Like model_generate, stopping after any of STOP[0..n_stop) (generation
+ * config's eos_token_id list, as Llama 3's). */
+int model_generate_until(model *m, model_kv *kv, model_sampler *s, const int32_t *prompt,
+                         int n_prompt, int max_new, const int32_t *stop, int n_stop, int32_t *out,
+                         int *n_out, dp_err *err);
 
 #endif

@@ -306,8 +306,9 @@ int model_sampler_next(model_sampler *s, const float *logits) {
     return tp[keep - 1].id;
 }
 
-int model_generate(model *m, model_kv *kv, model_sampler *s, const int32_t *prompt, int n_prompt,
-                   int max_new, int eos_id, int32_t *out, int *n_out, dp_err *err) {
+int model_generate_until(model *m, model_kv *kv, model_sampler *s, const int32_t *prompt,
+                         int n_prompt, int max_new, const int32_t *stop, int n_stop, int32_t *out,
+                         int *n_out, dp_err *err) {
     *n_out = 0;
     if (n_prompt < 1) return dp_fail(err, "model_generate: expected a prompt of >= 1 tokens");
     if (n_prompt >= kv->max_seq)
@@ -320,10 +321,19 @@ int model_generate(model *m, model_kv *kv, model_sampler *s, const int32_t *prom
     while (!rc && n < max_new) {
         int32_t t = model_sampler_next(s, logits);
         out[n++] = t;
-        if (t == eos_id || kv->len >= kv->max_seq || n == max_new) break;
+        int stopped = 0;
+        for (int k = 0; k < n_stop && !stopped; k++) stopped = t == stop[k];
+        if (stopped || kv->len >= kv->max_seq || n == max_new) break;
         rc = model_kv_append(m, kv, &t, 1, logits, err);
     }
     free(logits);
     *n_out = n;
     return rc;
+}
+
+int model_generate(model *m, model_kv *kv, model_sampler *s, const int32_t *prompt, int n_prompt,
+                   int max_new, int eos_id, int32_t *out, int *n_out, dp_err *err) {
+    int32_t stop = eos_id;
+    return model_generate_until(m, kv, s, prompt, n_prompt, max_new, &stop, eos_id >= 0, out,
+                                n_out, err);
 }

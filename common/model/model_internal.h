@@ -26,7 +26,6 @@ void lora_set_free(lora_set *s);
 /* Grows the scratch to rows rows. */
 int lora_reserve(lora_set *s, int rows, dp_err *err);
 const model_lora_options *lora_options(const lora_set *s);
-float lora_scale(const lora_set *s);
 float *lora_params(lora_set *s, float **grads, size_t *n);
 void lora_set_dropout(lora_set *s, int on, uint64_t key);
 /* out[n, out_v] += the adapter's term for view VIEW of layer L given its
@@ -60,11 +59,9 @@ int frozen_add(frozen_set *f, float **field, int layer, const uint16_t *src, int
                size_t numel);
 /* Drops FIELD's matrix (it became an owned float32 tensor). */
 void frozen_forget(frozen_set *f, float **field);
-int frozen_count(const frozen_set *f);
 /* Lays the scratch out for the registered matrices (one layer's worth) and
  * unbinds; -1 on allocation failure. */
 int frozen_prepare(frozen_set *f);
-size_t frozen_scratch_bytes(const frozen_set *f);
 /* Widens layer LAYER's matrices into the scratch and binds their fields,
  * unless it is bound already; returns 1 when it bound something. f may be
  * NULL (nothing to do). */
@@ -83,10 +80,6 @@ int model_layer_ready(model *m, int l);
 void model_embed(model *m, float *out, const int32_t *tok, const int *pos, int T);
 /* The LM head as the kernels read it. */
 const layer_head *model_head(const model *m);
-/* Anonymous memory reserved without overcommit accounting, on huge pages
- * when large; zeroed. NULL with err on failure. */
-void *model_arena_alloc(size_t bytes, dp_err *err);
-void model_arena_free(void *p, size_t bytes);
 
 /* The model's adapters, or NULL. */
 lora_set *model_lora_set(model *m);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "model.h"
+#include "model_internal.h" /* frozen_drop_pages */
 #include "safetensors.h"
 
 /* ---- config.json ---- */
@@ -506,6 +507,8 @@ int model_load(model **out, const char *file, const model_options *opt, dp_err *
             if ((rc = check_finite_half(t->data, mt->numel, t->dtype == ST_BF16,
                                         st_tensor_file(s, t), t->name, err)))
                 goto done;
+            /* the scan read every page; only what the passes use stays */
+            frozen_drop_pages(t->data, t->nbytes);
             continue;
         }
         if (frozen && t->dtype == ST_F32 && !((uintptr_t)t->data & 3)) {

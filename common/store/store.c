@@ -1,7 +1,8 @@
 /* store — see store.h. This file: opening (schema creation and version
  * checks), the cached statements, examples, references, reference rows,
  * listing, runs and metrics. The blob codec is in store_blob.c; info, verify
- * and merge in store_check.c.
+ * and merge in store_check.c; the connection's defenses and the schema
+ * check in store_schema.c.
  *
  * Every value reaches SQLite through a bound parameter; the only SQL text
  * built at run time is a pragma with a compile-time integer. Statements are
@@ -29,7 +30,6 @@ __asm__(".pushsection .rodata\n"
         ".byte 0\n"
         ".size dp_store_schema_sql, . - dp_store_schema_sql\n"
         ".popsection\n");
-extern const char dp_store_schema_sql[] __attribute__((visibility("hidden")));
 
 /* PRAGMA application_id of a dpoc store: "dpoc" in ASCII. */
 #define STORE_APPLICATION_ID 0x64706f63
@@ -83,6 +83,10 @@ int store_sql_fail(store *s, const char *what, dp_err *err) {
      * errno is consulted too, for the reasons a write can fail with. */
     int saved = errno;
     int code = sqlite3_errcode(s->db) & 0xff, sys = sqlite3_system_errno(s->db);
+    if (code == SQLITE_INTERRUPT && store_over_budget(s))
+        return dp_fail(err, "%s: %s: a query ran past its work bound (%lld million steps); "
+                            "refusing a store that was altered", s->path, what,
+                       s->work_budget_ticks / 1000);
     if (!sys && (code == SQLITE_IOERR || code == SQLITE_FULL) &&
         (saved == EFBIG || saved == ENOSPC || saved == EDQUOT || saved == EIO))
         sys = saved;
@@ -236,6 +240,7 @@ static int open_connection(store *s, long long *version, long long *app_id, dp_e
         if (s->mode == STORE_WRITE && sqlite3_db_readonly(s->db, "main") == 1)
             return dp_fail(err, "%s: the store is not writable (the file or its directory is "
                                 "read-only)", s->path);
+        if (store_harden(s, err)) return -1;
         sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
         if (pragma_int(s, "PRAGMA user_version", version) == 0 &&
             pragma_int(s, "PRAGMA application_id", app_id) == 0)
@@ -276,6 +281,8 @@ static int open_store(store *s, dp_err *err) {
     } else if (version != STORE_SCHEMA_VERSION) {
         return dp_fail(err, "%s: schema version %lld has no migration to version %d", s->path,
                        version, STORE_SCHEMA_VERSION);
+    } else if (store_check_schema(s, "main", s->path, err)) {
+        return -1;
     }
     if (s->mode == STORE_WRITE && version == 0 && n_tables == 0) {
         /* A row holds a few KiB of blobs: with SQLite's default 4 KiB pages
@@ -319,7 +326,10 @@ int store_open(store **out, const char *path, int mode, dp_err *err) {
     s->mode = mode;
     s->file = strdup(path);
     s->path = strdup(dp_label(q, path));
-    if (!s->path || !s->file) {
+    s->wal_file = malloc(strlen(path) + 5);
+    if (s->wal_file) sprintf(s->wal_file, "%s-wal", path);
+    if (!s->path || !s->file || !s->wal_file) {
+        free(s->wal_file);
         free(s->file);
         free(s->path);
         free(s);
@@ -342,6 +352,7 @@ void store_close(store *s) {
     ZSTD_freeDCtx(s->dctx);
     free(s->path);
     free(s->file);
+    free(s->wal_file);
     free(s);
 }
 

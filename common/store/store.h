@@ -30,7 +30,12 @@ enum { STORE_READONLY = 0, STORE_WRITE = 1 };
 
 /* Opens (and with STORE_WRITE creates or migrates) the store at PATH. A store
  * from a newer schema version is refused, naming both versions; so is a file
- * that is not a dpoc store (PRAGMA application_id 'dpoc'). STORE_WRITE on a
+ * that is not a dpoc store (PRAGMA application_id 'dpoc'), and one whose
+ * schema is not exactly what schemas/store.sql creates (a view or trigger,
+ * an extra table, index or column), naming the object. The file is treated
+ * as untrusted: the connection is opened defensively (store_schema.c) and
+ * a statement that runs past a work bound sized by the file fails with an
+ * error naming the store. STORE_WRITE on a
  * file that cannot be written is an error naming the path; STORE_READONLY
  * works in read-only directories too. A store is used from one thread at a
  * time. Errors from any call name the store's path. */
@@ -123,8 +128,10 @@ int store_get_info(store *s, store_info *info, dp_err *err);
 int store_verify(store *s, long *n_checked, dp_err *err);
 
 /* Copies every reference, example and reference row of SRC into DST in one
- * transaction (not inside store_begin); rows DST already has are kept, so a
- * repeated merge copies nothing. A fingerprint present in both with
+ * transaction (not inside store_begin), after checking SRC whole (opened as
+ * a store, then SQLite's integrity and foreign-key checks) so that a refused
+ * SRC leaves DST as it was; rows DST already has are kept, so a repeated
+ * merge copies nothing. A fingerprint present in both with
  * differing descriptions is refused and nothing is copied. *n_copied =
  * reference rows copied. Runs and metrics are not copied. */
 int store_merge(store *dst, const char *src_path, long *n_copied, dp_err *err);

@@ -46,8 +46,18 @@ int store_get_info(store *s, store_info *info, dp_err *err) {
     return 0;
 }
 
-/* The first row a pragma returns that is not "ok" (integrity_check), or any
- * row at all (foreign_key_check, ok_text NULL), as an error. */
+/* The first finding of an integrity check: SQLite may join several into
+ * one row with newlines, under a "*** in database main ***" header. */
+static const char *first_finding(const char *text, char *buf, size_t cap) {
+    if (!strncmp(text, "*** ", 4) && strchr(text, '\n')) text = strchr(text, '\n') + 1;
+    size_t n = strcspn(text, "\n");
+    snprintf(buf, cap, "%.*s", (int)(n < cap ? n : cap - 1), text);
+    return buf;
+}
+
+/* The first row a pragma returns that is not "ok" (integrity_check: its
+ * first finding), or any row at all (foreign_key_check, ok_text NULL), as
+ * an error. */
 static int pragma_check(store *s, const char *sql, const char *ok_text, const char *what,
                         dp_err *err) {
     sqlite3_stmt *st = NULL;
@@ -61,7 +71,9 @@ static int pragma_check(store *s, const char *sql, const char *ok_text, const ch
         if (ok_text && first && !strcmp(first, ok_text)) {
             rc = sqlite3_step(st);
         } else if (ok_text) {
-            fail = dp_fail(err, "%s: %s failed: %s", s->path, what, first ? first : "(null)");
+            char finding[512];
+            fail = dp_fail(err, "%s: %s failed: %s", s->path, what,
+                           first ? first_finding(first, finding, sizeof finding) : "(null)");
         } else {
             fail = dp_fail(err, "%s: %s failed: table %s row %lld refers to a missing row of %s",
                            s->path, what, first ? first : "?",
@@ -205,13 +217,21 @@ int store_merge(store *dst, const char *src_file, long *n_copied, dp_err *err) {
     if (store_require_write(dst, "merge into it", err)) return -1;
     if (!sqlite3_get_autocommit(dst->db))
         return dp_fail(err, "%s: merge: cannot run inside an open transaction", dst->path);
-    /* Opening the source as a store checks it is one, of a version we read. */
+    /* The source is checked whole before the destination is touched:
+     * opening it as a store checks it is one, of a version we read, with
+     * exactly dpoc's schema; then SQLite's integrity check (the full one:
+     * the copy reads through the indexes, which quick_check does not hold
+     * against their tables) and the foreign keys (a row copied must find
+     * its example and reference). */
     store *src = NULL;
     if (store_open(&src, src_file, STORE_READONLY, err)) return -1;
+    int bad = pragma_check(src, "PRAGMA integrity_check", "ok", "integrity check", err) ||
+              pragma_check(src, "PRAGMA foreign_key_check", NULL, "foreign key check", err);
     store_close(src);
+    if (bad) return -1;
     struct stat a, b;
-    if (stat(dst->file, &a) == 0 && stat(src_file, &b) == 0 && a.st_dev == b.st_dev &&
-        a.st_ino == b.st_ino)
+    int src_exists = stat(src_file, &b) == 0;
+    if (src_exists && stat(dst->file, &a) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
         return dp_fail(err, "%s: cannot merge a store into itself", src_path);
 
     char *name = store_sqlite_name(src_file);
@@ -220,23 +240,28 @@ int store_merge(store *dst, const char *src_file, long *n_copied, dp_err *err) {
                               "attaching the source store", err);
     free(name);
     if (attached) return dp_context(err, "merging %s", src_path);
+    /* The file attached is checked again (it may have been replaced since),
+     * and the work bound of the copy counts its size in. */
+    dst->work_extra_bytes = src_exists ? (long long)b.st_size : 0;
     char conflict[STORE_FP_MAX] = "";
-    int fail = store_exec(dst, "BEGIN IMMEDIATE", "beginning the merge", err) ||
+    int fail = store_check_schema(dst, "merge_src", src_path, err) ||
+               store_exec(dst, "BEGIN IMMEDIATE", "beginning the merge", err) ||
                merge_step(dst, merge_conflict_sql, NULL, conflict, sizeof conflict,
                           "comparing references", err);
     if (!fail && conflict[0])
         fail = dp_fail(err, "%s: reference %s has a different description than in %s; refusing "
                             "to merge", src_path, conflict, dst->path);
-    if (!fail)
-        fail = merge_step(dst, merge_refs_sql, NULL, NULL, 0, "copying references", err) ||
-               merge_step(dst, merge_examples_sql, NULL, NULL, 0, "copying examples", err) ||
-               merge_step(dst, merge_rows_sql, NULL, NULL, 0, "copying reference rows", err);
+    if (!fail && (merge_step(dst, merge_refs_sql, NULL, NULL, 0, "copying references", err) ||
+                  merge_step(dst, merge_examples_sql, NULL, NULL, 0, "copying examples", err) ||
+                  merge_step(dst, merge_rows_sql, NULL, NULL, 0, "copying reference rows", err)))
+        fail = dp_context(err, "merging %s", src_path);
     if (!fail) *n_copied = (long)sqlite3_changes64(dst->db);
     if (!fail) fail = store_exec(dst, "COMMIT", "committing the merge", err);
     if (fail) {
         if (!sqlite3_get_autocommit(dst->db)) sqlite3_exec(dst->db, "ROLLBACK", NULL, NULL, NULL);
         *n_copied = 0;
     }
+    dst->work_extra_bytes = 0;
     dp_err detach_err;
     if (merge_step(dst, "DETACH DATABASE merge_src", NULL, NULL, 0, "detaching the source store",
                    &detach_err) && !fail) {

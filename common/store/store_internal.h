@@ -1,5 +1,5 @@
 /* store_internal — what the store's source files (store.c, store_blob.c,
- * store_check.c) share and nobody else sees: the store struct, the cached
+ * store_check.c, store_schema.c) share and nobody else sees: the store struct, the cached
  * statements, and the codec with reusable zstd contexts. */
 #ifndef DP_STORE_INTERNAL_H
 #define DP_STORE_INTERNAL_H
@@ -33,11 +33,32 @@ struct store {
     sqlite3 *db;
     char *path;                        /* for messages: dp_label(file) */
     char *file;                        /* the path as given, for opening */
+    char *wal_file;                    /* file + "-wal", sized for the work bound */
     int mode;                          /* STORE_READONLY or STORE_WRITE */
     sqlite3_stmt *stmt[N_STORE_STMT];
     ZSTD_CCtx *cctx;                   /* reused across blobs */
     ZSTD_DCtx *dctx;
+    /* The work bound of the running statement (store_schema.c), in ticks of
+     * the progress handler; work_extra_bytes counts an attached file in. */
+    long long work_ticks, work_budget_ticks, work_extra_bytes;
 };
+
+/* schemas/store.sql, NUL-terminated, assembled into the binary (store.c). */
+extern const char dp_store_schema_sql[] __attribute__((visibility("hidden")));
+
+/* Sets up a fresh connection for an untrusted file: defensive mode,
+ * trusted_schema off, no extension loading, views and triggers off, cell
+ * size checks, and a bound on the work of each statement (past it the
+ * statement fails with SQLITE_INTERRUPT and store_over_budget is true). */
+int store_harden(store *s, dp_err *err);
+int store_over_budget(const store *s);
+
+/* Refuses, naming FILE (for messages) and the first object that differs, a
+ * SCHEMA ("main", or the name of an attached store) that is not exactly what schemas/store.sql
+ * creates: every table as a table with its columns, foreign keys and
+ * indexes, every index with its columns, and nothing else (no views, no
+ * triggers, no other tables). Reads only the schema, never a table. */
+int store_check_schema(store *s, const char *schema, const char *file, dp_err *err);
 
 /* The cached statement WHICH, reset and with bindings cleared, or NULL with
  * err set. Callers sqlite3_reset() it when done so no read stays open. */

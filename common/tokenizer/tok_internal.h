@@ -253,6 +253,7 @@ int tok_decode_chain(const tok_dec *d, tok_matcher *m, const tok_list *in, tok_l
 void tok_dec_free(tok_dec *d);
 
 /* ---- the tokenizer ---- */
+#define TOK_N_SPECIAL 7
 struct tokenizer {
     char *path;
     tok_bpe bpe;
@@ -272,7 +273,19 @@ struct tokenizer {
     const char **id_str; /* id → token string (added tokens override the model) */
     uint32_t *id_len;
     char *chat_template;
+    const char *chat_template_source;         /* file it came from (static string) */
+    char *chat_template_tool_use;             /* a named list's "tool_use", or NULL */
+    char *special[TOK_N_SPECIAL];             /* named special tokens (tok_special_name) */
+    const char *special_source[TOK_N_SPECIAL];
+    int32_t *stop_ids;                        /* generation stops on any of these */
+    size_t n_stop;
 };
+
+/* tok_special.c: resolves the named special tokens, the stop ids, BOS/EOS
+ * and add_bos/add_eos, and reads the chat template, from the files beside
+ * PATH (tokenizer_config.json, special_tokens_map.json, chat_template.jinja,
+ * generation_config.json, config.json). Needs id_str built. */
+int tok_load_special(tokenizer *t, const char *path, dp_err *err);
 
 /* id → token string (added tokens first, then the model), or NULL. */
 const char *tok_id_str(const tokenizer *t, int32_t id, size_t *len);

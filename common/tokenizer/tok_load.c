@@ -1,9 +1,9 @@
 /* tok_load — reads tokenizer.json (through tok_json, the fast parser) and
- * tokenizer_config.json beside it into a struct tokenizer: the BPE model,
- * added tokens and their tries, normalizer, pre-tokenizer, decoder and the
- * post-processor's BOS/EOS. Errors name the file and the JSON path. */
+ * into a struct tokenizer: the BPE model, added tokens and their tries,
+ * normalizer, pre-tokenizer, decoder and the post-processor's BOS/EOS; the
+ * files beside it (special tokens, chat template) are tok_special.c's.
+ * Errors name the file and the JSON path. */
 #include <assert.h>
-#include <jansson.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -536,85 +536,6 @@ static int load_added(loader *L, tokenizer *t, const tj_node *a) {
     return 0;
 }
 
-/* What jansson value V is, for "got ...". */
-static const char *json_kind(const json_t *v) {
-    return !v ? "nothing" : json_is_object(v) ? "an object" : json_is_array(v) ? "an array"
-         : json_is_string(v) ? "a string" : json_is_number(v) ? "a number"
-         : json_is_boolean(v) ? "a boolean" : "null";
-}
-
-/* tokenizer_config.json (small: jansson): add_bos_token/add_eos_token,
- * bos/eos names, chat_template. */
-static int load_config(tokenizer *t, const char *path, dp_err *err) {
-    const char *slash = strrchr(path, '/');
-    size_t dl = slash ? (size_t)(slash - path + 1) : 0;
-    char *cpath = dp_malloc(dl + 32, err);
-    if (!cpath) return -1;
-    memcpy(cpath, path, dl);
-    strcpy(cpath + dl, "tokenizer_config.json");
-    FILE *f = fopen(cpath, "rb");
-    if (!f) return free(cpath), 0;
-    fclose(f);
-    json_error_t je;
-    json_t *c = json_load_file(cpath, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &je);
-    if (!c) {
-        dp_fail(err, "%s:%d:%d: %s", cpath, je.line, je.column, je.text);
-        return free(cpath), -1;
-    }
-    if (!json_is_object(c)) {
-        dp_fail(err, "%s: expected a JSON object, got %s", cpath, json_kind(c));
-        json_decref(c);
-        return free(cpath), -1;
-    }
-    int32_t ids[2] = {-1, -1};
-    const char *names[2] = {"bos_token", "eos_token"}, *flags[2] = {"add_bos_token", "add_eos_token"};
-    for (int k = 0; k < 2; k++) {
-        json_t *v = json_object_get(c, names[k]), *f = json_object_get(c, flags[k]);
-        if (json_is_object(v)) v = json_object_get(v, "content");
-        if (json_is_string(v)) ids[k] = tok_token_id(t, json_string_value(v), json_string_length(v));
-        else if (v && !json_is_null(v)) {
-            dp_fail(err, "%s: %s: expected a token (a string or {\"content\": ...}), got %s", cpath,
-                    names[k], json_kind(v));
-            json_decref(c);
-            return free(cpath), -1;
-        }
-        if (f && !json_is_boolean(f) && !json_is_null(f)) {
-            dp_fail(err, "%s: %s: expected true or false, got %s", cpath, flags[k], json_kind(f));
-            json_decref(c);
-            return free(cpath), -1;
-        }
-    }
-    if (ids[0] >= 0) t->bos_id = ids[0];
-    if (ids[1] >= 0) t->eos_id = ids[1];
-    json_t *ab = json_object_get(c, "add_bos_token"), *ae = json_object_get(c, "add_eos_token");
-    int rc = 0;
-    if (json_is_boolean(ab) || json_is_boolean(ae)) {
-        /* The config decides (as LlamaTokenizerFast/GemmaTokenizerFast rebuild the template). */
-        free(t->prefix_ids), free(t->suffix_ids);
-        t->prefix_ids = t->suffix_ids = NULL;
-        t->n_prefix = t->n_suffix = 0;
-        if (json_is_true(ab) && t->bos_id >= 0) rc = append_ids(&t->prefix_ids, &t->n_prefix, &t->bos_id, 1, err);
-        if (!rc && json_is_true(ae) && t->eos_id >= 0)
-            rc = append_ids(&t->suffix_ids, &t->n_suffix, &t->eos_id, 1, err);
-    }
-    json_t *ct = json_object_get(c, "chat_template");
-    if (json_is_array(ct)) { /* [{"name": ..., "template": ...}]: take "default" */
-        json_t *pick = NULL;
-        for (size_t i = 0; i < json_array_size(ct); i++) {
-            json_t *e = json_array_get(ct, i);
-            const char *nm = json_string_value(json_object_get(e, "name"));
-            if (!pick || (nm && !strcmp(nm, "default"))) pick = json_object_get(e, "template");
-        }
-        ct = pick;
-    }
-    if (!rc && json_is_string(ct) &&
-        !(t->chat_template = dupn(json_string_value(ct), json_string_length(ct), err)))
-        rc = -1;
-    json_decref(c);
-    free(cpath);
-    return rc;
-}
-
 int tok_load(tokenizer **out, const char *path, dp_err *err) {
     *out = NULL;
     tok_bytelevel_init();
@@ -666,18 +587,17 @@ int tok_load(tokenizer **out, const char *path, dp_err *err) {
         /* Without a config, BOS/EOS are the template's single tokens. */
         if (t->n_prefix == 1) t->bos_id = t->prefix_ids[0];
         if (t->n_suffix == 1) t->eos_id = t->suffix_ids[0];
-        rc = load_config(t, path, err);
     }
     if (rc) return tok_free(t), -1;
     t->id_str = dp_calloc((size_t)t->vocab_size, sizeof *t->id_str, err);
     t->id_len = dp_calloc((size_t)t->vocab_size, sizeof *t->id_len, err);
     if (!t->id_str || !t->id_len) return tok_free(t), -1;
-    /* Post-processor ids were checked as they were read (post_id); the
-     * config's BOS/EOS are looked up by name. */
+    /* Post-processor ids were checked as they were read (post_id). */
     assert(t->bos_id < t->vocab_size && t->eos_id < t->vocab_size);
     for (int32_t i = 0; i < t->bpe.n; i++) t->id_str[i] = t->bpe.str[i], t->id_len[i] = t->bpe.str_len[i];
     for (size_t i = 0; i < t->n_added; i++)
         t->id_str[t->added[i].id] = t->added[i].content, t->id_len[t->added[i].id] = (uint32_t)t->added[i].len;
+    if (tok_load_special(t, path, err)) return tok_free(t), -1;
     *out = t;
     return 0;
 }

@@ -31,6 +31,9 @@ void tok_free(tokenizer *t) {
     free(t->prefix_ids);
     free(t->suffix_ids);
     free(t->chat_template);
+    free(t->chat_template_tool_use);
+    for (int k = 0; k < TOK_N_SPECIAL; k++) free(t->special[k]);
+    free(t->stop_ids);
     free(t->id_str);
     free(t->id_len);
     free(t);

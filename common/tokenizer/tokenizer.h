@@ -42,7 +42,29 @@ int tok_vocab_size(const tokenizer *t);      /* largest id + 1, added tokens inc
 int tok_bos_id(const tokenizer *t);          /* -1 when the tokenizer has none */
 int tok_eos_id(const tokenizer *t);          /* -1 when the tokenizer has none */
 int tok_adds_bos(const tokenizer *t);        /* 1 if encode_special prepends BOS */
-const char *tok_chat_template(const tokenizer *t); /* tokenizer_config.json's, or NULL */
+/* The model's chat template: chat_template.jinja beside tokenizer.json, else
+ * tokenizer_config.json's chat_template ("default" of a named list); NULL
+ * when there is none. tok_chat_template_source names the file. */
+const char *tok_chat_template(const tokenizer *t);
+const char *tok_chat_template_source(const tokenizer *t);
+/* A named list's "tool_use" template (transformers uses it when tools are
+ * given), or NULL. */
+const char *tok_chat_template_tool_use(const tokenizer *t);
+
+/* Named special tokens (bos_token, eos_token, unk_token, pad_token,
+ * sep_token, cls_token, mask_token), resolved as transformers does:
+ * tokenizer_config.json, special_tokens_map.json (unless the config has
+ * added_tokens_decoder), generation_config.json / config.json ids, the
+ * class defaults (GPT-2: <|endoftext|>), the post-processor. tok_special
+ * returns token K's text (borrowed, NULL when unset) and, when SOURCE is
+ * given, the file it came from. tok_bos_id/tok_eos_id follow these. */
+int tok_special_count(void);
+const char *tok_special_name(int k);
+const char *tok_special(const tokenizer *t, int k, const char **source);
+
+/* Ids that end generation: generation_config.json's eos_token_id (an int
+ * or a list, as Llama 3's), else config.json's, else the EOS. */
+size_t tok_stop_ids(const tokenizer *t, const int32_t **ids);
 
 /* The id of token string S (added tokens first, then the model's
  * vocabulary), or -1. */

@@ -15,6 +15,8 @@
  * update is computed in double from the stored floats and rounded once. */
 #include "optim.h"
 
+#include "arena.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,7 +80,7 @@ int optim_init(optim *o, const optim_config *c, size_t n, dp_err *err) {
     size_t k = state_floats(c, n);
     float *state = NULL;
     if (k) {
-        state = dp_calloc(k, sizeof *state, err);
+        state = dp_arena_alloc(k * sizeof *state, err);
         if (!state) return dp_context(err, "optimizer state for %zu parameters", n);
     }
     o->cfg = *c;
@@ -86,13 +88,15 @@ int optim_init(optim *o, const optim_config *c, size_t n, dp_err *err) {
     o->step = 0;
     o->m = state;
     o->v = c->kind == OPTIM_ADAMW ? state + n : NULL;
+    o->state_bytes = k * sizeof *state;
     return 0;
 }
 
 void optim_free(optim *o) {
-    free(o->m);
+    dp_arena_free(o->m, o->state_bytes);
     free(o->no_decay);
     o->m = o->v = NULL;
+    o->state_bytes = 0;
     o->no_decay = NULL;
     o->n_no_decay = 0;
 }

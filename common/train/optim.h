@@ -29,6 +29,7 @@ typedef struct optim {
     float *m, *v;       /* AdamW: first and second moments, one allocation of 2n
                          * floats (v = m + n). SGD with momentum: m is the
                          * momentum buffer (n floats), v NULL. Plain SGD: both NULL. */
+    size_t state_bytes; /* the moments' allocation (an arena: base/arena.h) */
     size_t *no_decay;   /* sorted, disjoint [begin, end) pairs exempt from weight decay */
     int n_no_decay;     /* number of pairs */
 } optim;

@@ -19,6 +19,9 @@
  *   bench report PARTS_DIR OUT.json MODE MODELS DISTS
  *                                            joins the parts (ours and PyTorch's)
  *                                            into one table and one JSON file
+ *   bench write_ckpt / big_precompute / big_lora   big BF16 checkpoints on
+ *                                            disk, run from their mapping under
+ *                                            a memory budget (big.c)
  *
  * Tokens are counted as a padding-free two-sequence implementation sees them:
  * (P+C) + (P+R) per pair, the same count torch_bench.py uses, so tokens/s
@@ -45,6 +48,8 @@
 #include "store.h"
 #include "tokenizer.h"
 
+#include "bench.h"
+
 /* ---- small helpers ---- */
 
 static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
@@ -64,17 +69,17 @@ static int clip_round(double x, int lo, int hi) {
     return (int)(r < lo ? lo : r > hi ? hi : r);
 }
 
-static int threads_wanted(void) {
+int threads_wanted(void) {
     const char *s = getenv("BENCH_THREADS");
     return s && *s ? atoi(s) : 0;
 }
 
-static int fail(const char *what, const dp_err *e) {
+int fail(const char *what, const dp_err *e) {
     fprintf(stderr, "bench: %s: %s\n", what, e ? e->msg : "failed");
     return 1;
 }
 
-static int write_json(json_t *o, const char *path) {
+int write_json(json_t *o, const char *path) {
     int rc = json_dump_file(o, path, JSON_INDENT(1) | JSON_SORT_KEYS | JSON_REAL_PRECISION(6));
     json_decref(o);
     if (rc) fprintf(stderr, "bench: cannot write %s\n", path);
@@ -82,7 +87,7 @@ static int write_json(json_t *o, const char *path) {
 }
 
 /* "tests/bench/configs/gpt2-124m.json" → "gpt2-124m" into buf. */
-static const char *base_name(const char *path, char *buf, size_t cap) {
+const char *base_name(const char *path, char *buf, size_t cap) {
     const char *b = strrchr(path, '/');
     b = b ? b + 1 : path;
     snprintf(buf, cap, "%s", b);
@@ -93,13 +98,8 @@ static const char *base_name(const char *path, char *buf, size_t cap) {
 
 /* ---- synthetic pairs ---- */
 
-typedef struct pairs {
-    int n;
-    int *P, *C, *R;
-    char dist[16];
-} pairs;
 
-static void pairs_free(pairs *p) { free(p->P), free(p->C), free(p->R); }
+void pairs_free(pairs *p) { free(p->P), free(p->C), free(p->R); }
 
 /* HH-RLHF-like: long prompts (multi-turn history), short answers.
  * UltraFeedback-like: shorter prompts, long answers. Clipped so the longest
@@ -136,7 +136,7 @@ static int cmd_lengths(int argc, char **argv) {
     return fclose(f) ? 1 : 0;
 }
 
-static int pairs_read(pairs *p, const char *path) {
+int pairs_read(pairs *p, const char *path) {
     memset(p, 0, sizeof *p);
     FILE *f = fopen(path, "r");
     if (!f) return fprintf(stderr, "bench: cannot read %s\n", path), -1;
@@ -160,8 +160,8 @@ static int pairs_read(pairs *p, const char *path) {
     return 0;
 }
 
-static long seq_tokens(const pairs *p, int i) { return 2L * p->P[i] + p->C[i] + p->R[i]; }
-static long packed_tokens(const pairs *p, int i, int sharing) {
+long seq_tokens(const pairs *p, int i) { return 2L * p->P[i] + p->C[i] + p->R[i]; }
+long packed_tokens(const pairs *p, int i, int sharing) {
     return sharing ? (long)p->P[i] + p->C[i] + p->R[i] : seq_tokens(p, i);
 }
 
@@ -185,7 +185,7 @@ static double matmul_params_per_layer(const model_config *c) {
 static double tri(double n) { return n * (n + 1) / 2; }
 
 /* Forward FLOPs of pair i as the engine runs it. */
-static double pair_forward_flops(const model_config *c, const pairs *p, int i, int sharing) {
+double pair_forward_flops(const model_config *c, const pairs *p, int i, int sharing) {
     double P = p->P[i], Cn = p->C[i], Rn = p->R[i], L = c->n_layer;
     double tokens = (double)packed_tokens(p, i, sharing), resp = Cn + Rn;
     double keys = sharing ? tri(P + Cn) + Rn * P + tri(Rn) : tri(P + Cn) + tri(P + Rn);
@@ -226,12 +226,6 @@ static int cmd_sgemm(int argc, char **argv) {
 
 /* ---- precompute ---- */
 
-typedef struct batch_plan {
-    int n_batches;
-    int *start, *count; /* into order[] */
-    int *order;         /* pair indices, longest first */
-    int max_tokens;     /* largest batch, packed */
-} batch_plan;
 
 static const pairs *g_sort_pairs;
 static int g_sort_sharing;
@@ -243,7 +237,7 @@ static int cmp_longest(const void *a, const void *b) {
 }
 
 /* Packs pairs longest-first into consecutive batches of at most max_tokens. */
-static int plan_batches(batch_plan *b, const pairs *p, int sharing, int max_tokens) {
+int plan_batches(batch_plan *b, const pairs *p, int sharing, int max_tokens) {
     memset(b, 0, sizeof *b);
     b->order = malloc((size_t)p->n * sizeof(int));
     b->start = malloc((size_t)p->n * sizeof(int));
@@ -265,16 +259,11 @@ static int plan_batches(batch_plan *b, const pairs *p, int sharing, int max_toke
     }
     return 0;
 }
-static void plan_free(batch_plan *b) { free(b->order), free(b->start), free(b->count); }
+void plan_free(batch_plan *b) { free(b->order), free(b->start), free(b->count); }
 
 /* Gathers pairs order[0..n) into one model_batch (arrays owned by caller). */
-typedef struct batch_buf {
-    int32_t *tok;
-    int *np, *nc, *nr;
-    long n_resp;
-} batch_buf;
 
-static int batch_fill(batch_buf *bb, model_batch *mb, const pairs *p, const int *order, int n,
+int batch_fill(batch_buf *bb, model_batch *mb, const pairs *p, const int *order, int n,
                       int vocab) {
     long tokens = 0;
     for (int k = 0; k < n; k++) {
@@ -298,7 +287,7 @@ static int batch_fill(batch_buf *bb, model_batch *mb, const pairs *p, const int 
     *mb = (model_batch){n, bb->tok, bb->np, bb->nc, bb->nr};
     return 0;
 }
-static void batch_buf_free(batch_buf *bb) { free(bb->tok), free(bb->np), free(bb->nc), free(bb->nr); }
+void batch_buf_free(batch_buf *bb) { free(bb->tok), free(bb->np), free(bb->nc), free(bb->nr); }
 
 /* Bytes the store spends on one record's five blobs (prompt, chosen and
  * rejected ids; chosen and rejected log-probs), each byte-shuffled and
@@ -317,7 +306,7 @@ static int store_bytes(const int32_t *tok, int P, int C, int R, const float *lp,
     return 0;
 }
 
-static void set_common(json_t *o, const char *kind, const char *config, const pairs *p,
+void set_common(json_t *o, const char *kind, const char *config, const pairs *p,
                        const model_config *c, int sharing) {
     char name[256];
     json_object_set_new(o, "kind", json_string(kind));
@@ -331,7 +320,7 @@ static void set_common(json_t *o, const char *kind, const char *config, const pa
 /* The rates both timed workloads report: SECONDS of timed work over
  * SEQ_TOKENS tokens (counted as above) of PAIRS pairs and FLOPS flops, after
  * INIT_SECONDS of set-up; and the peak resident memory so far. */
-static void set_rates(json_t *o, double seconds, double seq_tokens, double pairs, double flops,
+void set_rates(json_t *o, double seconds, double seq_tokens, double pairs, double flops,
                       double init_seconds) {
     json_object_set_new(o, "init_seconds", json_real(init_seconds));
     json_object_set_new(o, "tokens_per_s", json_real(seq_tokens / seconds));
@@ -435,6 +424,37 @@ static int cmd_precompute(int argc, char **argv) {
 
 /* ---- train ---- */
 
+double dpo_step(model *m, const model_batch *mb, optim *o, const loss_config *lc, float *lp,
+                float *dlp, loss_example *ex, loss_result *res, dp_err *e) {
+    size_t n;
+    float *grads, *params = model_trainable(m, &grads, &n);
+    model_zero_grads(m);
+    if (model_forward(m, mb, lp, NULL, e)) return NAN;
+    long off = 0;
+    for (int k = 0; k < mb->n; k++) {
+        double pc = 0, pr = 0;
+        for (int j = 0; j < mb->n_chosen[k]; j++) pc += lp[off + j];
+        for (int j = 0; j < mb->n_rejected[k]; j++) pr += lp[off + mb->n_chosen[k] + j];
+        /* The cached reference: any constants do (reading them from a store
+         * is a few bytes per token); these give the loss at β=0.1 a fixed
+         * value, -log σ(-0.1), at every step. */
+        ex[k] = (loss_example){.pi_c = pc, .pi_r = pr, .ref_c = pc + 0.5, .ref_r = pr - 0.5,
+                               .n_c = mb->n_chosen[k], .n_r = mb->n_rejected[k]};
+        off += mb->n_chosen[k] + mb->n_rejected[k];
+    }
+    double L = loss_batch(lc, ex, mb->n, res);
+    off = 0;
+    for (int k = 0; k < mb->n; k++) {
+        for (int j = 0; j < mb->n_chosen[k]; j++) dlp[off + j] = (float)res[k].d_pi_c;
+        for (int j = 0; j < mb->n_rejected[k]; j++) dlp[off + mb->n_chosen[k] + j] = (float)res[k].d_pi_r;
+        off += mb->n_chosen[k] + mb->n_rejected[k];
+    }
+    if (model_backward(m, dlp, e)) return NAN;
+    optim_clip(grads, n, 1.0);
+    optim_step(o, params, grads);
+    return L;
+}
+
 static int cmd_train(int argc, char **argv) {
     if (argc != 7 && argc != 8)
         return fprintf(stderr, "usage: bench train CONFIG LENGTHS SHARING BATCH STEPS OUT [LORA_R]\n"), 2;
@@ -475,7 +495,7 @@ static int cmd_train(int argc, char **argv) {
     }
     t_init = log_now_seconds() - t_init;
     size_t n_params = 0;
-    float *grads, *params = model_trainable(m, &grads, &n_params);
+    model_trainable(m, NULL, &n_params);
     optim_config oc;
     optim_config_default(&oc);
     oc.schedule = SCHED_CONSTANT;
@@ -504,37 +524,10 @@ static int cmd_train(int argc, char **argv) {
             break;
         }
         double t0 = log_now_seconds();
-        model_zero_grads(m);
-        if (model_forward(m, &mb, lp, NULL, &e)) rc = fail("forward", &e);
-        long off = 0;
-        for (int k = 0; k < nb && !rc; k++) {
-            double pc = 0, pr = 0;
-            for (int j = 0; j < mb.n_chosen[k]; j++) pc += lp[off + j];
-            for (int j = 0; j < mb.n_rejected[k]; j++) pr += lp[off + mb.n_chosen[k] + j];
-            /* The cached reference: any constants do (reading them from a
-             * store is a few bytes per token); these give the loss at β=0.1 a
-             * fixed value, -log σ(-0.1), at every step. */
-            ex[k] = (loss_example){.pi_c = pc, .pi_r = pr, .ref_c = pc + 0.5, .ref_r = pr - 0.5,
-                                   .n_c = mb.n_chosen[k], .n_r = mb.n_rejected[k]};
-            off += mb.n_chosen[k] + mb.n_rejected[k];
-        }
-        if (!rc) {
-            double L = loss_batch(&lc, ex, nb, res);
-            if (s == 0) loss_first = L;
-            loss_last = L;
-            off = 0;
-            for (int k = 0; k < nb; k++) {
-                for (int j = 0; j < mb.n_chosen[k]; j++) dlp[off + j] = (float)res[k].d_pi_c;
-                for (int j = 0; j < mb.n_rejected[k]; j++)
-                    dlp[off + mb.n_chosen[k] + j] = (float)res[k].d_pi_r;
-                off += mb.n_chosen[k] + mb.n_rejected[k];
-            }
-            if (model_backward(m, dlp, &e)) rc = fail("backward", &e);
-        }
-        if (!rc) {
-            optim_clip(grads, n_params, 1.0);
-            optim_step(&o, params, grads);
-        }
+        double L = dpo_step(m, &mb, &o, &lc, lp, dlp, ex, res, &e);
+        if (isnan(L)) rc = fail("step", &e);
+        if (s == 0) loss_first = L;
+        loss_last = L;
         double t = log_now_seconds() - t0;
         batch_buf_free(&bb);
         if (s < 0) {
@@ -951,7 +944,8 @@ static int cmd_report(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench sgemm|lengths|precompute|train|tokenizer|report ...\n");
+        fprintf(stderr, "usage: bench sgemm|lengths|precompute|train|tokenizer|report|"
+                        "write_ckpt|big_precompute|big_lora ...\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -962,6 +956,10 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "train")) return cmd_train(argc, argv);
     if (!strcmp(mode, "tokenizer")) return cmd_tokenizer(argc, argv);
     if (!strcmp(mode, "report")) return cmd_report(argc, argv);
+    if (!strcmp(mode, "write_ckpt")) return cmd_write_ckpt(argc, argv);
+    if (!strcmp(mode, "big_precompute")) return cmd_big_precompute(argc, argv);
+    if (!strcmp(mode, "big_lora")) return cmd_big_lora(argc, argv);
+    if (!strcmp(mode, "big_report")) return cmd_big_report(argc, argv);
     fprintf(stderr, "bench: unknown mode %s\n", mode);
     return 2;
 }

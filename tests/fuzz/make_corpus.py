@@ -235,21 +235,21 @@ def config_seeds():
 
 
 # ---- store blobs --------------------------------------------------------------
+def z(raw, check=True):
+    # From a file, so that the frame header declares the content size.
+    tmp = os.path.join(ROOT, ".blob.tmp")
+    with open(tmp, "wb") as f:
+        f.write(raw)
+    args = ["zstd", "-q", "-c", "-3", "--content-size"] + ([] if check else ["--no-check"])
+    out = subprocess.run(args + [tmp], stdout=subprocess.PIPE, check=True).stdout
+    os.remove(tmp)
+    return out
+
+
 def blob_seeds():
     if not shutil.which("zstd"):
         print("make_corpus: zstd CLI not found; store_blob seeds skipped", file=sys.stderr)
         return
-
-    def z(raw, check=True):
-        # From a file, so that the frame header declares the content size.
-        tmp = os.path.join(ROOT, ".blob.tmp")
-        with open(tmp, "wb") as f:
-            f.write(raw)
-        args = ["zstd", "-q", "-c", "-3", "--content-size"] + ([] if check else ["--no-check"])
-        out = subprocess.run(args + [tmp], stdout=subprocess.PIPE, check=True).stdout
-        os.remove(tmp)
-        return out
-
     ids = struct.pack("<8i", 15496, 11, 995, 0, 50256, 1, 2, 3)
     logps = struct.pack("<6f", -0.5, -1.25, -3.0, -0.001, -7.5, -2.0)
     # shuffled planes of the log-probs, as store_blob_encode writes them
@@ -263,6 +263,65 @@ def blob_seeds():
     put("store_blob", "not_zstd.bin", b"SQLite format 3\0")
 
 
+# ---- whole stores -------------------------------------------------------------
+# A valid store (schemas/store.sql, one example with values) with 512-byte
+# pages and no WAL, so a seed is a few KiB in one file, and copies altered
+# as a careful user might receive them: views over endless recursive CTEs in
+# place of each table, objects of one's own, another application_id.
+def store_open_seeds():
+    if not shutil.which("zstd"):
+        print("make_corpus: zstd CLI not found; store_open seeds skipped", file=sys.stderr)
+        return
+    import sqlite3
+
+    def planes(fmt, vals):
+        r = struct.pack("<%d%s" % (len(vals), fmt), *vals)
+        return z(b"".join(r[p::4] for p in range(4)))
+
+    tmp = os.path.join(ROOT, ".store.tmp")
+    endless = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) "
+    cases = {
+        "good.sqlite": [],
+        "view_examples.sqlite": ["DROP TABLE examples", "CREATE VIEW examples AS " + endless +
+                                 "SELECT printf('ex%d', n) AS id, 'train' AS split, 'x' AS source, "
+                                 "1 AS line, n AS ord FROM c"],
+        "view_refs.sqlite": ["DROP TABLE refs", "CREATE VIEW refs AS " + endless +
+                             "SELECT printf('fp%d', n) AS fingerprint, '{}' AS description FROM c"],
+        "view_ref_rows.sqlite": ["DROP TABLE ref_rows", "CREATE VIEW ref_rows AS " + endless +
+                                 "SELECT 'ex1' AS example_id, 'fp1' AS fingerprint, 0 AS n_prompt, "
+                                 "1 AS n_chosen, 1 AS n_rejected, 0.0 AS ref_chosen_logp, "
+                                 "0.0 AS ref_rejected_logp, x'' AS prompt_ids, x'' AS chosen_ids, "
+                                 "x'' AS rejected_ids, x'' AS chosen_token_logps, "
+                                 "x'' AS rejected_token_logps FROM c"],
+        "trigger.sqlite": ["CREATE TRIGGER spy AFTER INSERT ON examples BEGIN SELECT 1; END"],
+        "extra_view.sqlite": ["CREATE VIEW endless AS " + endless + "SELECT n FROM c"],
+        "extra_column.sqlite": ["ALTER TABLE examples ADD COLUMN note TEXT"],
+        "app_id.sqlite": ["PRAGMA application_id = 1"],
+    }
+    for name, sql in cases.items():
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        c = sqlite3.connect(tmp)
+        c.execute("PRAGMA page_size = 512")
+        c.executescript(open("schemas/store.sql").read())
+        c.execute("PRAGMA application_id = %d" % int.from_bytes(b"dpoc", "big"))
+        c.execute("PRAGMA user_version = 1")
+        c.execute("INSERT INTO refs VALUES ('fp1', '{\"model\":\"tiny\"}')")
+        c.execute("INSERT INTO examples VALUES ('ex1', 'train', 'data.jsonl', 1, 0)")
+        c.execute("INSERT INTO ref_rows VALUES ('ex1', 'fp1', 2, 3, 2, -1.5, -2.5, ?, ?, ?, ?, ?)",
+                  (planes("i", [10, 11]), planes("i", [1, 2, 256]), planes("i", [3, 256]),
+                   planes("f", [-0.5, -0.5, -0.5]), planes("f", [-1.25, -1.25])))
+        c.commit()
+        for q in sql:
+            c.execute(q)
+        c.commit()
+        c.execute("VACUUM")
+        c.close()
+        with open(tmp, "rb") as f:
+            put("store_open", name, f.read())
+        os.remove(tmp)
+
+
 if __name__ == "__main__":
     st_seeds()
     tok_seeds()
@@ -270,3 +329,4 @@ if __name__ == "__main__":
     jsonl_seeds()
     config_seeds()
     blob_seeds()
+    store_open_seeds()

@@ -22,7 +22,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-"safetensors tokenizer_json tokenize jsonl config store_blob"}
+TARGETS=${FUZZ_TARGETS:-"safetensors tokenizer_json tokenize jsonl config store_blob store_open template"}
 CC=${FUZZ_CC:-clang}
 OUT=$BUILD/fuzz
 PKGS="openblas sqlite3 libzstd yaml-0.1 jansson libpcre2-8 libutf8proc libxxhash zlib"
@@ -38,13 +38,14 @@ LIBS="$(pkg-config --libs $PKGS) -lm"
 max_len() {
     case $1 in
         safetensors) echo 16384 ;; tokenizer_json) echo 65536 ;; tokenize) echo 4096 ;;
-        jsonl) echo 16384 ;; config) echo 8192 ;; store_blob) echo 65536 ;; *) echo 4096 ;;
+        jsonl) echo 16384 ;; config) echo 8192 ;; store_blob) echo 65536 ;;
+        store_open) echo 65536 ;; template) echo 8192 ;; *) echo 4096 ;;
     esac
 }
 dict() {
     case $1 in
         safetensors|tokenizer_json|jsonl) echo tests/fuzz/dict/json.dict ;;
-        config) echo tests/fuzz/dict/yaml.dict ;; *) echo "" ;;
+        config) echo tests/fuzz/dict/yaml.dict ;; template) echo tests/fuzz/dict/jinja.dict ;; *) echo "" ;;
     esac
 }
 
