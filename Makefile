@@ -4,6 +4,7 @@
 #   make test       install missing runtime + test packages, build, run every test  (SANITIZE=1: under ASan+UBSan)
 #   make sft / precompute / train / sweep / eval / report   CONFIG=pipeline.yaml SET="key=value ..."
 #                   (with the default CONFIG, make precompute runs make sft first when its model is missing)
+#                   NP=2: under mpirun -np 2 (data parallel; MPIRUN/MPIFLAGS to change the launcher)
 #   make deps       install the missing Debian packages building and running need
 #   make test-deps  ... and those make test, bench and fuzz need on top (tests/deps.sh lists both)
 #   make bench      benchmarks side by side with PyTorch
@@ -18,7 +19,7 @@ SET      ?=
 SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
-PKGS := openblas sqlite3 libzstd yaml-0.1 jansson libpcre2-8 libutf8proc libxxhash zlib
+PKGS := openblas sqlite3 libzstd yaml-0.1 jansson libpcre2-8 libutf8proc libxxhash zlib ompi-c
 
 ifeq ($(SANITIZE),1)
 BUILD    ?= build/san
@@ -92,7 +93,17 @@ demo: deps
 # (tests/e2e_first_contact.sh runs these targets in a copy of the repository).
 DPOC := $(BUILD)/dpoc
 
-sft precompute train sweep report eval: $(DPOC)
+# NP=N runs sft, precompute and train data parallel under mpirun (README:
+# "Beyond one machine"); as root Open MPI also wants --allow-run-as-root.
+NP      ?=
+MPIRUN  ?= mpirun
+MPIFLAGS ?=
+LAUNCH  := $(if $(NP),$(MPIRUN) -np $(NP) $(MPIFLAGS) ,)
+
+sft precompute train: $(DPOC)
+	$(LAUNCH)$(DPOC) $@ -c $(CONFIG) $(foreach s,$(SET),--set $(s))
+
+sweep report eval: $(DPOC)
 	$(DPOC) $@ -c $(CONFIG) $(foreach s,$(SET),--set $(s))
 
 # The default pipeline's reference is the model make sft trains
@@ -105,11 +116,12 @@ ifeq ($(CONFIG),pipeline.yaml)
 precompute: | $(DEFAULT_REFERENCE)
 endif
 $(DEFAULT_REFERENCE): | $(DPOC)
-	$(DPOC) sft -c pipeline.yaml $(foreach s,$(SET),--set $(s))
+	$(LAUNCH)$(DPOC) sft -c pipeline.yaml $(foreach s,$(SET),--set $(s))
 
 bench: test-deps
 	@$(MAKE) --no-print-directory $(BUILD)/dpoc
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/bench/run.sh
+	@DPOC=$(BUILD)/dpoc PYTHON=$(PYTHON) sh tests/bench/mpi.sh $(BUILD)/bench
 
 # libFuzzer harnesses (clang), FUZZ_SECONDS per harness.
 FUZZ_SECONDS ?= 60

@@ -5,7 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cli_error(const char *msg) { fprintf(stderr, "%s\n", msg); }
+#include "dist.h"
+
+/* Under mpirun each rank says which it is: the ranks' lines interleave. */
+void cli_error(const char *msg) {
+    if (dist_size() > 1) fprintf(stderr, "rank %d/%d: %s\n", dist_rank(), dist_size(), msg);
+    else fprintf(stderr, "%s\n", msg);
+}
 
 static void help(const char *cmd, const char *usage, const cli_option *extra, int n_extra) {
     printf("usage: dpoc %s [-c pipeline.yaml] [--set key=value ...]\n%s\n\noptions:\n", cmd, usage);

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dist.h"
+#include "log.h"
 #include "safetensors.h"
 
 typedef int (*command_fn)(int argc, char **argv);
@@ -71,6 +73,36 @@ static void thread_defaults(char **argv) {
     /* exec failed: go on with the defaults */
 }
 
+/* Under mpirun (or srun) every rank runs the command; rank 0 alone logs.
+ * A command that fails on any rank ends the whole job (dist_abort), since
+ * the others may be waiting for it in a collective; one that stops at a
+ * signal (128 + signal) agreed with every rank and ends normally. */
+static int run(command_fn fn, int argc, char **argv) {
+    dp_err err;
+    if (dist_init(&err)) {
+        fprintf(stderr, "dpoc: %s\n", err.msg);
+        return 1;
+    }
+    /* The other commands are one process's: under mpirun every rank would
+     * do the whole job and write the same files. */
+    static const char *const parallel[] = {"sft", "precompute", "train", "sweep"};
+    int is_parallel = 0;
+    for (int i = 0; i < 4; i++) is_parallel |= !strcmp(argv[0], parallel[i]);
+    if (dist_size() > 1 && !is_parallel) {
+        if (dist_rank() == 0)
+            fprintf(stderr, "dpoc %s: runs in one process; under mpirun only sft, precompute, "
+                            "train and sweep run (data parallel)\n", argv[0]);
+        dist_finalize();
+        return 2;
+    }
+    static FILE *quiet;
+    if (dist_rank() > 0 && (quiet = fopen("/dev/null", "w"))) log_set_stream(quiet);
+    int rc = fn(argc, argv);
+    if (dist_size() > 1 && rc != 0 && rc < 128) dist_abort(rc);
+    dist_finalize();
+    return rc;
+}
+
 int main(int argc, char **argv) {
     thread_defaults(argv);
     /* Past a file-size limit (ulimit -f) a write fails with EFBIG, reported
@@ -92,7 +124,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "dpoc: command '%s' is not available in this build\n", argv[1]);
             return 2;
         }
-        return (*commands[i].fn)(argc - 1, argv + 1);
+        return run(*commands[i].fn, argc - 1, argv + 1);
     }
     fprintf(stderr, "dpoc: unknown command '%s' (dpoc --help lists them)\n", argv[1]);
     return 2;

@@ -1,5 +1,5 @@
 /* model_cmd — `dpoc model info DIR [--tokens N] [--lora-r R] [--budget SIZE]
- * [--check]`: what a Hugging Face model directory holds (family, sizes,
+ * [--ranks N] [--check]`: what a Hugging Face model directory holds (family, sizes,
  * parameter count) from config.json and the safetensors headers alone (any
  * size, at once), the memory training it would take (full and with LoRA),
  * the plans for a budget, and with --check whether every weight is finite; `dpoc model init DIR [--seed N]` writes random weights
@@ -19,7 +19,8 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: dpoc model info DIR [--tokens N] [--lora-r R] [--budget SIZE] [--check]\n"
+            "usage: dpoc model info DIR [--tokens N] [--lora-r R] [--budget SIZE] [--ranks N]\n"
+            "                       [--check]\n"
             "       dpoc model init DIR [--seed N] [--bf16]\n"
             "       dpoc model merge BASE ADAPTER OUT [--bf16]\n"
             "  info         family, sizes, parameter count, training memory; loads the\n"
@@ -37,6 +38,8 @@ static void usage(FILE *f) {
             "               config.json and the safetensors headers are read\n"
             "  --budget SIZE  the plans precompute, full training and LoRA would make to\n"
             "               fit SIZE (e.g. 4GiB), as memory.budget does\n"
+            "  --ranks N    also the memory per rank of full training under mpirun -np N\n"
+            "               (optimizer state and reduced gradients sharded, ZeRO stage 2)\n"
             "  --seed N     random seed for init (default 0)\n"
             "  --bf16       init and merge write BF16 instead of F32\n"
             "  --help       this text\n");
@@ -142,7 +145,7 @@ int cmd_model(int argc, char **argv) {
         return 2;
     }
     const char *dir = NULL;
-    long tokens = 2048, seed = 0, lora_r = 16;
+    long tokens = 2048, seed = 0, lora_r = 16, ranks = 0;
     size_t budget = 0;
     int check = 0;
     int bf16 = 0;
@@ -155,6 +158,9 @@ int cmd_model(int argc, char **argv) {
             i++;
         } else if (info && !strcmp(argv[i], "--lora-r")) {
             if (parse_long("--lora-r", i + 1 < argc ? argv[i + 1] : NULL, 1, 4096, &lora_r)) return 2;
+            i++;
+        } else if (info && !strcmp(argv[i], "--ranks")) {
+            if (parse_long("--ranks", i + 1 < argc ? argv[i + 1] : NULL, 1, 1L << 20, &ranks)) return 2;
             i++;
         } else if (info && !strcmp(argv[i], "--check")) {
             check = 1;
@@ -281,6 +287,22 @@ int cmd_model(int argc, char **argv) {
     print_bytes("adapters", n_lora * 16);
     print_bytes("activations", mm.activations);
     print_bytes("total", mm.weights + n_lora * 16 + mm.activations);
+    if (ranks) {
+        /* Each rank keeps the weights and backward's full gradient array, and
+         * 1/N of the reduced gradient and of the AdamW moments; activations
+         * are those of its own micro-batch. */
+        size_t n = (size_t)ranks;
+        size_t slice = mm.grads / n + (mm.grads % n != 0), adam = mm.adam / n + (mm.adam % n != 0);
+        printf("full training, per rank with %ld ranks (ZeRO: gradients reduce-scattered, AdamW "
+               "state sharded; %.1f MiB per step on the wire per rank and direction):\n",
+               ranks, (double)mm.grads * (double)(n - 1) / (double)n / (1024.0 * 1024.0));
+        print_bytes("weights", mm.weights);
+        print_bytes("gradients", mm.grads);
+        if (ranks > 1) print_bytes("grad slice", slice);
+        print_bytes("adamw slice", adam);
+        print_bytes("activations", mm.activations);
+        print_bytes("total", mm.weights + mm.grads + (ranks > 1 ? slice : 0) + adam + mm.activations);
+    }
     printf("weights:      %s\n", weights);
     if (budget) {
         static const char *const what[] = {"precompute", "full training", "LoRA"};

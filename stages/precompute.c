@@ -14,10 +14,17 @@
  * split the file by window, bit-identical to one uninterrupted run. kill -9
  * loses at most the uncommitted batches.
  *
+ * Under mpirun rank r of N is shard r+1/N: rank 0 writes the store itself,
+ * every other rank its own part, STORE.rank-R (a store, resumable alike),
+ * which rank 0 merges into the store and removes once every rank is done.
+ * A rank skips what the store or its part already holds, so a rerun after
+ * any rank died resumes; parts left by a run with more ranks are merged too.
+ *
  * On failure: what was computed is committed and kept (a rerun resumes);
  * a store this run created that holds no values is removed with its -wal
  * and -shm files, so bad data leaves nothing behind. */
 #include <errno.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +34,7 @@
 
 #include "cli.h"
 #include "dataset.h"
+#include "dist.h"
 #include "fingerprint.h"
 #include "model.h"
 #include "stage_util.h"
@@ -43,7 +51,9 @@ typedef struct run {
     config *cfg;
     tokenizer *tok;
     model *ref;
-    store *st;
+    store *st;                  /* written: the store (rank 0) or this rank's part */
+    store *main_st;             /* ranks > 0: the store, read for values it has */
+    char store_path[4200];      /* the file st is */
     int created_store;          /* the store file did not exist before this run */
     fp_result fp;
     ds_options dso;
@@ -242,6 +252,9 @@ static int do_split(run *r, const char *split, const char *path, log_progress *p
         if ((rc = store_put_example(r->st, &rec, err))) break;
         int has = 0, dup = 0;
         if ((rc = store_has_ref(r->st, rec.id, r->fp.fingerprint, &has, err))) break;
+        if (!has && r->main_st &&
+            (rc = store_has_ref(r->main_st, rec.id, r->fp.fingerprint, &has, err)))
+            break;
         for (size_t k = 0; k < r->n_queue && !dup; k++) dup = !strcmp(r->queue[k].rec.id, rec.id);
         if (dup) { /* the same example twice in one window: computed once */
             r->reused++;
@@ -306,10 +319,25 @@ static int plan_budget(const config *c, long max_unit, long *batch_tokens, int *
     return 0;
 }
 
+/* Opens (creating) r->store_path for writing and records the reference. */
+static int open_store(run *r, dp_err *err) {
+    if (su_mkdirs_for(r->store_path, err)) return -1;
+    struct stat sb;
+    r->created_store = stat(r->store_path, &sb) != 0 && errno == ENOENT;
+    if (store_open(&r->st, r->store_path, STORE_WRITE, err)) return -1;
+    return store_put_reference(r->st, r->fp.fingerprint, r->fp.description, err);
+}
+
 static int setup(run *r, const char *shard_opt, dp_err *err) {
     config *c = r->cfg;
     const char *shard = shard_opt ? shard_opt : cfg_str(c, "precompute.shard");
     if (parse_shard(shard, &r->shard_i, &r->shard_n, err)) return -1;
+    if (dist_size() > 1) {
+        if (r->shard_n > 1)
+            return dp_fail(err, "precompute.shard: %s under mpirun; the ranks are the shards "
+                                "(use one or the other)", shard);
+        r->shard_i = dist_rank() + 1, r->shard_n = dist_size();
+    }
     char tok_path[4096];
     if (su_check_reference(c, err)) return -1;
     su_tokenizer_path(c, tok_path, sizeof tok_path);
@@ -324,7 +352,7 @@ static int setup(run *r, const char *shard_opt, dp_err *err) {
     if (plan_budget(c, max_unit, &r->batch_tokens, &stream, err)) return -1;
     model_options mo = {.training = 0,
                         .prefix_sharing = cfg_bool(c, "precompute.prefix_sharing"),
-                        .threads = (int)cfg_int(c, "precompute.threads"),
+                        .threads = dist_threads((int)cfg_int(c, "precompute.threads")),
                         .max_tokens = (int)(r->batch_tokens > max_unit ? r->batch_tokens : max_unit)};
     if (model_load(&r->ref, cfg_str(c, "reference.model"), &mo, err)) return -1;
     model_stream(r->ref, stream);
@@ -335,12 +363,48 @@ static int setup(run *r, const char *shard_opt, dp_err *err) {
     r->nc = malloc(cap * sizeof *r->nc);
     r->nr = malloc(cap * sizeof *r->nr);
     if (!r->ids || !r->logps || !r->np || !r->nc || !r->nr) return dp_fail(err, "out of memory");
-    if (su_mkdirs_for(cfg_str(c, "store"), err)) return -1;
-    struct stat sb;
-    r->created_store = stat(cfg_str(c, "store"), &sb) != 0 && errno == ENOENT;
-    if (store_open(&r->st, cfg_str(c, "store"), STORE_WRITE, err)) return -1;
-    if (store_put_reference(r->st, r->fp.fingerprint, r->fp.description, err)) return -1;
+    /* Rank 0 creates the store before the other ranks open it to read. */
+    const char *main_path = cfg_str(c, "store");
+    int rank = dist_rank();
+    if (rank == 0) snprintf(r->store_path, sizeof r->store_path, "%s", main_path);
+    else snprintf(r->store_path, sizeof r->store_path, "%s.rank-%d", main_path, rank);
+    int rc = rank == 0 ? open_store(r, err) : 0;
+    dist_barrier();
+    if (rc) return -1;
+    if (rank > 0) {
+        if (store_open(&r->main_st, main_path, STORE_READONLY, err)) return -1;
+        if (open_store(r, err)) return -1;
+    }
     return store_begin(r->st, err);
+}
+
+/* Merges every part STORE.rank-* into the store (rank 0, once every rank
+ * has closed its part) and removes it. *n_copied = reference rows copied. */
+static int merge_parts(run *r, long *n_copied, dp_err *err) {
+    char pattern[4300];
+    snprintf(pattern, sizeof pattern, "%s.rank-*", cfg_str(r->cfg, "store"));
+    glob_t g;
+    *n_copied = 0;
+    if (glob(pattern, 0, NULL, &g) != 0) return 0; /* no parts */
+    int rc = 0;
+    for (size_t i = 0; i < g.gl_pathc && !rc; i++) {
+        const char *part = g.gl_pathv[i];
+        size_t len = strlen(part);
+        if ((len > 4 && (!strcmp(part + len - 4, "-wal") || !strcmp(part + len - 4, "-shm"))) ||
+            (len > 8 && !strcmp(part + len - 8, "-journal")))
+            continue;
+        long copied = 0;
+        rc = store_merge(r->st, part, &copied, err);
+        *n_copied += copied;
+        static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+        for (int k = 0; !rc && k < 4; k++) {
+            char p[4400];
+            snprintf(p, sizeof p, "%s%s", part, suffixes[k]);
+            unlink(p);
+        }
+    }
+    globfree(&g);
+    return rc;
 }
 
 /* After a failure: removes the store this run created if it holds no values
@@ -357,7 +421,7 @@ static void remove_empty_store(run *r) {
         store_close(r->st);
         r->st = NULL;
     }
-    const char *path = cfg_str(r->cfg, "store");
+    const char *path = r->store_path;
     static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
     for (int i = 0; i < 4; i++) {
         char p[4200];
@@ -375,6 +439,7 @@ static void teardown(run *r) {
     free(r->nc);
     free(r->nr);
     if (r->st) store_close(r->st);
+    if (r->main_st) store_close(r->main_st);
     model_free(r->ref);
     ds_options_free(&r->dso);
     tok_free(r->tok);
@@ -417,6 +482,18 @@ int cmd_precompute(int argc, char **argv) {
         if (store_commit(r.st, &cerr) && rc == 0) {
             err = cerr;
             rc = -1;
+        }
+        if (rc == 0 && dist_size() > 1) {
+            /* every part whole and closed, then rank 0 merges them */
+            if (dist_rank() > 0) store_close(r.st), r.st = NULL;
+            dist_barrier();
+            long copied = 0;
+            if (dist_rank() == 0 && (rc = merge_parts(&r, &copied, &err)) == 0)
+                su_log("precompute: merged the other ranks' parts into %s (%ld rows)",
+                       cfg_str(r.cfg, "store"), copied);
+            double sums[3] = {(double)r.computed, (double)r.reused, (double)r.tokens};
+            dist_allreduce_sum(sums, 3);
+            r.computed = (long)sums[0], r.reused = (long)sums[1], r.tokens = (long)sums[2];
         }
     }
     if (r.st) {

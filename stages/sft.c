@@ -10,7 +10,12 @@
  * → for each optimizer step: pack a batch as units with no rejected side,
  * forward, token-mean NLL of the response tokens (the prompt gets no loss),
  * backward, clip, AdamW → metrics, eval, checkpoint → export
- * <sft.output>/model with the tokenizer files. */
+ * <sft.output>/model with the tokenizer files.
+ *
+ * Under mpirun the ranks split each batch (and the eval split) into
+ * contiguous parts and step ZeRO-style (trainer_util's tu_shard_*); rank 0
+ * writes metrics, checkpoints and the model. SIGTERM/SIGINT: a checkpoint
+ * at the next step boundary, then exit 128 + signal. */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -21,6 +26,7 @@
 
 #include "cli.h"
 #include "dataset.h"
+#include "dist.h"
 #include "model.h"
 #include "optim.h"
 #include "stage_util.h"
@@ -48,7 +54,8 @@ typedef struct sft {
     examples train, eval;
     char tag[48];               /* hash of the training examples */
     model *m;
-    optim opt;
+    optim opt;                  /* this rank's slice of the trainable parameters */
+    tu_shard sh;
     tu_state at;
     long total_steps, steps_per_epoch;
     int batch_size;
@@ -148,9 +155,11 @@ static void examples_tag(const examples *e, char *out, size_t size) {
 /* ---- one batch ------------------------------------------------------------ */
 
 /* Forward over examples IDX[0..n) of E (and, if backward, backward with the
- * token-mean NLL's derivative). Adds Σ NLL and the response token count. */
+ * derivative of the token mean of the NLL over a batch of BATCH_RESP response
+ * tokens, of which these are a part). Adds Σ NLL and the response token count. */
 static int run_batch(sft *s, const examples *e, const size_t *idx, int n, int backward,
-                     double *nll, long *n_resp, dp_err *err) {
+                     double batch_resp, double *nll, long *n_resp, dp_err *err) {
+    if (n == 0) return 0; /* a rank with no part of a short batch */
     size_t T = 0, R = 0;
     for (int i = 0; i < n; i++) {
         const example *x = &e->ex[idx[i]];
@@ -166,13 +175,14 @@ static int run_batch(sft *s, const examples *e, const size_t *idx, int n, int ba
     *n_resp += (long)R;
     s->at.num_tokens += (long)T;
     if (!backward) return 0;
-    for (size_t k = 0; k < R; k++) s->dlogps[k] = (float)(-1.0 / (double)R);
+    for (size_t k = 0; k < R; k++) s->dlogps[k] = (float)(-1.0 / batch_resp);
     return model_backward(s->m, s->dlogps, err);
 }
 
 /* ---- metrics -------------------------------------------------------------- */
 
 static int write_line(sft *s, const char *line, dp_err *err) {
+    if (dist_rank() != 0) return 0;
     if (fprintf(s->metrics_file, "%s\n", line) < 0 || fflush(s->metrics_file))
         return dp_fail(err, "%s/metrics.jsonl: write error: %s", s->out_dir, strerror(errno));
     return 0;
@@ -185,14 +195,19 @@ static int evaluate(sft *s, dp_err *err) {
     size_t *idx = malloc((size_t)s->batch_size * sizeof *idx);
     if (!idx) return dp_fail(err, "out of memory");
     int rc = 0;
-    for (size_t lo = 0; !rc && lo < s->eval.n; lo += (size_t)s->batch_size) {
+    size_t part_lo, part_hi; /* this rank's part */
+    tu_shard_part(&s->sh, s->eval.n, &part_lo, &part_hi);
+    for (size_t lo = part_lo; !rc && lo < part_hi; lo += (size_t)s->batch_size) {
         int n = 0;
-        while (n < s->batch_size && lo + (size_t)n < s->eval.n) idx[n] = lo + (size_t)n, n++;
-        rc = run_batch(s, &s->eval, idx, n, 0, &nll, &n_resp, err);
+        while (n < s->batch_size && lo + (size_t)n < part_hi) idx[n] = lo + (size_t)n, n++;
+        rc = run_batch(s, &s->eval, idx, n, 0, 1.0, &nll, &n_resp, err);
     }
     free(idx);
     s->at.num_tokens = saved;
     if (rc) return -1;
+    double sums[2] = {nll, (double)n_resp};
+    dist_allreduce_sum(sums, 2);
+    nll = sums[0], n_resp = (long)sums[1];
     double loss = n_resp ? nll / (double)n_resp : 0.0;
     char line[256];
     snprintf(line, sizeof line, "{\"step\": %ld, \"eval_loss\": %.9g}", s->at.step, loss);
@@ -201,6 +216,7 @@ static int evaluate(sft *s, dp_err *err) {
 }
 
 static int log_step(sft *s, double loss, double norm, double lr, dp_err *err) {
+    if (dist_rank() != 0) return 0;
     double secs = su_now() - s->start;
     double tps = secs > 0 ? (double)(s->at.num_tokens - s->start_tokens) / secs : 0.0;
     char line[512];
@@ -257,7 +273,8 @@ static int setup(sft *s, dp_err *err) {
     if (load_data(s, err)) return -1;
     s->batch_size = (int)cfg_int(c, "sft.batch_size");
     snprintf(s->out_dir, sizeof s->out_dir, "%s", cfg_str(c, "sft.output"));
-    if (su_mkdirs(s->out_dir, err)) return -1;
+    int rank0 = dist_rank() == 0;
+    if (rank0 && su_mkdirs(s->out_dir, err)) return -1;
     s->steps_per_epoch = (long)((s->train.n + (size_t)s->batch_size - 1) / (size_t)s->batch_size);
     s->total_steps = cfg_int(c, "sft.max_steps");
     if (!s->total_steps) s->total_steps = s->steps_per_epoch * cfg_int(c, "sft.epochs");
@@ -265,7 +282,7 @@ static int setup(sft *s, dp_err *err) {
     /* No example is longer than max_length (ds_tokenize's truncation). */
     model_options mo = {.training = 1,
                         .prefix_sharing = 1,
-                        .threads = (int)cfg_int(c, "sft.threads"),
+                        .threads = dist_threads((int)cfg_int(c, "sft.threads")),
                         .recompute = cfg_bool(c, "sft.recompute"),
                         .max_tokens = s->batch_size * (int)cfg_int(c, "data.max_length")};
     char ckpt[4200];
@@ -276,8 +293,9 @@ static int setup(sft *s, dp_err *err) {
     snprintf(init_config, sizeof init_config, "%s", cfg_str(c, "sft.init_config"));
     if (init) snprintf(init_config, sizeof init_config, "%s/config.json", init);
     uint64_t seed = (uint64_t)cfg_int(c, "sft.seed");
+    /* Resuming, rank 0 reads the checkpoint and sends the others its weights. */
     if (tu_lora_options(c, "sft", init_config, seed, &mo.lora, err) ||
-        tu_load_policy(&s->m, init, init_config, seed, found ? ckpt : NULL, &mo, err))
+        tu_load_policy(&s->m, init, init_config, seed, found && rank0 ? ckpt : NULL, &mo, err))
         return -1;
     int vocab = model_get_config(s->m)->vocab;
     if (tok_vocab_size(s->tok) > vocab)
@@ -287,13 +305,16 @@ static int setup(sft *s, dp_err *err) {
     optim_config oc;
     tu_optim_config(c, "sft", s->total_steps, &oc);
     size_t n_params;
-    model_trainable(s->m, NULL, &n_params);
-    if (optim_init(&s->opt, &oc, n_params, err)) return -1;
-    if (!mo.lora.r && tu_exclude_norms_and_biases(&s->opt, s->m, err)) return -1;
+    float *params = model_trainable(s->m, NULL, &n_params);
+    if (tu_shard_init(&s->sh, n_params, err)) return -1;
+    if (optim_init(&s->opt, &oc, s->sh.len, err)) return -1;
+    if (!mo.lora.r && tu_exclude_norms_and_biases(&s->opt, s->m, s->sh.off, err)) return -1;
     if (found) {
         if (tu_checkpoint_load(ckpt, "examples", s->tag,
-                               "use another sft.output or sft.resume=never", &s->at, &s->opt, err))
+                               "use another sft.output or sft.resume=never", &s->sh, &s->at,
+                               &s->opt, err))
             return -1;
+        tu_shard_bcast_params(&s->sh, params);
         su_log("sft: resuming from %s at step %ld", ckpt, s->at.step);
         s->start_tokens = s->at.num_tokens;
         s->start_step = s->at.step;
@@ -312,6 +333,7 @@ static int setup(sft *s, dp_err *err) {
     if (!s->order || !s->ids || !s->logps || !s->dlogps || !s->np || !s->nc || !s->nr)
         return dp_fail(err, "out of memory");
 
+    if (!rank0) return 0;
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", s->out_dir);
     if (su_truncate_metrics(path, found ? s->at.step : 0, err)) return -1;
@@ -330,6 +352,7 @@ static void teardown(sft *s) {
     free(s->nc);
     free(s->nr);
     optim_free(&s->opt);
+    tu_shard_free(&s->sh);
     model_free(s->m);
     examples_free(&s->train);
     examples_free(&s->eval);
@@ -338,6 +361,9 @@ static void teardown(sft *s) {
 }
 
 /* ---- the loop ------------------------------------------------------------- */
+
+/* The signal that stopped the loop (0: none). */
+static int stopped_by;
 
 static int sft_loop(sft *s, dp_err *err) {
     config *c = s->cfg;
@@ -348,6 +374,7 @@ static int sft_loop(sft *s, dp_err *err) {
     size_t n_params;
     float *grads, *params = model_trainable(s->m, &grads, &n_params);
     tu_state *at = &s->at;
+    tu_stop_install();
     tu_epoch_order(s->order, s->train.n, 1, seed, at->epoch);
     int rc = 0;
     while (!rc && at->step < s->total_steps) {
@@ -361,26 +388,46 @@ static int sft_loop(sft *s, dp_err *err) {
         model_zero_grads(s->m);
         model_lora_dropout(s->m, 1, (uint64_t)at->step);
         double nll = 0;
-        long n_resp = 0;
-        if ((rc = run_batch(s, &s->train, s->order + at->pos, n, 1, &nll, &n_resp, err))) break;
+        long n_resp = 0, batch_resp = 0, tokens_before = at->num_tokens;
+        for (int i = 0; i < n; i++) batch_resp += s->train.ex[s->order[at->pos + (size_t)i]].n_resp;
+        size_t part_lo, part_hi; /* this rank's part of the batch */
+        tu_shard_part(&s->sh, (size_t)n, &part_lo, &part_hi);
+        if ((rc = run_batch(s, &s->train, s->order + at->pos + part_lo, (int)(part_hi - part_lo),
+                            1, (double)batch_resp, &nll, &n_resp, err)))
+            break;
+        double sums[2] = {nll, (double)(at->num_tokens - tokens_before)};
+        dist_allreduce_sum(sums, 2);
+        nll = sums[0], at->num_tokens = tokens_before + (long)sums[1];
         at->pos += (size_t)n;
         s->responses += n;
-        double loss = nll / (double)n_resp;
-        double norm = optim_clip(grads, n_params, max_norm);
+        double loss = nll / (double)batch_resp;
+        double norm = tu_shard_reduce(&s->sh, grads);
         if (!isfinite(loss) || !isfinite(norm)) {
             rc = dp_fail(err, "step %ld: %s is not finite; stopping without saving (the last "
                               "checkpoint is kept)",
                          at->step + 1, isfinite(loss) ? "grad_norm" : "loss");
             break;
         }
-        double lr = optim_step(&s->opt, params, grads);
+        double lr = tu_shard_update(&s->sh, &s->opt, params, grads, norm, max_norm);
         at->step++;
         int last = at->step == s->total_steps;
         if (at->step % log_every == 0 || last) rc = log_step(s, loss, norm, lr, err);
         if (!rc && s->eval.n && ((eval_every && at->step % eval_every == 0) || last))
             rc = evaluate(s, err);
+        int saved = 0;
         if (!rc && ((save_every && at->step % save_every == 0) || last))
-            rc = tu_checkpoint_save(s->out_dir, s->m, &s->opt, at, "examples", err);
+            rc = tu_checkpoint_save(s->out_dir, s->m, &s->opt, &s->sh, at, "examples", err),
+            saved = 1;
+        int sig = rc || last ? 0 : tu_stop_signal();
+        if (sig) {
+            if (!saved && (rc = tu_checkpoint_save(s->out_dir, s->m, &s->opt, &s->sh, at,
+                                                   "examples", err)))
+                break;
+            stopped_by = sig;
+            rc = dp_fail(err, "sft: stopped by %s at step %ld; checkpoint saved in %s/checkpoint; "
+                              "rerun the same command to resume",
+                         tu_stop_name(sig), at->step, s->out_dir);
+        }
     }
     return rc;
 }
@@ -403,6 +450,7 @@ int cmd_sft(int argc, char **argv) {
     if (rc || !s.cfg) return rc;
     dp_err err;
     s.start = su_now();
+    double loop_secs = 0, comm_secs = 0;
     rc = setup(&s, &err);
     if (!rc) {
         su_log("sft: %zu train / %zu eval examples (%s), %ld steps, %s%s, %s", s.train.n,
@@ -413,15 +461,22 @@ int cmd_sft(int argc, char **argv) {
                su_blas_info());
         if (s.train.bad + s.eval.bad)
             su_log("sft: skipped %ld bad rows", s.train.bad + s.eval.bad);
+        double loop_start = su_now(), comm_start = dist_comm_seconds();
         rc = sft_loop(&s, &err);
+        loop_secs = su_now() - loop_start, comm_secs = dist_comm_seconds() - comm_start;
     }
-    if (!rc) rc = export_model(&s, &err);
+    if (!rc && dist_rank() == 0) rc = export_model(&s, &err);
     double secs = su_now() - s.start;
+    if (!rc && dist_size() > 1)
+        su_log("sft: %d ranks: %.1f s of the steps' %.1f s in communication (%.1f%%), optimizer "
+               "state %s per rank",
+               dist_size(), comm_secs, loop_secs, loop_secs > 0 ? 100.0 * comm_secs / loop_secs : 0.0,
+               su_bytes((double)optim_state_size(&s.opt)));
     if (!rc)
         tu_log_summary("sft", s.at.step - s.start_step, s.responses, "responses",
                        s.at.num_tokens - s.start_tokens, secs, s.out_dir);
-    if (rc) cli_error(err.msg);
+    if (rc && (!stopped_by || dist_rank() == 0)) cli_error(err.msg);
     teardown(&s);
     cfg_free(s.cfg);
-    return rc ? 1 : 0;
+    return stopped_by ? 128 + stopped_by : rc ? 1 : 0;
 }

@@ -5,7 +5,13 @@
  * every example → load the policy → for each optimizer step, for each of
  * grad_accum micro-batches: fetch examples from the store, packed forward,
  * per-example sums (LD-DPO weights), loss, per-token derivatives, backward →
- * clip, optimizer step → metrics, eval, checkpoint → export. */
+ * clip, optimizer step → metrics, eval, checkpoint → export.
+ *
+ * Under mpirun the ranks split each optimizer batch (and the eval split)
+ * into contiguous parts, sum the metrics' partial sums, and step the
+ * optimizer ZeRO-style (trainer_util's tu_shard_*); rank 0 writes metrics,
+ * checkpoints and the model. SIGTERM/SIGINT: a checkpoint at the next step
+ * boundary, then exit 128 + signal. */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -16,6 +22,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "dist.h"
 #include "loss.h"
 #include "model.h"
 #include "optim.h"
@@ -33,7 +40,8 @@ typedef struct trainer {
     config *cfg;
     store *st;
     model *pol;
-    optim opt;
+    optim opt;                  /* this rank's slice of the trainable parameters */
+    tu_shard sh;
     loss_config lc;
     fp_result fp;
     char (*train_ids)[40], (*eval_ids)[40];
@@ -168,8 +176,20 @@ static int count_chosen(trainer *t, char (*ids)[40], size_t n, double *out, dp_e
 
 /* ---- metrics -------------------------------------------------------------- */
 
+/* Every rank's partial sums into *m and *tokens (tokens this step). */
+static void reduce_metrics(metrics *m, long *tokens) {
+    if (dist_size() == 1) return;
+    double v[13] = {m->loss, m->reward_c, m->reward_r, m->acc, m->margin, m->logp_c,
+                    m->logp_r, m->logit_c, m->logit_r, m->n_logit_c, m->n_logit_r,
+                    (double)m->n, (double)*tokens};
+    dist_allreduce_sum(v, 13);
+    *m = (metrics){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], (long)v[11]};
+    *tokens = (long)v[12];
+}
+
 static int write_metrics(trainer *t, const metrics *m, const char *prefix, double grad_norm,
                          double lr, dp_err *err) {
+    if (dist_rank() != 0) return 0;
     double n = m->n ? (double)m->n : 1.0;
     double secs = su_now() - t->start;
     char line[2048];
@@ -217,11 +237,15 @@ static int evaluate(trainer *t, dp_err *err) {
     /* the whole eval split is one batch: its loss is the mean over it */
     double sft_tokens = 0;
     if (t->has_sft && count_chosen(t, t->eval_ids, t->n_eval, &sft_tokens, err)) return -1;
-    for (size_t i = 0; i < t->n_eval; i += (size_t)t->micro) {
-        int n = (int)(t->n_eval - i < (size_t)t->micro ? t->n_eval - i : (size_t)t->micro);
+    size_t lo, hi; /* this rank's part */
+    tu_shard_part(&t->sh, t->n_eval, &lo, &hi);
+    for (size_t i = lo; i < hi; i += (size_t)t->micro) {
+        int n = (int)(hi - i < (size_t)t->micro ? hi - i : (size_t)t->micro);
         if (micro_step(t, t->eval_ids + i, n, 0, (double)t->n_eval, sft_tokens, &m, err))
             return -1;
     }
+    long ignored = 0;
+    reduce_metrics(&m, &ignored);
     t->num_tokens = saved_tokens;
     t->last_eval = m;
     t->have_eval = 1;
@@ -333,11 +357,14 @@ static int setup(trainer *t, dp_err *err) {
     ds_options_free(&dso);
     tok_free(tok);
     if (rc) return -1;
-    if (store_open(&t->st, cfg_str(c, "store"), STORE_WRITE, err)) return -1;
+    /* rank 0 writes the run and its metrics; the others only read */
+    int rank0 = dist_rank() == 0;
+    if (store_open(&t->st, cfg_str(c, "store"), rank0 ? STORE_WRITE : STORE_READONLY, err))
+        return -1;
     if (check_store(t, err)) return -1;
 
     snprintf(t->out_dir, sizeof t->out_dir, "%s", cfg_str(c, "train.output"));
-    if (su_mkdirs(t->out_dir, err)) return -1;
+    if (rank0 && su_mkdirs(t->out_dir, err)) return -1;
     t->steps_per_epoch = (long)((t->n_train + (size_t)t->batch_size - 1) / (size_t)t->batch_size);
     t->total_steps = cfg_int(c, "train.max_steps");
     if (!t->total_steps) t->total_steps = t->steps_per_epoch * cfg_int(c, "train.epochs");
@@ -359,7 +386,7 @@ static int setup(trainer *t, dp_err *err) {
     long max_len = cfg_int(c, "data.max_length");
     model_options mo = {.training = 1,
                         .prefix_sharing = cfg_bool(c, "train.prefix_sharing"),
-                        .threads = (int)cfg_int(c, "train.threads"),
+                        .threads = dist_threads((int)cfg_int(c, "train.threads")),
                         .recompute = cfg_bool(c, "train.recompute"),
                         .max_tokens = (int)((long)t->micro * (2 * max_len + 2))};
     char init_config[4200];
@@ -371,18 +398,22 @@ static int setup(trainer *t, dp_err *err) {
                        &stream, err))
         return -1;
     t->micro = t->batch_size / t->grad_accum;
-    if (tu_load_policy(&t->pol, init, NULL, 0, found ? ckpt : NULL, &mo, err)) return -1;
+    /* Resuming, rank 0 reads the checkpoint and sends the others its weights. */
+    if (tu_load_policy(&t->pol, init, NULL, 0, found && rank0 ? ckpt : NULL, &mo, err)) return -1;
     model_stream(t->pol, stream || cfg_bool(c, "memory.stream"));
     size_t n_params;
-    model_trainable(t->pol, NULL, &n_params);
-    if (optim_init(&t->opt, &oc, n_params, err)) return -1;
+    float *params = model_trainable(t->pol, NULL, &n_params);
+    if (tu_shard_init(&t->sh, n_params, err)) return -1;
+    if (optim_init(&t->opt, &oc, t->sh.len, err)) return -1;
     /* Adapters are matrices: weight decay applies to all of them. */
-    if (!mo.lora.r && tu_exclude_norms_and_biases(&t->opt, t->pol, err)) return -1;
+    if (!mo.lora.r && tu_exclude_norms_and_biases(&t->opt, t->pol, t->sh.off, err)) return -1;
     if (found) {
         tu_state st;
         if (tu_checkpoint_load(ckpt, "reference", t->fp.fingerprint,
-                               "use another train.output or train.resume=never", &st, &t->opt, err))
+                               "use another train.output or train.resume=never", &t->sh, &st,
+                               &t->opt, err))
             return -1;
+        tu_shard_bcast_params(&t->sh, params);
         t->step = st.step, t->epoch = st.epoch, t->pos = st.pos, t->num_tokens = st.num_tokens;
         t->resumed_tokens = st.num_tokens;
         t->resumed_step = st.step;
@@ -405,6 +436,7 @@ static int setup(trainer *t, dp_err *err) {
         !t->mean_logits || !t->dlogps || !t->ex || !t->res)
         return dp_fail(err, "out of memory");
 
+    if (!rank0) return 0;
     /* metrics.jsonl keeps the lines up to the resumed step. */
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", t->out_dir);
@@ -434,6 +466,7 @@ static void teardown(trainer *t) {
     free(t->train_ids);
     free(t->eval_ids);
     optim_free(&t->opt);
+    tu_shard_free(&t->sh);
     model_free(t->pol);
     if (t->st) store_close(t->st);
     fp_result_free(&t->fp);
@@ -449,8 +482,11 @@ static void epoch_order(trainer *t) {
 static int save_checkpoint(trainer *t, dp_err *err) {
     tu_state st = {.step = t->step, .epoch = t->epoch, .num_tokens = t->num_tokens, .pos = t->pos};
     snprintf(st.tag, sizeof st.tag, "%s", t->fp.fingerprint);
-    return tu_checkpoint_save(t->out_dir, t->pol, &t->opt, &st, "reference", err);
+    return tu_checkpoint_save(t->out_dir, t->pol, &t->opt, &t->sh, &st, "reference", err);
 }
+
+/* The signal that stopped the last training (0: none). */
+static int stopped_by;
 
 static int train_loop(trainer *t, dp_err *err) {
     config *c = t->cfg;
@@ -459,6 +495,7 @@ static int train_loop(trainer *t, dp_err *err) {
     double max_norm = cfg_num(c, "train.max_grad_norm");
     size_t n_params;
     float *grads, *params = model_trainable(t->pol, &grads, &n_params);
+    tu_stop_install();
     char (*batch)[40] = malloc((size_t)t->batch_size * sizeof *batch);
     if (!batch) return dp_fail(err, "out of memory");
     epoch_order(t);
@@ -477,15 +514,23 @@ static int train_loop(trainer *t, dp_err *err) {
         model_zero_grads(t->pol);
         metrics m;
         memset(&m, 0, sizeof m);
-        for (int lo = 0; lo < n && !rc; lo += t->micro) {
-            int k = n - lo < t->micro ? n - lo : t->micro;
+        /* this rank's part of the batch, in micro-batches from its start
+         * (with grad_accum a multiple of the ranks, one process's own) */
+        size_t part_lo, part_hi;
+        tu_shard_part(&t->sh, (size_t)n, &part_lo, &part_hi);
+        long tokens_before = t->num_tokens;
+        for (int lo = (int)part_lo; lo < (int)part_hi && !rc; lo += t->micro) {
+            int k = (int)part_hi - lo < t->micro ? (int)part_hi - lo : t->micro;
             /* adapter dropout: masks fixed by (step, micro-batch), so a
              * resumed run draws the ones it would have */
             model_lora_dropout(t->pol, 1, (uint64_t)t->step << 20 | (uint64_t)lo);
             rc = micro_step(t, batch + lo, k, 1, (double)n, sft_tokens, &m, err);
         }
         if (rc) break;
-        double norm = optim_clip(grads, n_params, max_norm);
+        long step_tokens = t->num_tokens - tokens_before;
+        reduce_metrics(&m, &step_tokens);
+        t->num_tokens = tokens_before + step_tokens;
+        double norm = tu_shard_reduce(&t->sh, grads);
         if (!isfinite(m.loss) || !isfinite(norm)) {
             rc = dp_fail(err, "step %ld: %s is %s; stopping without saving (the last checkpoint "
                               "is kept)",
@@ -493,15 +538,24 @@ static int train_loop(trainer *t, dp_err *err) {
                          isnan(isfinite(m.loss) ? norm : m.loss) ? "NaN" : "infinite");
             break;
         }
-        double lr = optim_step(&t->opt, params, grads);
+        double lr = tu_shard_update(&t->sh, &t->opt, params, grads, norm, max_norm);
         t->step++;
         t->pairs += n;
         if (t->step % log_every == 0 || t->step == t->total_steps)
             rc = write_metrics(t, &m, "", norm, lr, err);
         if (!rc && t->n_eval && ((eval_every && t->step % eval_every == 0) || t->step == t->total_steps))
             rc = evaluate(t, err);
+        int saved = 0;
         if (!rc && ((save_every && t->step % save_every == 0) || t->step == t->total_steps))
-            rc = save_checkpoint(t, err);
+            rc = save_checkpoint(t, err), saved = 1;
+        int sig = rc || t->step == t->total_steps ? 0 : tu_stop_signal();
+        if (sig) {
+            if (!saved && (rc = save_checkpoint(t, err))) break;
+            stopped_by = sig;
+            rc = dp_fail(err, "train: stopped by %s at step %ld; checkpoint saved in %s/checkpoint; "
+                              "rerun the same command to resume",
+                         tu_stop_name(sig), t->step, t->out_dir);
+        }
     }
     free(batch);
     return rc;
@@ -522,17 +576,25 @@ static int train_run(config *c, metrics *eval, int *have_eval, double *seconds, 
     memset(&t, 0, sizeof t);
     t.cfg = c;
     t.start = su_now();
+    double loop_secs = 0, comm_secs = 0;
     int rc = setup(&t, err);
     if (!rc) {
         su_log("train: %zu train / %zu eval examples, %ld steps, policy from %s, %s", t.n_train,
                t.n_eval, t.total_steps,
                cfg_str(c, "train.init")[0] ? cfg_str(c, "train.init") : cfg_str(c, "reference.model"),
                su_blas_info());
+        double loop_start = su_now(), comm_start = dist_comm_seconds();
         rc = train_loop(&t, err);
+        loop_secs = su_now() - loop_start, comm_secs = dist_comm_seconds() - comm_start;
     }
     if (!rc && t.step == t.total_steps && t.n_eval && !t.have_eval) rc = evaluate(&t, err);
-    if (!rc) rc = export_model(&t, err);
+    if (!rc && dist_rank() == 0) rc = export_model(&t, err);
     double secs = su_now() - t.start;
+    if (!rc && dist_size() > 1)
+        su_log("train: %d ranks: %.1f s of the steps' %.1f s in communication (%.1f%%), optimizer "
+               "state %s per rank",
+               dist_size(), comm_secs, loop_secs, loop_secs > 0 ? 100.0 * comm_secs / loop_secs : 0.0,
+               su_bytes((double)optim_state_size(&t.opt)));
     if (!rc && t.pol) su_log_weights_read("train", t.pol, t.num_tokens - t.resumed_tokens);
     if (!rc)
         tu_log_summary("train", t.step - t.resumed_step, t.pairs, "pairs",
@@ -553,10 +615,11 @@ static int run_command(int argc, char **argv, const char *usage,
     int rc = cli_parse(argc, argv, usage, NULL, 0, &c);
     if (rc || !c) return rc;
     dp_err err;
+    stopped_by = 0;
     rc = body(c, &err);
-    if (rc) cli_error(err.msg);
+    if (rc && (!stopped_by || dist_rank() == 0)) cli_error(err.msg);
     cfg_free(c);
-    return rc ? 1 : 0;
+    return stopped_by ? 128 + stopped_by : rc ? 1 : 0;
 }
 
 static int train_once(config *c, dp_err *err) { return train_run(c, NULL, NULL, NULL, err); }
@@ -617,7 +680,7 @@ static int sweep_run(config *c, dp_err *err) {
         }
         cfg_free(d);
     }
-    if (!rc) {
+    if (!rc && dist_rank() == 0) {
         printf("\n| run | eval loss | eval reward accuracy | eval margin | wall time (s) |\n");
         printf("|---|---|---|---|---|\n");
         for (long i = 0; i < combos; i++) {

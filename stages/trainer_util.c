@@ -3,11 +3,15 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "dist.h"
 #include "stage_util.h"
 
 void tu_optim_config(const config *c, const char *section, long total_steps, optim_config *oc) {
@@ -27,11 +31,14 @@ void tu_optim_config(const config *c, const char *section, long total_steps, opt
     oc->total_steps = total_steps;
 }
 
-int tu_exclude_norms_and_biases(optim *o, const model *m, dp_err *err) {
+int tu_exclude_norms_and_biases(optim *o, const model *m, size_t off, dp_err *err) {
     for (int i = 0; i < model_n_tensors(m); i++) {
         const model_tensor *mt = model_tensor_at(m, i);
-        if (strstr(mt->name, "bias") || strstr(mt->name, "norm") || strstr(mt->name, "ln_"))
-            if (optim_exclude_from_decay(o, mt->offset, mt->numel, err)) return -1;
+        if (!strstr(mt->name, "bias") && !strstr(mt->name, "norm") && !strstr(mt->name, "ln_"))
+            continue;
+        size_t lo = mt->offset > off ? mt->offset : off;
+        size_t hi = mt->offset + mt->numel < off + o->n ? mt->offset + mt->numel : off + o->n;
+        if (lo < hi && optim_exclude_from_decay(o, lo - off, hi - lo, err)) return -1;
     }
     return 0;
 }
@@ -175,20 +182,124 @@ int tu_write_file_sync(const char *path, const void *data, size_t n, dp_err *err
     return 0;
 }
 
-/* The checkpoint's files into the directory tmp. */
-static int checkpoint_write(const char *tmp, model *m, const optim *o, const tu_state *s,
-                            const char *tag_key, dp_err *err) {
+/* ---- data parallelism ---- */
+
+int tu_shard_init(tu_shard *s, size_t n, dp_err *err) {
+    memset(s, 0, sizeof *s);
+    s->rank = dist_rank(), s->size = dist_size(), s->n = n;
+    s->counts = malloc((size_t)s->size * sizeof *s->counts);
+    if (!s->counts) return dp_fail(err, "out of memory");
+    for (int r = 0; r < s->size; r++) {
+        s->counts[r] = n / (size_t)s->size + ((size_t)r < n % (size_t)s->size);
+        if (r < s->rank) s->off += s->counts[r];
+    }
+    s->len = s->counts[s->rank];
+    if (s->size > 1 && !(s->grad = malloc((s->len ? s->len : 1) * sizeof *s->grad)))
+        return dp_fail(err, "out of memory for the reduced gradient slice (%zu floats)", s->len);
+    return 0;
+}
+
+void tu_shard_free(tu_shard *s) {
+    free(s->counts);
+    free(s->grad);
+    memset(s, 0, sizeof *s);
+}
+
+void tu_shard_part(const tu_shard *s, size_t n, size_t *lo, size_t *hi) {
+    *lo = n * (size_t)s->rank / (size_t)s->size;
+    *hi = n * (size_t)(s->rank + 1) / (size_t)s->size;
+}
+
+double tu_shard_reduce(tu_shard *s, float *grads) {
+    if (s->size == 1) return optim_grad_norm(grads, s->n);
+    dist_reduce_scatter(grads, s->grad, s->counts);
+    double sumsq = optim_grad_sumsq(s->grad, s->len);
+    dist_allreduce_sum(&sumsq, 1);
+    return sqrt(sumsq);
+}
+
+double tu_shard_update(tu_shard *s, optim *o, float *params, float *grads, double norm,
+                       double max_norm) {
+    if (s->size == 1) {
+        optim_clip_to(grads, s->n, max_norm, norm);
+        return optim_step(o, params, grads);
+    }
+    optim_clip_to(s->grad, s->len, max_norm, norm);
+    double lr = optim_step(o, params + s->off, s->grad);
+    dist_allgather(params, s->counts);
+    return lr;
+}
+
+void tu_shard_bcast_params(const tu_shard *s, float *params) {
+    if (s->size > 1) dist_bcast(params, s->n * sizeof *params, 0);
+}
+
+/* Optimizer slices travel in pieces of PIECE floats through one buffer on
+ * rank 0, sender and receiver cutting alike. */
+#define PIECE ((size_t)1 << 18)
+static float piece_buf[PIECE];
+
+/* Array A (0: m, 1: v) of the optimizer state. */
+static float *state_array(const optim *o, int a) { return a == 0 ? o->m : o->v; }
+
+/* Rank 0: OUT/optimizer.bin from every rank's slice (PATH NULL after an
+ * earlier error: the slices are received and dropped, so no rank waits
+ * forever). Other ranks: send their slices. */
+static int optimizer_stream_out(const char *path, const optim *o, const tu_shard *sh,
+                                dp_err *err) {
+    int arrays = optim_state_arrays(&o->cfg);
+    if (sh->rank != 0) {
+        for (int a = 0; a < arrays; a++)
+            for (size_t k = 0; k < sh->len; k += PIECE)
+                dist_send(state_array(o, a) + k,
+                          (sh->len - k < PIECE ? sh->len - k : PIECE) * sizeof(float), 0);
+        return 0;
+    }
+    FILE *f = path ? fopen(path, "wb") : NULL;
+    int rc = path && !f ? dp_fail(err, "%s: cannot create: %s", path, strerror(errno)) : 0;
+    unsigned char hdr[OPTIM_STATE_HEADER];
+    optim_state_header(&o->cfg, sh->n, o->step, hdr);
+    int bad = f && fwrite(hdr, 1, sizeof hdr, f) != sizeof hdr;
+    for (int a = 0; a < arrays; a++) {
+        if (f && !bad) bad = fwrite(state_array(o, a), sizeof(float), sh->len, f) != sh->len;
+        for (int r = 1; r < sh->size; r++)
+            for (size_t k = 0; k < sh->counts[r]; k += PIECE) {
+                size_t m = sh->counts[r] - k < PIECE ? sh->counts[r] - k : PIECE;
+                dist_recv(piece_buf, m * sizeof(float), r);
+                if (f && !bad) bad = fwrite(piece_buf, sizeof(float), m, f) != m;
+            }
+    }
+    if (f) {
+        bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
+        bad |= fclose(f) != 0;
+        if (bad && !rc) rc = dp_fail(err, "%s: write error: %s", path, strerror(errno));
+    }
+    return rc;
+}
+
+/* The checkpoint's files into the directory tmp, the optimizer's state
+ * through optimizer_stream_out when sharded. */
+static int checkpoint_write(const char *tmp, model *m, const optim *o, const tu_shard *sh,
+                            const tu_state *s, const char *tag_key, dp_err *err) {
     char path[4300];
     /* With adapters the base is the run's init: only they are saved. */
-    if (model_lora(m) ? model_lora_save(m, tmp, "", err) : model_save(m, tmp, 0, err)) return -1;
-    size_t n = optim_state_size(o);
-    void *blob = malloc(n);
-    if (!blob) return dp_fail(err, "out of memory");
-    optim_state_save(o, blob);
+    int rc = model_lora(m) ? model_lora_save(m, tmp, "", err) : model_save(m, tmp, 0, err);
     snprintf(path, sizeof path, "%s/optimizer.bin", tmp);
-    int rc = tu_write_file_sync(path, blob, n, err);
-    free(blob);
-    if (rc) return -1;
+    if (sh && sh->size > 1) {
+        /* the other ranks' slices are taken even after an error */
+        dp_err later;
+        int rc2 = optimizer_stream_out(rc ? NULL : path, o, sh, rc ? &later : err);
+        if (rc || rc2) return -1;
+    } else {
+        if (rc) return -1;
+        size_t n = optim_state_size(o);
+        void *blob = malloc(n);
+        if (!blob) return dp_fail(err, "out of memory");
+        optim_state_save(o, blob);
+        rc = tu_write_file_sync(path, blob, n, err);
+        free(blob);
+        if (rc) return -1;
+    }
     char state[512];
     int k = snprintf(state, sizeof state,
                      "{\"step\": %ld, \"epoch\": %ld, \"pos\": %zu, \"num_tokens\": %ld, "
@@ -198,14 +309,25 @@ static int checkpoint_write(const char *tmp, model *m, const optim *o, const tu_
     return tu_write_file_sync(path, state, (size_t)k, err);
 }
 
-int tu_checkpoint_save(const char *out_dir, model *m, const optim *o, const tu_state *s,
-                       const char *tag_key, dp_err *err) {
+/* Rank 0's result to every rank: 0, or -1 with a message on the others. */
+static int agree(int rc, const char *what, dp_err *err) {
+    long all = dist_allreduce_max(rc ? 1 : 0);
+    if (all && !rc) return dp_fail(err, "%s failed on another rank (its message says why)", what);
+    return rc ? -1 : 0;
+}
+
+static int checkpoint_save_rank0(const char *out_dir, model *m, const optim *o, const tu_shard *sh,
+                                 const tu_state *s, const char *tag_key, dp_err *err) {
     char tmp[4200], cur[4200], old[4200];
     snprintf(tmp, sizeof tmp, "%s/checkpoint.tmp", out_dir);
     snprintf(cur, sizeof cur, "%s/checkpoint", out_dir);
     snprintf(old, sizeof old, "%s/checkpoint.old", out_dir);
-    if (su_rmtree(tmp, err) || su_mkdirs(tmp, err)) return -1;
-    if (checkpoint_write(tmp, m, o, s, tag_key, err)) {
+    if (su_rmtree(tmp, err) || su_mkdirs(tmp, err)) {
+        /* the other ranks' slices still have to be taken */
+        if (sh && sh->size > 1) optimizer_stream_out(NULL, o, sh, err);
+        return -1;
+    }
+    if (checkpoint_write(tmp, m, o, sh, s, tag_key, err)) {
         dp_err ignored; /* the first error is the one to report */
         su_rmtree(tmp, &ignored); /* never leave a partial checkpoint behind */
         return -1;
@@ -219,15 +341,26 @@ int tu_checkpoint_save(const char *out_dir, model *m, const optim *o, const tu_s
     return su_rmtree(old, err);
 }
 
+int tu_checkpoint_save(const char *out_dir, model *m, const optim *o, const tu_shard *sh,
+                       const tu_state *s, const char *tag_key, dp_err *err) {
+    if (!sh || sh->size == 1) return checkpoint_save_rank0(out_dir, m, o, NULL, s, tag_key, err);
+    int rc = sh->rank == 0 ? checkpoint_save_rank0(out_dir, m, o, sh, s, tag_key, err)
+                           : optimizer_stream_out(NULL, o, sh, err);
+    return agree(rc, "writing the checkpoint", err);
+}
+
 int tu_checkpoint_find(const char *out_dir, char *dir, size_t size) {
     static const char *const names[] = {"checkpoint", "checkpoint.old"};
-    for (int i = 0; i < 2; i++) {
+    long found = 0;
+    for (int i = 0; i < 2 && !found; i++) {
         char state[4300];
         snprintf(dir, size, "%s/%s", out_dir, names[i]);
         snprintf(state, sizeof state, "%s/state.json", dir);
-        if (access(state, F_OK) == 0) return 1;
+        found = dist_rank() == 0 && access(state, F_OK) == 0 ? i + 1 : 0;
     }
-    return 0;
+    found = dist_allreduce_max(found);
+    if (found) snprintf(dir, size, "%s/%s", out_dir, names[found - 1]);
+    return found > 0;
 }
 
 static int get_long(json_t *obj, const char *key, long *out) {
@@ -237,8 +370,11 @@ static int get_long(json_t *obj, const char *key, long *out) {
     return 0;
 }
 
-int tu_checkpoint_load(const char *dir, const char *tag_key, const char *want_tag,
-                       const char *what_to_do, tu_state *s, optim *o, dp_err *err) {
+/* Rank 0: DIR/state.json into *s (tag checked) and OPTIMIZER.bin opened
+ * with its header checked against o's config and N_TOTAL parameters. */
+static int checkpoint_open(const char *dir, const char *tag_key, const char *want_tag,
+                           const char *what_to_do, size_t n_total, tu_state *s, const optim *o,
+                           FILE **opt_file, long *step, dp_err *err) {
     char path[4300];
     snprintf(path, sizeof path, "%s/state.json", dir);
     char *text = su_read_file(path, 1 << 16, NULL, err);
@@ -260,11 +396,90 @@ int tu_checkpoint_load(const char *dir, const char *tag_key, const char *want_ta
         return dp_fail(err, "%s: checkpoint was trained against %s %s, this config's is %s (%s)",
                        path, tag_key, s->tag, want_tag, what_to_do);
     snprintf(path, sizeof path, "%s/optimizer.bin", dir);
-    size_t n;
-    char *blob = su_read_file(path, (size_t)-1, &n, err);
-    if (!blob) return -1;
-    int rc = optim_state_load(o, blob, n, err);
-    free(blob);
-    if (rc) return dp_context(err, "%s", path);
+    FILE *f = fopen(path, "rb");
+    struct stat sb;
+    unsigned char hdr[OPTIM_STATE_HEADER];
+    if (!f) return dp_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    size_t got = fstat(fileno(f), &sb) == 0 ? fread(hdr, 1, sizeof hdr, f) : 0;
+    if (optim_state_check(&o->cfg, n_total, hdr, got < sizeof hdr ? got : (size_t)sb.st_size,
+                          step, err)) {
+        fclose(f);
+        return dp_context(err, "%s", path);
+    }
+    *opt_file = f;
     return 0;
 }
+
+int tu_checkpoint_load(const char *dir, const char *tag_key, const char *want_tag,
+                       const char *what_to_do, const tu_shard *sh, tu_state *s, optim *o,
+                       dp_err *err) {
+    int size = sh ? sh->size : 1, rank = sh ? sh->rank : 0;
+    size_t n_total = sh ? sh->n : o->n;
+    FILE *f = NULL;
+    long step = 0;
+    int rc = rank == 0 ? checkpoint_open(dir, tag_key, want_tag, what_to_do, n_total, s, o, &f,
+                                         &step, err)
+                       : 0;
+    if (agree(rc, "reading the checkpoint", err)) return -1;
+    dist_bcast(s, sizeof *s, 0);
+    dist_bcast(&step, sizeof step, 0);
+    /* every rank's slice of each state array, in rank order, through rank 0 */
+    int arrays = optim_state_arrays(&o->cfg), bad = 0;
+    for (int a = 0; a < arrays; a++) {
+        float *mine = state_array(o, a);
+        for (int r = 0; r < size; r++) {
+            size_t count = sh ? sh->counts[r] : o->n;
+            if (rank == 0 && r == 0) {
+                bad |= fread(mine, sizeof(float), count, f) != count;
+                continue;
+            }
+            for (size_t k = 0; k < count; k += PIECE) {
+                size_t m = count - k < PIECE ? count - k : PIECE;
+                if (rank == 0) {
+                    bad |= fread(piece_buf, sizeof(float), m, f) != m;
+                    dist_send(piece_buf, m * sizeof(float), r);
+                } else if (rank == r) {
+                    dist_recv(mine + k, m * sizeof(float), 0);
+                }
+            }
+        }
+    }
+    if (f) fclose(f);
+    rc = bad ? dp_fail(err, "%s/optimizer.bin: read error", dir) : 0;
+    if (agree(rc, "reading the checkpoint", err)) return -1;
+    o->step = step;
+    return 0;
+}
+
+/* ---- stopping at a step boundary ---- */
+
+static volatile sig_atomic_t stop_requested;
+
+/* The first signal asks for a checkpoint; a second one ends the process. */
+static void on_stop(int sig) {
+    if (stop_requested) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_requested = sig;
+}
+
+void tu_stop_install(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    /* mpirun forwards SIGUSR1 to every rank; SIGTERM it follows with SIGKILL
+     * after odls_base_sigkill_timeout (1 s) */
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+const char *tu_stop_name(int sig) {
+    return sig == SIGINT ? "SIGINT" : sig == SIGUSR1 ? "SIGUSR1" : "SIGTERM";
+}
+
+int tu_stop_signal(void) { return (int)dist_allreduce_max((long)stop_requested); }

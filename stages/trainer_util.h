@@ -24,8 +24,10 @@
  * with more keys (train: optimizer, adam_*, momentum) sets those on top. */
 void tu_optim_config(const config *c, const char *section, long total_steps, optim_config *oc);
 
-/* As Hugging Face's Trainer: no weight decay on biases and norm weights. */
-int tu_exclude_norms_and_biases(optim *o, const model *m, dp_err *err);
+/* As Hugging Face's Trainer: no weight decay on biases and norm weights.
+ * O covers the trainable parameters [off, off + o->n) (a rank's slice; 0
+ * and all of them in one process): the ranges are cut to it and shifted. */
+int tu_exclude_norms_and_biases(optim *o, const model *m, size_t off, dp_err *err);
 
 /* SECTION.lora.* as model options for the model whose config.json is
  * CONFIG_JSON (the target names depend on the family); o->r is 0 when LoRA
@@ -71,23 +73,72 @@ typedef struct tu_state {
     char tag[48];
 } tu_state;
 
+/* ---- data parallelism (ZeRO stage 2 over dist_*) ----
+ * The flat trainable array (model_trainable) is cut into dist_size()
+ * contiguous slices; rank r owns slice r: its optimizer state (an optim of
+ * the slice's length) and its part of the reduced gradient. A step:
+ * every rank's backward over its part of the batch, then tu_shard_reduce
+ * (reduce-scatter of the gradients, the global norm from every slice's
+ * Σg²), then tu_shard_update (clip with the global norm, the optimizer on
+ * the slice, all-gather of the parameters): 2 × 4 bytes × n on the wire, as
+ * an all-reduce, and optimizer memory per rank 1/N. With one process the
+ * slice is everything and the step is optim_clip + optim_step, bit for bit. */
+typedef struct tu_shard {
+    int rank, size;
+    size_t n;                   /* trainable parameters */
+    size_t off, len;            /* this rank's slice */
+    size_t *counts;             /* every rank's slice length */
+    float *grad;                /* the reduced slice (len floats); NULL with one process */
+} tu_shard;
+
+int tu_shard_init(tu_shard *s, size_t n, dp_err *err);
+void tu_shard_free(tu_shard *s);
+/* [*lo, *hi): this rank's part of N items (contiguous, in rank order). */
+void tu_shard_part(const tu_shard *s, size_t n, size_t *lo, size_t *hi);
+/* Reduces GRADS (every rank's n gradients) into this rank's slice; returns
+ * the whole gradient's L2 norm. */
+double tu_shard_reduce(tu_shard *s, float *grads);
+/* Clips the slice to MAX_NORM given NORM, steps O (this rank's slice's
+ * optimizer) over it and gathers every slice into PARAMS. Returns the lr. */
+double tu_shard_update(tu_shard *s, optim *o, float *params, float *grads, double norm,
+                       double max_norm);
+/* Rank 0's PARAMS[0..n) to every rank (a resumed run: only rank 0 reads
+ * the checkpoint). */
+void tu_shard_bcast_params(const tu_shard *s, float *params);
+
 /* Writes OUT_DIR/checkpoint: the model's weights (F32), the optimizer's
  * state and *s, fsynced, replacing the previous checkpoint only once the
- * new one is whole. TAG_KEY names tag in state.json ("reference"). */
-int tu_checkpoint_save(const char *out_dir, model *m, const optim *o, const tu_state *s,
-                       const char *tag_key, dp_err *err);
+ * new one is whole. TAG_KEY names tag in state.json ("reference").
+ * Collective: rank 0 writes, streaming every rank's optimizer slice (SH)
+ * into one optimizer.bin laid out as one process's, so a checkpoint loads
+ * under any number of ranks; every rank returns rank 0's result. */
+int tu_checkpoint_save(const char *out_dir, model *m, const optim *o, const tu_shard *sh,
+                       const tu_state *s, const char *tag_key, dp_err *err);
 
 /* The checkpoint directory to resume from (OUT_DIR/checkpoint, or
  * checkpoint.old when a crash hit the swap) into dir; returns 1 if there is
- * one, 0 if not. */
+ * one, 0 if not. Collective: rank 0 looks, every rank gets its answer. */
 int tu_checkpoint_find(const char *out_dir, char *dir, size_t size);
 
 /* Reads DIR/state.json into *s and DIR/optimizer.bin into o (initialised
- * with the same kind and size). A state whose tag differs from want_tag is
- * an error naming both and WHAT_TO_DO (e.g. "use another train.output or
- * train.resume=never"). The model weights are DIR itself: model_load it. */
+ * with the same kind and SH's slice length). A state whose tag differs
+ * from want_tag is an error naming both and WHAT_TO_DO (e.g. "use another
+ * train.output or train.resume=never"). The model weights are DIR itself:
+ * model_load it (rank 0; tu_shard_bcast_params for the others).
+ * Collective: rank 0 reads and sends each rank its slice. */
 int tu_checkpoint_load(const char *dir, const char *tag_key, const char *want_tag,
-                       const char *what_to_do, tu_state *s, optim *o, dp_err *err);
+                       const char *what_to_do, const tu_shard *sh, tu_state *s, optim *o,
+                       dp_err *err);
+
+/* SIGTERM, SIGINT and SIGUSR1 (schedulers send SIGTERM before killing;
+ * mpirun forwards SIGUSR1 to the ranks) set a flag instead of ending the
+ * process; training loops check it at each step boundary with
+ * tu_stop_signal, save a checkpoint and stop; a second signal ends the
+ * process at once. tu_stop_signal is collective: the signal any rank
+ * received, 0 if none. tu_stop_name: "SIGTERM", ... */
+void tu_stop_install(void);
+int tu_stop_signal(void);
+const char *tu_stop_name(int sig);
 
 /* The end of a step line, like precompute's progress line: "elapsed 1m05s,
  * ETA 9m10s" for STEP of TOTAL steps, START the stage's clock (su_now) and

@@ -1,6 +1,7 @@
 #!/bin/sh
 # deps.sh check|install [runtime|test] — the Debian packages dpoc needs.
-#   runtime (default): building dpoc and running every stage, make demo included
+#   runtime (default): building dpoc and running every stage, make demo included,
+#                      under mpirun too (Open MPI)
 #                      (compilers, the -dev libraries found with pkg-config,
 #                      gnuplot for dpoc report);
 #   test:              runtime plus what only make test, make bench and make
@@ -13,6 +14,7 @@ RUNTIME_PKGS="
 gcc make pkg-config
 libopenblas-dev libsqlite3-dev libzstd-dev libyaml-dev libjansson-dev
 libpcre2-dev libutf8proc-dev libxxhash-dev zlib1g-dev
+libopenmpi-dev openmpi-bin
 gnuplot-nox
 "
 TEST_PKGS="

@@ -1,6 +1,7 @@
 /* test_optim — AdamW and SGD steps, Hugging Face learning-rate schedules and
  * gradient clipping against PyTorch (tests/oracles/optim_oracle.py); exact
- * save/restore of the optimizer state; thread-count independence; errors. */
+ * save/restore of the optimizer state; thread-count independence; errors;
+ * sharded (ZeRO) steps and state equal to one optimizer's. */
 #include "optim.h"
 
 #include <omp.h>
@@ -385,6 +386,85 @@ static void test_validation_messages(void) {
     optim_free(&o); /* idempotent */
 }
 
+/* ZeRO's pieces: an optimizer over each of 3 slices (no-decay ranges cut to
+ * the slice and shifted), clipped with the whole gradient's norm, steps to
+ * the same bits as one optimizer over everything; the slices' Σg² add up to
+ * the whole's; the header plus every slice's m then every slice's v is one
+ * optimizer's state blob, byte for byte. */
+static void sharded_case(optim_kind kind, double momentum) {
+    enum { N = 70001, PARTS = 3 };
+    static const size_t nd[2][2] = {{100, 300}, {23000, 50000}}; /* no-decay [lo, hi) */
+    optim_config c;
+    optim_config_default(&c);
+    c.kind = kind, c.momentum = momentum, c.lr = 0.01, c.weight_decay = 0.1, c.total_steps = 10;
+    dp_err err;
+    float *p1 = malloc(N * sizeof *p1), *p3 = malloc(N * sizeof *p3), *g = malloc(N * sizeof *g);
+    float *g3 = malloc(N * sizeof *g3);
+    for (size_t i = 0; i < N; i++) p1[i] = p3[i] = (float)(urand() - 0.5);
+    optim one, part[PARTS];
+    size_t off[PARTS + 1];
+    CHECK(optim_init(&one, &c, N, &err) == 0);
+    for (int r = 0; r < 2; r++) CHECK(optim_exclude_from_decay(&one, nd[r][0], nd[r][1] - nd[r][0], &err) == 0);
+    for (int k = 0; k <= PARTS; k++) off[k] = (size_t)N * (size_t)k / PARTS;
+    for (int k = 0; k < PARTS; k++) {
+        CHECK(optim_init(&part[k], &c, off[k + 1] - off[k], &err) == 0);
+        for (int r = 0; r < 2; r++) {
+            size_t lo = nd[r][0] > off[k] ? nd[r][0] : off[k];
+            size_t hi = nd[r][1] < off[k + 1] ? nd[r][1] : off[k + 1];
+            if (lo < hi) CHECK(optim_exclude_from_decay(&part[k], lo - off[k], hi - lo, &err) == 0);
+        }
+    }
+    for (int step = 0; step < 3; step++) {
+        for (size_t i = 0; i < N; i++) g[i] = g3[i] = (float)(urand() - 0.5);
+        double whole = optim_grad_sumsq(g, N), sum = 0;
+        for (int k = 0; k < PARTS; k++) sum += optim_grad_sumsq(g3 + off[k], off[k + 1] - off[k]);
+        CHECK(fabs(sum - whole) <= 1e-12 * whole);
+        double norm = sqrt(whole);
+        CHECK(norm == optim_grad_norm(g, N));
+        optim_clip_to(g, N, 1.0, norm);
+        optim_step(&one, p1, g);
+        for (int k = 0; k < PARTS; k++) {
+            optim_clip_to(g3 + off[k], off[k + 1] - off[k], 1.0, norm);
+            optim_step(&part[k], p3 + off[k], g3 + off[k]);
+        }
+    }
+    CHECK(memcmp(p1, p3, N * sizeof *p1) == 0);
+    size_t size = optim_state_size(&one);
+    unsigned char *blob = malloc(size), *cat = malloc(size);
+    optim_state_save(&one, blob);
+    optim_state_header(&part[0].cfg, N, part[0].step, cat);
+    size_t at = OPTIM_STATE_HEADER;
+    for (int a = 0; a < optim_state_arrays(&c); a++)
+        for (int k = 0; k < PARTS; k++) {
+            size_t len = off[k + 1] - off[k];
+            memcpy(cat + at, (a ? part[k].v : part[k].m), len * sizeof(float));
+            at += len * sizeof(float);
+        }
+    CHECK(at == size);
+    CHECK(memcmp(blob, cat, size) == 0);
+    long step = -1;
+    CHECK(optim_state_check(&c, N, cat, size, &step, &err) == 0 && step == 3);
+    CHECK(optim_state_check(&c, N + 1, cat, size, &step, &err) == -1);
+    CHECK_STR(err.msg, "optimizer state: expected 70002 parameters, found 70001");
+    optim_free(&one);
+    for (int k = 0; k < PARTS; k++) optim_free(&part[k]);
+    free(blob);
+    free(cat);
+    free(p1);
+    free(p3);
+    free(g);
+    free(g3);
+}
+
+static void test_sharded_steps_match_one(void) {
+    CHECK(optim_state_arrays(&(optim_config){.kind = OPTIM_ADAMW}) == 2);
+    CHECK(optim_state_arrays(&(optim_config){.kind = OPTIM_SGD, .momentum = 0.9}) == 1);
+    CHECK(optim_state_arrays(&(optim_config){.kind = OPTIM_SGD}) == 0);
+    sharded_case(OPTIM_ADAMW, 0);
+    sharded_case(OPTIM_SGD, 0.9);
+    sharded_case(OPTIM_SGD, 0);
+}
+
 int main(void) {
     oracle_in = malloc(oracle_cap);
     prepare_optimizers();
@@ -399,6 +479,7 @@ int main(void) {
     RUN(test_grad_norm_thread_independent);
     RUN(test_state_save_restore_is_exact);
     RUN(test_state_load_errors);
+    RUN(test_sharded_steps_match_one);
     RUN(test_validation_messages);
     return check_summary();
 }

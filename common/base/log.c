@@ -118,8 +118,8 @@ void log_progress_init(log_progress *p, const char *label, int64_t total) {
     memset(p, 0, sizeof *p);
     p->label = label;
     p->total = total > 0 ? total : 0;
-    p->out = stderr;
-    p->tty = isatty(fileno(stderr));
+    p->out = log_out();
+    p->tty = isatty(fileno(p->out));
     p->interval = 10.0;
     p->tty_interval = 0.2;
     p->clock = log_now_seconds;

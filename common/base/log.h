@@ -51,7 +51,7 @@ typedef struct log_progress {
     int64_t total, done, tokens;
     double start;            /* clock() at init */
     double last_print;       /* clock() at the last line, or -1 */
-    FILE *out;               /* default stderr */
+    FILE *out;               /* default log_info's stream (stderr) */
     int tty;                 /* default isatty(fileno(out)) */
     double interval;         /* default 10 s (non-terminal) */
     double tty_interval;     /* default 0.2 s (terminal) */

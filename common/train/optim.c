@@ -23,7 +23,7 @@
 
 #define OPTIM_PAR_MIN 65536  /* below this, threads cost more than they save */
 #define NORM_BLOCK 16384     /* fixed summation blocks: thread-count independent */
-#define STATE_HEADER 40
+#define STATE_HEADER OPTIM_STATE_HEADER
 
 void optim_config_default(optim_config *c) {
     memset(c, 0, sizeof *c);
@@ -137,12 +137,12 @@ double optim_lr(const optim_config *c, long step) {
     return c->lr * f;
 }
 
-double optim_grad_norm(const float *grad, size_t n) {
+double optim_grad_sumsq(const float *grad, size_t n) {
     size_t nblocks = (n + NORM_BLOCK - 1) / NORM_BLOCK;
     if (nblocks <= 1) {
         double s = 0;
         for (size_t i = 0; i < n; i++) s += (double)grad[i] * grad[i];
-        return sqrt(s);
+        return s;
     }
     double *part = malloc(nblocks * sizeof *part);
     double total = 0;
@@ -153,7 +153,7 @@ double optim_grad_norm(const float *grad, size_t n) {
             for (size_t i = b * NORM_BLOCK; i < end; i++) s += (double)grad[i] * grad[i];
             total += s;
         }
-        return sqrt(total);
+        return total;
     }
 #pragma omp parallel for schedule(static) if (n >= OPTIM_PAR_MIN)
     for (size_t b = 0; b < nblocks; b++) {
@@ -164,17 +164,23 @@ double optim_grad_norm(const float *grad, size_t n) {
     }
     for (size_t b = 0; b < nblocks; b++) total += part[b];
     free(part);
-    return sqrt(total);
+    return total;
 }
 
-double optim_clip(float *grad, size_t n, double max_norm) {
-    double norm = optim_grad_norm(grad, n);
-    if (!(max_norm > 0) || !isfinite(norm)) return norm;
+double optim_grad_norm(const float *grad, size_t n) { return sqrt(optim_grad_sumsq(grad, n)); }
+
+void optim_clip_to(float *grad, size_t n, double max_norm, double norm) {
+    if (!(max_norm > 0) || !isfinite(norm)) return;
     double coef = max_norm / (norm + 1e-6);
     if (coef < 1.0) {
 #pragma omp parallel for schedule(static) if (n >= OPTIM_PAR_MIN)
         for (size_t i = 0; i < n; i++) grad[i] = (float)(grad[i] * coef);
     }
+}
+
+double optim_clip(float *grad, size_t n, double max_norm) {
+    double norm = optim_grad_norm(grad, n);
+    optim_clip_to(grad, n, max_norm, norm);
     return norm;
 }
 
@@ -251,22 +257,30 @@ size_t optim_state_size(const optim *o) {
     return STATE_HEADER + state_floats(&o->cfg, o->n) * sizeof(float);
 }
 
-void optim_state_save(const optim *o, void *buf) {
-    unsigned char *b = buf;
-    uint32_t kind = (uint32_t)o->cfg.kind, reserved = 0;
-    uint64_t n = o->n, k = state_floats(&o->cfg, o->n);
-    int64_t step = o->step;
+int optim_state_arrays(const optim_config *c) { return (int)state_floats(c, 1); }
+
+void optim_state_header(const optim_config *c, size_t n_total, long step, void *hdr) {
+    unsigned char *b = hdr;
+    uint32_t kind = (uint32_t)c->kind, reserved = 0;
+    uint64_t n = n_total, k = state_floats(c, n_total);
+    int64_t st = step;
     memcpy(b, state_magic, 8);
     memcpy(b + 8, &kind, 4);
     memcpy(b + 12, &reserved, 4);
     memcpy(b + 16, &n, 8);
-    memcpy(b + 24, &step, 8);
+    memcpy(b + 24, &st, 8);
     memcpy(b + 32, &k, 8);
-    if (k) memcpy(b + STATE_HEADER, o->m, k * sizeof(float));
 }
 
-int optim_state_load(optim *o, const void *buf, size_t size, dp_err *err) {
-    const unsigned char *b = buf;
+void optim_state_save(const optim *o, void *buf) {
+    optim_state_header(&o->cfg, o->n, o->step, buf);
+    size_t k = state_floats(&o->cfg, o->n);
+    if (k) memcpy((unsigned char *)buf + STATE_HEADER, o->m, k * sizeof(float));
+}
+
+int optim_state_check(const optim_config *c, size_t n_total, const void *hdr, size_t size,
+                      long *step_out, dp_err *err) {
+    const unsigned char *b = hdr;
     if (size < STATE_HEADER || memcmp(b, state_magic, 8) != 0)
         return dp_fail(err, "optimizer state: expected a dpoc optimizer state (magic DPOCOPT1), "
                             "found %zu bytes without it", size);
@@ -277,24 +291,32 @@ int optim_state_load(optim *o, const void *buf, size_t size, dp_err *err) {
     memcpy(&n, b + 16, 8);
     memcpy(&step, b + 24, 8);
     memcpy(&k, b + 32, 8);
-    if (kind != (uint32_t)o->cfg.kind)
+    if (kind != (uint32_t)c->kind)
         return dp_fail(err, "optimizer state: expected %s state, found %s",
-                       o->cfg.kind == OPTIM_ADAMW ? "adamw" : "sgd",
+                       c->kind == OPTIM_ADAMW ? "adamw" : "sgd",
                        kind == OPTIM_ADAMW ? "adamw" : kind == OPTIM_SGD ? "sgd" : "an unknown kind");
-    if (n != o->n)
-        return dp_fail(err, "optimizer state: expected %zu parameters, found %llu", o->n,
+    if (n != n_total)
+        return dp_fail(err, "optimizer state: expected %zu parameters, found %llu", n_total,
                        (unsigned long long)n);
-    size_t want = state_floats(&o->cfg, o->n);
+    size_t want = state_floats(c, n_total);
     if (k != want)
         return dp_fail(err, "optimizer state: expected %zu state values (%s), found %llu", want,
-                       o->cfg.kind == OPTIM_ADAMW ? "two moments" : "momentum buffer",
+                       c->kind == OPTIM_ADAMW ? "two moments" : "momentum buffer",
                        (unsigned long long)k);
     if (size != STATE_HEADER + want * sizeof(float))
         return dp_fail(err, "optimizer state: expected %zu bytes, found %zu",
                        STATE_HEADER + want * sizeof(float), size);
     if (step < 0)
         return dp_fail(err, "optimizer state: expected a step count >= 0, found %lld", (long long)step);
-    if (want) memcpy(o->m, b + STATE_HEADER, want * sizeof(float));
-    o->step = (long)step;
+    *step_out = (long)step;
+    return 0;
+}
+
+int optim_state_load(optim *o, const void *buf, size_t size, dp_err *err) {
+    long step;
+    if (optim_state_check(&o->cfg, o->n, buf, size, &step, err)) return -1;
+    size_t want = state_floats(&o->cfg, o->n);
+    if (want) memcpy(o->m, (const unsigned char *)buf + STATE_HEADER, want * sizeof(float));
+    o->step = step;
     return 0;
 }

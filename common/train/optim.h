@@ -67,19 +67,37 @@ size_t optim_state_size(const optim *o);
 void optim_state_save(const optim *o, void *buf);
 int optim_state_load(optim *o, const void *buf, size_t size, dp_err *err);
 
+/* The same blob for an optimizer sharded over slices of N_TOTAL parameters
+ * (each slice an optim of its own, same config and step): the state is
+ * every slice's m in order, then every slice's v. optim_state_header writes
+ * the OPTIM_STATE_HEADER bytes; optim_state_check reads them from HDR of a
+ * blob of SIZE bytes, checks them against C and N_TOTAL as optim_state_load
+ * does, and sets *step. optim_state_arrays: 2 (AdamW), 1 (SGD with
+ * momentum) or 0 arrays of n floats each. */
+#define OPTIM_STATE_HEADER 40
+void optim_state_header(const optim_config *c, size_t n_total, long step, void *hdr);
+int optim_state_check(const optim_config *c, size_t n_total, const void *hdr, size_t size,
+                      long *step, dp_err *err);
+int optim_state_arrays(const optim_config *c);
+
 /* Learning rate for optimizer step `step` (0-based): linear warm-up from 0
  * over warmup_steps, then constant, linear decay to 0, or cosine to 0 at
  * total_steps (Hugging Face's get_*_schedule_with_warmup). */
 double optim_lr(const optim_config *c, long step);
 
 /* L2 norm of the gradient, accumulated in double over fixed blocks so the
- * result does not depend on the thread count. */
+ * result does not depend on the thread count; optim_grad_sumsq is its
+ * square before the root (a slice's share of a norm over several). */
 double optim_grad_norm(const float *grad, size_t n);
+double optim_grad_sumsq(const float *grad, size_t n);
 
 /* torch.nn.utils.clip_grad_norm_: with norm the L2 norm, multiplies grad by
  * max_norm / (norm + 1e-6) when that is below 1 (no-op if max_norm <= 0 or
  * norm is not finite); returns the norm before clipping. */
 double optim_clip(float *grad, size_t n, double max_norm);
+/* The same multiplication for a gradient (or a slice of one) whose whole
+ * norm NORM is known. */
+void optim_clip_to(float *grad, size_t n, double max_norm, double norm);
 
 /* One update of params with grad at the schedule's lr for o->step; increments
  * o->step. Returns the lr used. AdamW is torch.optim.AdamW (amsgrad off):
