@@ -14,8 +14,10 @@
  *   forward   out += scale · (xd · Aᵀ) · B_vᵀ
  *   backward  dB_v += scale · doutᵀ · xa;  dxa = scale · dout · B_v;
  *             dA += dxaᵀ · xd;  dx += mask ⊙ (dxa · A)
- * with xa = xd · Aᵀ recomputed in backward (r ≪ in, so it costs little
- * and keeps no activations per layer). Dropout masks come from a hash of
+ * with xa = xd · Aᵀ kept from the forward (n × r floats an adapter), and,
+ * for a fused adapter, xa computed once for all its views and dxa summed
+ * over them before dA and dx: the thin products (one side r) are what LoRA
+ * adds to a step, so none is done twice. Dropout masks come from a hash of
  * (seed, key, layer, adapter, element), so backward draws forward's mask. */
 #include <cblas.h>
 #include <math.h>
@@ -49,6 +51,8 @@ struct lora_set {
     /* scratch for rows up to cap_rows */
     int cap_rows, max_in;
     float *xd, *xa, *dxa, *dxd;
+    float *xa_saved;          /* training: xa of every adapter [n_adapters][cap_rows][r] */
+    int *fw_rows, *bw_rows;   /* per adapter: rows of its views done in this pass */
 };
 
 /* ---- names and shapes ----------------------------------------------------- */
@@ -173,7 +177,8 @@ size_t model_lora_param_count(const model_config *c, int r, unsigned targets) {
 void lora_set_free(lora_set *s) {
     if (!s) return;
     free(s->ad), free(s->at), free(s->params), free(s->grads);
-    free(s->xd), free(s->xa), free(s->dxa), free(s->dxd);
+    free(s->xd), free(s->xa), free(s->dxa), free(s->dxd), free(s->xa_saved);
+    free(s->fw_rows), free(s->bw_rows);
     free(s);
 }
 
@@ -188,7 +193,10 @@ int lora_reserve(lora_set *s, int rows, dp_err *err) {
     if (xa) s->xa = xa;
     float *dxa = realloc(s->dxa, n * r * sizeof(float));
     if (dxa) s->dxa = dxa;
-    if (!xd || !dxd || !xa || !dxa) return dp_fail(err, "lora: out of memory for %d rows", rows);
+    float *saved = s->grads ? realloc(s->xa_saved, (size_t)s->n_adapters * n * r * sizeof(float)) : NULL;
+    if (saved) s->xa_saved = saved;
+    if (!xd || !dxd || !xa || !dxa || (s->grads && !saved))
+        return dp_fail(err, "lora: out of memory for %d rows", rows);
     s->cap_rows = rows;
     return 0;
 }
@@ -237,6 +245,9 @@ int lora_set_new(lora_set **out, const model_config *c, const model_lora_options
     s->n_params = off;
     if (!(s->params = dp_calloc(off, sizeof(float), err))) goto fail;
     if (training && !(s->grads = dp_calloc(off, sizeof(float), err))) goto fail;
+    s->fw_rows = dp_calloc((size_t)s->n_adapters + 1, sizeof *s->fw_rows, err);
+    s->bw_rows = dp_calloc((size_t)s->n_adapters + 1, sizeof *s->bw_rows, err);
+    if (!s->fw_rows || !s->bw_rows) goto fail;
     if (lora_reserve(s, max_rows > 0 ? max_rows : 1, err)) goto fail;
     /* A ~ U(±1/sqrt(in)): kaiming_uniform_(a = sqrt(5)) as PEFT; B = 0. */
     uint64_t st = o->seed;
@@ -331,16 +342,27 @@ static const float *adapter_input(lora_set *s, const lora_adapter *a, const floa
     return s->xd;
 }
 
+/* xa = xd · Aᵀ [n, r] of adapter a: kept per adapter while training (its
+ * backward reads it), in the shared scratch otherwise. */
+static float *xa_of(lora_set *s, const lora_adapter *a) {
+    if (!s->xa_saved) return s->xa;
+    return s->xa_saved + (size_t)(a - s->ad) * (size_t)s->cap_rows * (size_t)s->opt.r;
+}
+
 void lora_forward(lora_set *s, int layer, int view, float *out, const float *x, int n) {
     int row0, oc;
     const lora_adapter *a = s && n > 0 ? view_of(s, layer, view, &row0, &oc) : NULL;
     if (!a) return;
-    int r = s->opt.r;
+    int r = s->opt.r, i = (int)(a - s->ad);
     const float *A = s->params + a->a_off, *B = s->params + a->b_off + (size_t)row0 * r;
-    const float *xin = adapter_input(s, a, x, n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, a->in, 1.0f, xin, a->in, A, a->in,
-                0.0f, s->xa, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, oc, r, s->scale, s->xa, r, B, r, 1.0f,
+    float *xa = xa_of(s, a);
+    /* The views of a fused adapter come one after another with the same
+     * input: the first computes xa, the others use it. */
+    if (s->fw_rows[i] == 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, a->in, 1.0f,
+                    adapter_input(s, a, x, n), a->in, A, a->in, 0.0f, xa, r);
+    s->fw_rows[i] = s->fw_rows[i] + oc == a->out ? 0 : s->fw_rows[i] + oc;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, oc, r, s->scale, xa, r, B, r, 1.0f,
                 out, oc);
 }
 
@@ -349,21 +371,21 @@ void lora_backward(lora_set *s, int layer, int view, float *dx, const float *dou
     int row0, oc;
     const lora_adapter *a = s && n > 0 ? view_of(s, layer, view, &row0, &oc) : NULL;
     if (!a) return;
-    int r = s->opt.r, in = a->in;
+    int r = s->opt.r, in = a->in, i = (int)(a - s->ad);
     const float *A = s->params + a->a_off, *B = s->params + a->b_off + (size_t)row0 * r;
-    const float *xin = adapter_input(s, a, x, n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, in, 1.0f, xin, in, A, in, 0.0f,
-                s->xa, r);
-    float *dA = s->grads ? s->grads + a->a_off : NULL;
-    float *dB = s->grads ? s->grads + a->b_off + (size_t)row0 * r : NULL;
-    if (dB)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oc, r, n, s->scale, dout, oc, s->xa,
-                    r, 1.0f, dB, r);
+    const float *xa = xa_of(s, a); /* from the forward (or recompute's replay) */
+    float *dA = s->grads + a->a_off, *dB = s->grads + a->b_off + (size_t)row0 * r;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oc, r, n, s->scale, dout, oc, xa, r,
+                1.0f, dB, r);
+    /* dxa sums over the views of a fused adapter; the last one finishes. */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, r, oc, s->scale, dout, oc, B, r,
-                0.0f, s->dxa, r);
-    if (dA)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, n, 1.0f, s->dxa, r, xin, in,
-                    1.0f, dA, in);
+                s->bw_rows[i] ? 1.0f : 0.0f, s->dxa, r);
+    s->bw_rows[i] += oc;
+    if (s->bw_rows[i] < a->out) return;
+    s->bw_rows[i] = 0;
+    const float *xin = adapter_input(s, a, x, n);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, n, 1.0f, s->dxa, r, xin, in, 1.0f,
+                dA, in);
     if (!dx) return;
     if (!s->dropout_on) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, r, 1.0f, s->dxa, r, A, in,
