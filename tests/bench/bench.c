@@ -891,7 +891,7 @@ static int cmd_report(int argc, char **argv) {
                 row(lab, ton, "tokens_per_s", tr_pol, NAN, NAN);
             }
             printf("\n");
-            for (int k = 0; k < 6; k++) json_decref(part[k]);
+            for (int k = 0; k < 8; k++) json_decref(part[k]);
         }
     }
     json_object_set_new(out, "runs", runs);
