@@ -219,7 +219,7 @@ int cmd_model(int argc, char **argv) {
         model_options o = {.training = 0, .prefix_sharing = 1, .threads = 1, .max_tokens = 1,
                            .headers_only = !check};
         model *m;
-        if (model_load(&m, dir, &o, &err) || model_weight_bytes(dir, &wb, &err)) {
+        if (model_load(&m, dir, &o, &err) || model_peek(dir, NULL, &wb, &err)) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }

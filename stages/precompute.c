@@ -293,13 +293,11 @@ static int do_split(run *r, const char *split, const char *path, log_progress *p
  * example of max_unit tokens). */
 static int plan_budget(const config *c, long max_unit, long *batch_tokens, int *stream,
                        dp_err *err) {
-    const char *dir = cfg_str(c, "reference.model");
-    char path[4200], limit_name[200];
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    char limit_name[200];
     model_config mc;
     int wb;
     size_t limit;
-    if (model_read_config(&mc, path, err) || model_weight_bytes(dir, &wb, err)) return -1;
+    if (model_peek(cfg_str(c, "reference.model"), &mc, &wb, err)) return -1;
     model_plan p = model_plan_estimate(&mc, MODEL_JOB_FORWARD, wb, (int)*batch_tokens, *stream, 0,
                                        0, 0);
     if (su_memory_limit(c, p.total, &limit, limit_name, sizeof limit_name, err)) return -1;

@@ -97,13 +97,12 @@ int tu_load_policy(model **out, const char *init, const char *init_config, uint6
 
 int tu_plan_budget(const config *c, const char *section, const char *init, int *grad_accum,
                    int batch, long unit, model_options *mo, int *stream, dp_err *err) {
-    char path[4200], limit_name[200];
-    snprintf(path, sizeof path, "%s/config.json", init);
+    char limit_name[200];
     model_config mc;
     int wb;
     size_t limit;
     *stream = 0;
-    if (model_read_config(&mc, path, err) || model_weight_bytes(init, &wb, err)) return -1;
+    if (model_peek(init, &mc, &wb, err)) return -1;
     model_job job = mo->lora.r > 0 ? MODEL_JOB_LORA : MODEL_JOB_TRAIN;
     model_plan p = model_plan_estimate(&mc, job, wb, mo->max_tokens, 0, mo->recompute, mo->lora.r,
                                        mo->lora.targets);

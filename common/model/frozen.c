@@ -88,6 +88,10 @@ int frozen_prepare(frozen_set *f) {
     return 0;
 }
 
+void frozen_unbind(frozen_set *f) {
+    if (f) f->bound = -1;
+}
+
 void frozen_set_release(frozen_set *f, int on) { f->release = on; }
 
 static double now(void) {

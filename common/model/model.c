@@ -152,7 +152,7 @@ static void bind_weights(model *m) {
             *m->wfield[i] = NULL;
         *m->gfield[i] = m->grads ? m->grads + m->tensors[i].offset : NULL;
     }
-    if (m->frozen) frozen_prepare(m->frozen); /* unbinds: the next layer widens anew */
+    frozen_unbind(m->frozen); /* the next layer widens anew */
     for (int l = 0; l < m->cfg.n_layer; l++) m->w.layer[l].lora = m->lora, m->w.layer[l].layer = l;
     model_weights *ws[2] = {&m->w, &m->g};
     for (int s = 0; s < 2; s++) {

@@ -245,9 +245,11 @@ int model_plan_fit(model_plan *out, const model_config *c, model_job job, int we
 /* One line describing the plan ("streamed, recompute, 2048 tokens: weights
  * ... = total ..."), into buf. */
 void model_plan_describe(const model_plan *p, char *buf, size_t cap);
-/* Bytes per element of DIR's layer matrices (2 for BF16/F16, 4 for F32),
- * from the safetensors headers only. */
-int model_weight_bytes(const char *dir, int *bytes, dp_err *err);
+/* What a plan needs of model directory DIR without loading it: its
+ * config.json into *c (skipped when c is NULL) and the bytes per element of
+ * its layer matrices (2 for BF16/F16, 4 for F32) from the safetensors
+ * headers only. */
+int model_peek(const char *dir, model_config *c, int *bytes, dp_err *err);
 
 /* Reads and validates config.json into *c. config_json is a path, or the
  * JSON text itself when its first non-blank character is '{' (the same for

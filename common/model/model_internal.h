@@ -62,6 +62,9 @@ void frozen_forget(frozen_set *f, float **field);
 /* Lays the scratch out for the registered matrices (one layer's worth) and
  * unbinds; -1 on allocation failure. */
 int frozen_prepare(frozen_set *f);
+/* Forgets which layer is bound (the fields were pointed elsewhere): the
+ * next model_layer_ready widens anew. f may be NULL. */
+void frozen_unbind(frozen_set *f);
 /* Widens layer LAYER's matrices into the scratch and binds their fields,
  * unless it is bound already; returns 1 when it bound something. f may be
  * NULL (nothing to do). */

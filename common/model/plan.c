@@ -106,7 +106,10 @@ int model_plan_fit(model_plan *out, const model_config *c, model_job job, int we
                    line);
 }
 
-int model_weight_bytes(const char *dir, int *bytes, dp_err *err) {
+int model_peek(const char *dir, model_config *c, int *bytes, dp_err *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (c && model_read_config(c, path, err)) return -1;
     st_set *s;
     if (st_open(&s, dir, err)) return -1;
     *bytes = 4;

@@ -177,12 +177,6 @@ static void set_read(json_t *o, const model *m, const char *dir, double tokens) 
     json_object_set_new(o, "bytes_read_per_token", json_real(tokens > 0 ? (double)bytes / tokens : 0));
 }
 
-static int load_config(const char *dir, model_config *c, int *wb, dp_err *e) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    return model_read_config(c, path, e) || model_weight_bytes(dir, wb, e) ? -1 : 0;
-}
-
 int cmd_big_precompute(int argc, char **argv) {
     if (argc != 6)
         return fprintf(stderr, "usage: bench big_precompute DIR LENGTHS MAX_TOKENS BUDGET OUT\n"), 2;
@@ -193,7 +187,7 @@ int cmd_big_precompute(int argc, char **argv) {
     model_config c;
     int wb;
     pairs p;
-    if (load_config(dir, &c, &wb, &e)) return fail("big_precompute", &e);
+    if (model_peek(dir, &c, &wb, &e)) return fail("big_precompute", &e);
     if (pairs_read(&p, argv[2])) return 1;
     int longest = 0;
     for (int i = 0; i < p.n; i++)
@@ -264,7 +258,7 @@ int cmd_big_lora(int argc, char **argv) {
     model_config c;
     int wb;
     pairs p;
-    if (load_config(dir, &c, &wb, &e)) return fail("big_lora", &e);
+    if (model_peek(dir, &c, &wb, &e)) return fail("big_lora", &e);
     if (pairs_read(&p, argv[2])) return 1;
     int tokens = 0;
     for (int s = 0; s < steps; s++) {
