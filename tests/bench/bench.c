@@ -424,8 +424,31 @@ static int cmd_precompute(int argc, char **argv) {
 
 /* ---- train ---- */
 
-double dpo_step(model *m, const model_batch *mb, optim *o, const loss_config *lc, float *lp,
-                float *dlp, loss_example *ex, loss_result *res, dp_err *e) {
+int dpo_run_init(dpo_run *r, const model *m, int max_tokens, int pairs, dp_err *e) {
+    memset(r, 0, sizeof *r);
+    size_t n;
+    model_trainable((model *)m, NULL, &n);
+    optim_config oc;
+    optim_config_default(&oc);
+    oc.schedule = SCHED_CONSTANT;
+    loss_config_default(&r->lc);
+    r->lp = malloc((size_t)max_tokens * sizeof(float));
+    r->dlp = malloc((size_t)max_tokens * sizeof(float));
+    r->ex = malloc((size_t)pairs * sizeof *r->ex);
+    r->res = malloc((size_t)pairs * sizeof *r->res);
+    if (!r->lp || !r->dlp || !r->ex || !r->res) return dp_fail(e, "out of memory");
+    return optim_init(&r->o, &oc, n, e);
+}
+
+void dpo_run_free(dpo_run *r) {
+    optim_free(&r->o);
+    free(r->lp), free(r->dlp), free(r->ex), free(r->res);
+}
+
+double dpo_step(model *m, const model_batch *mb, dpo_run *r, dp_err *e) {
+    float *lp = r->lp, *dlp = r->dlp;
+    loss_example *ex = r->ex;
+    loss_result *res = r->res;
     size_t n;
     float *grads, *params = model_trainable(m, &grads, &n);
     model_zero_grads(m);
@@ -442,7 +465,7 @@ double dpo_step(model *m, const model_batch *mb, optim *o, const loss_config *lc
                                .n_c = mb->n_chosen[k], .n_r = mb->n_rejected[k]};
         off += mb->n_chosen[k] + mb->n_rejected[k];
     }
-    double L = loss_batch(lc, ex, mb->n, res);
+    double L = loss_batch(&r->lc, ex, mb->n, res);
     off = 0;
     for (int k = 0; k < mb->n; k++) {
         for (int j = 0; j < mb->n_chosen[k]; j++) dlp[off + j] = (float)res[k].d_pi_c;
@@ -451,7 +474,7 @@ double dpo_step(model *m, const model_batch *mb, optim *o, const loss_config *lc
     }
     if (model_backward(m, dlp, e)) return NAN;
     optim_clip(grads, n, 1.0);
-    optim_step(o, params, grads);
+    optim_step(&r->o, params, grads);
     return L;
 }
 
@@ -494,19 +517,8 @@ static int cmd_train(int argc, char **argv) {
         return fail("model_init_random", &e);
     }
     t_init = log_now_seconds() - t_init;
-    size_t n_params = 0;
-    model_trainable(m, NULL, &n_params);
-    optim_config oc;
-    optim_config_default(&oc);
-    oc.schedule = SCHED_CONSTANT;
-    optim o = {0};
-    loss_config lc;
-    loss_config_default(&lc);
-    float *lp = malloc((size_t)max_tok * sizeof(float)), *dlp = malloc((size_t)max_tok * sizeof(float));
-    loss_example *ex = malloc((size_t)B * sizeof *ex);
-    loss_result *res = malloc((size_t)B * sizeof *res);
-    int rc = (!lp || !dlp || !ex || !res) ? fail("train", NULL) : 0;
-    if (!rc && optim_init(&o, &oc, n_params, &e)) rc = fail("optim_init", &e);
+    dpo_run dr;
+    int rc = dpo_run_init(&dr, m, (int)max_tok, B, &e) ? fail("train", &e) : 0;
     /* Step -1 is a warm-up on the first batch, untimed: it starts the BLAS
      * threads and pays the first touch of activations, gradients and AdamW
      * state, which a real run pays once. */
@@ -524,7 +536,7 @@ static int cmd_train(int argc, char **argv) {
             break;
         }
         double t0 = log_now_seconds();
-        double L = dpo_step(m, &mb, &o, &lc, lp, dlp, ex, res, &e);
+        double L = dpo_step(m, &mb, &dr, &e);
         if (isnan(L)) rc = fail("step", &e);
         if (s == 0) loss_first = L;
         loss_last = L;
@@ -560,11 +572,11 @@ static int cmd_train(int argc, char **argv) {
         json_object_set_new(o2, "est_adam_bytes", json_integer((json_int_t)mm.adam));
         json_object_set_new(o2, "est_activation_bytes", json_integer((json_int_t)mm.activations));
         json_object_set_new(o2, "lora_r", json_integer(lora_r));
-        json_object_set_new(o2, "lora_params", json_integer((json_int_t)(lora_r ? n_params : 0)));
+        json_object_set_new(o2, "lora_params", json_integer((json_int_t)(lora_r ? dr.o.n : 0)));
         rc = write_json(o2, argv[6]);
     }
-    optim_free(&o);
-    free(lp), free(dlp), free(ex), free(res), free(order);
+    dpo_run_free(&dr);
+    free(order);
     model_free(m);
     pairs_free(&p);
     return rc;

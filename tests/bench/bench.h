@@ -49,12 +49,23 @@ void set_common(json_t *o, const char *kind, const char *config, const pairs *p,
 void set_rates(json_t *o, double seconds, double seq_tokens, double pairs, double flops,
                double init_seconds);
 
+/* What DPO steps of a model need: AdamW (constant rate) over its trainable
+ * weights (model_trainable), the sigmoid loss, buffers for batches of up to
+ * max_tokens response tokens and pairs pairs. dpo_run_free releases it
+ * (safe after a failed init). */
+typedef struct dpo_run {
+    optim o;
+    loss_config lc;
+    float *lp, *dlp;
+    loss_example *ex;
+    loss_result *res;
+} dpo_run;
+int dpo_run_init(dpo_run *r, const model *m, int max_tokens, int pairs, dp_err *e);
+void dpo_run_free(dpo_run *r);
 /* One DPO optimizer step of m on batch mb: forward, the sigmoid loss
- * against constant reference sums, backward, clip at 1, update of the
- * trainable weights (model_trainable). lp and dlp hold the batch's response
- * tokens, ex and res its pairs. Returns the loss, or NAN with e. */
-double dpo_step(model *m, const model_batch *mb, optim *o, const loss_config *lc, float *lp,
-                float *dlp, loss_example *ex, loss_result *res, dp_err *e);
+ * against constant reference sums, backward, clip at 1, update. Returns
+ * the loss, or NAN with e. */
+double dpo_step(model *m, const model_batch *mb, dpo_run *r, dp_err *e);
 
 /* big.c */
 int cmd_write_ckpt(int argc, char **argv);

@@ -279,18 +279,8 @@ int cmd_big_lora(int argc, char **argv) {
     if (model_load(&m, dir, &opt, &e)) return fail("model_load", &e);
     model_stream(m, plan.stream);
     t_load = log_now_seconds() - t_load;
-    size_t n;
-    model_trainable(m, NULL, &n);
-    optim_config oc;
-    optim_config_default(&oc);
-    oc.schedule = SCHED_CONSTANT;
-    optim o = {0};
-    loss_config lc;
-    loss_config_default(&lc);
-    float *lp = malloc((size_t)tokens * sizeof(float)), *dlp = malloc((size_t)tokens * sizeof(float));
-    loss_example *ex = malloc((size_t)B * sizeof *ex);
-    loss_result *res = malloc((size_t)B * sizeof *res);
-    int rc = optim_init(&o, &oc, n, &e) ? fail("optim", &e) : 0;
+    dpo_run dr;
+    int rc = dpo_run_init(&dr, m, tokens, B, &e) ? fail("optim", &e) : 0;
     double first = 0, t_steady = 0, fl_steady = 0, tok_steady = 0, tok_all = 0, fl_all = 0;
     for (int s = 0; s < steps && !rc; s++) {
         int ord[64];
@@ -299,7 +289,7 @@ int cmd_big_lora(int argc, char **argv) {
         model_batch mb;
         if (batch_fill(&bb, &mb, &p, ord, B, c.vocab)) rc = fail("batch", NULL);
         double t0 = log_now_seconds();
-        if (!rc && isnan(dpo_step(m, &mb, &o, &lc, lp, dlp, ex, res, &e))) rc = fail("step", &e);
+        if (!rc && isnan(dpo_step(m, &mb, &dr, &e))) rc = fail("step", &e);
         double t = log_now_seconds() - t0, fl = 0, tk = 0;
         for (int k = 0; k < B; k++)
             fl += 2.0 * pair_forward_flops(&c, &p, ord[k], 1), tk += (double)seq_tokens(&p, ord[k]);
@@ -314,7 +304,7 @@ int cmd_big_lora(int argc, char **argv) {
         set_common(js, "big_lora", dir, &p, &c, 1);
         set_plan(js, &plan, budget);
         json_object_set_new(js, "lora_r", json_integer(r));
-        json_object_set_new(js, "lora_params", json_integer((json_int_t)n));
+        json_object_set_new(js, "lora_params", json_integer((json_int_t)dr.o.n));
         json_object_set_new(js, "batch_pairs", json_integer(B));
         json_object_set_new(js, "steps", json_integer(steps));
         json_object_set_new(js, "load_seconds", json_real(t_load));
@@ -328,8 +318,7 @@ int cmd_big_lora(int argc, char **argv) {
         set_read(js, m, dir, tok_all);
         rc = write_json(js, argv[7]);
     }
-    optim_free(&o);
-    free(lp), free(dlp), free(ex), free(res);
+    dpo_run_free(&dr);
     model_free(m);
     pairs_free(&p);
     return rc;
