@@ -232,15 +232,34 @@ def job_precompute(torch, config, lengths, batch, out):
                 "threads": torch.get_num_threads(), "peak_rss_bytes": peak_rss()})
 
 
-def job_train(torch, config, lengths, batch, steps, out):
+def job_train(torch, config, lengths, batch, steps, out, lora_r=0):
+    """The online DPO step (reference forward + policy forward/backward +
+    AdamW). With lora_r > 0 the policy's blocks carry LoRA adapters (add_lora)
+    and only they train; the reference is the same model with them off, as
+    TRL runs a PEFT model."""
     import copy
     cfg = json.load(open(config))
     dist, pairs = read_lengths(lengths)
     policy = make_model(torch, cfg).train()
-    reference = copy.deepcopy(policy).eval()
-    for p in reference.parameters():
-        p.requires_grad_(False)
-    opt = torch.optim.AdamW(policy.parameters(), lr=1e-6, weight_decay=0.0)
+    if lora_r:
+        trained, state = add_lora(torch, policy, lora_r)
+        opt = torch.optim.AdamW(trained, lr=1e-4, weight_decay=0.0)
+    else:
+        reference = copy.deepcopy(policy).eval()
+        for p in reference.parameters():
+            p.requires_grad_(False)
+        trained = list(policy.parameters())
+        opt = torch.optim.AdamW(trained, lr=1e-6, weight_decay=0.0)
+
+    def reference_logps(ids, mask):
+        if not lora_r:
+            return sequence_logps(torch, reference, ids, mask)
+        state["on"] = False
+        try:
+            return sequence_logps(torch, policy, ids, mask)
+        finally:
+            state["on"] = True
+
     vocab, beta = cfg["vocab_size"], 0.1
     gen = torch.Generator().manual_seed(2)
     t_steps, t_ref, tokens, padded = [], [], [], []
@@ -251,14 +270,14 @@ def job_train(torch, config, lengths, batch, steps, out):
         ids, mask = pair_batch(torch, b, vocab, gen)
         t0 = time.perf_counter()
         with torch.no_grad():
-            ref = sequence_logps(torch, reference, ids, mask)
+            ref = reference_logps(ids, mask)
         t1 = time.perf_counter()
         pol = sequence_logps(torch, policy, ids, mask)
         n = len(b)
         logits = beta * ((pol[:n] - ref[:n]) - (pol[n:] - ref[n:]))
         loss = -torch.nn.functional.logsigmoid(logits).mean()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         t2 = time.perf_counter()
@@ -268,7 +287,8 @@ def job_train(torch, config, lengths, batch, steps, out):
         t_steps.append(t2 - t0), t_ref.append(t1 - t0)
         tokens.append(real_tokens(b)), padded.append(ids.numel())
     secs, ref_secs, n_tok = sum(t_steps), sum(t_ref), sum(tokens)
-    write(out, {"kind": "torch_train", "dist": dist, "batch_pairs": batch, "steps": steps,
+    write(out, {"kind": "torch_train_lora" if lora_r else "torch_train", "dist": dist,
+                "batch_pairs": batch, "steps": steps, "lora_r": lora_r,
                 "timed_steps": steps, "warmup_seconds": warmup,
                 "seconds_per_step": secs / steps, "reference_seconds_per_step": ref_secs / steps,
                 "tokens_per_s": n_tok / secs, "pairs_per_s": batch * steps / secs,
@@ -312,47 +332,6 @@ def add_lora(torch, model, r):
     return adapters, state
 
 
-def job_train_lora(torch, config, lengths, batch, steps, r, out):
-    cfg = json.load(open(config))
-    dist, pairs = read_lengths(lengths)
-    policy = make_model(torch, cfg).train()
-    adapters, state = add_lora(torch, policy, r)
-    opt = torch.optim.AdamW(adapters, lr=1e-4, weight_decay=0.0)
-    vocab, beta = cfg["vocab_size"], 0.1
-    gen = torch.Generator().manual_seed(2)
-    t_steps, t_ref, tokens = [], [], []
-    warmup = 0.0
-    for s in range(-1, steps):
-        b = [pairs[(max(s, 0) * batch + k) % len(pairs)] for k in range(batch)]
-        ids, mask = pair_batch(torch, b, vocab, gen)
-        t0 = time.perf_counter()
-        state["on"] = False
-        with torch.no_grad():
-            ref = sequence_logps(torch, policy, ids, mask)
-        state["on"] = True
-        t1 = time.perf_counter()
-        pol = sequence_logps(torch, policy, ids, mask)
-        n = len(b)
-        logits = beta * ((pol[:n] - ref[:n]) - (pol[n:] - ref[n:]))
-        loss = -torch.nn.functional.logsigmoid(logits).mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(adapters, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        t2 = time.perf_counter()
-        if s < 0:
-            warmup = t2 - t0
-            continue
-        t_steps.append(t2 - t0), t_ref.append(t1 - t0), tokens.append(real_tokens(b))
-    secs, ref_secs, n_tok = sum(t_steps), sum(t_ref), sum(tokens)
-    write(out, {"kind": "torch_train_lora", "dist": dist, "batch_pairs": batch, "steps": steps,
-                "lora_r": r, "timed_steps": steps, "warmup_seconds": warmup,
-                "seconds_per_step": secs / steps, "reference_seconds_per_step": ref_secs / steps,
-                "tokens_per_s": n_tok / secs, "pairs_per_s": batch * steps / secs,
-                "policy_only_tokens_per_s": n_tok / (secs - ref_secs),
-                "threads": torch.get_num_threads(), "peak_rss_bytes": peak_rss()})
-
-
 def cmd_run(threads, out_dir, jobs):
     cmd_info(out_dir + "/torch_info.json")
     try:
@@ -368,8 +347,8 @@ def cmd_run(threads, out_dir, jobs):
         elif f[0] == "train" and len(f) == 6:
             job_train(torch, f[1], f[2], int(f[3]), int(f[4]), "%s/%s.json" % (out_dir, f[5]))
         elif f[0] == "train_lora" and len(f) == 7:
-            job_train_lora(torch, f[1], f[2], int(f[3]), int(f[4]), int(f[5]),
-                           "%s/%s.json" % (out_dir, f[6]))
+            job_train(torch, f[1], f[2], int(f[3]), int(f[4]), "%s/%s.json" % (out_dir, f[6]),
+                      lora_r=int(f[5]))
         else:
             raise SystemExit("torch_bench: bad job %r" % job)
     return 0
