@@ -30,18 +30,10 @@ expect_cmp() {
     out=$($CMP "$2" "$3" "$4" "$5" 2>&1) && ok || bad "$1: $out"
 }
 
-mkdir -p "$TMP/gpt2" "$TMP/llama" "$TMP/data"
+mkdir -p "$TMP/gpt2" "$TMP/data"
 cp examples/tiny/model/config.json examples/tiny/model/tokenizer.json \
    examples/tiny/model/tokenizer_config.json "$TMP/gpt2/"
-cp examples/tiny/model/tokenizer.json examples/tiny/model/tokenizer_config.json "$TMP/llama/"
-cat >"$TMP/llama/config.json" <<'JSON'
-{"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 257,
- "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
- "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
- "max_position_embeddings": 128, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
- "hidden_act": "silu", "tie_word_embeddings": false,
- "bos_token_id": 256, "eos_token_id": 256, "torch_dtype": "float32"}
-JSON
+tiny_llama "$TMP/llama"   # grouped-query attention, untied head (tests/lib.sh)
 head -n 16 examples/data/train.jsonl >"$TMP/data/train.jsonl"
 head -n 6 examples/data/eval.jsonl >"$TMP/data/eval.jsonl"
 cd "$TMP" || exit 1
