@@ -280,11 +280,17 @@ void layer_linear_backward(float *dinp, float *dw, float *db, const float *dout,
  * a few float ulps of it in absolute terms); saturates cleanly at ±1. */
 static inline float fast_tanh(float u) { return 1.0f - 2.0f / (1.0f + vexp(2.0f * u)); }
 
+/* gelu_new = 0.5 x (1 + t), t = tanh(√(2/π) (x + 0.044715 x³)); dt/dx. */
+static inline float gelu_tanh(float x) { return fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x)); }
+static inline float gelu_tanh_grad(float x, float t) {
+    return (1.0f - t * t) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
 VEC_CLONES static void gelu_forward_range(float *out, const float *inp, size_t n) {
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x)));
+        out[i] = 0.5f * x * (1.0f + gelu_tanh(x));
     }
 }
 
@@ -297,8 +303,8 @@ VEC_CLONES static void gelu_backward_range(float *dinp, const float *inp, const 
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        float t = fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x));
-        float dt = (1.0f - t * t) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        float t = gelu_tanh(x);
+        float dt = gelu_tanh_grad(x, t);
         dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * dt);
     }
 }
@@ -341,7 +347,7 @@ VEC_CLONES static void geglu_forward_range(float *out, const float *gate, const 
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float x = gate[i];
-        out[i] = 0.5f * x * (1.0f + fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x))) * up[i];
+        out[i] = 0.5f * x * (1.0f + gelu_tanh(x)) * up[i];
     }
 }
 
@@ -354,8 +360,8 @@ VEC_CLONES static void geglu_backward_range(float *dgate, float *dup, const floa
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float x = gate[i];
-        float t = fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x));
-        float dt = (1.0f - t * t) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        float t = gelu_tanh(x);
+        float dt = gelu_tanh_grad(x, t);
         dgate[i] += dout[i] * up[i] * (0.5f * (1.0f + t) + 0.5f * x * dt);
         dup[i] += dout[i] * 0.5f * x * (1.0f + t);
     }
